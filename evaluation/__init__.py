@@ -1,0 +1,1 @@
+"""Did training help? Win rate against the base policy, preference accuracy, reports."""

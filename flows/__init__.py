@@ -1,0 +1,1 @@
+"""Prefect flows, the CLI and the quickstart. No stage logic lives here."""

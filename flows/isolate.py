@@ -1,0 +1,82 @@
+"""Run a stage function in a fresh Python process, so its memory (a model, a vLLM engine) is
+returned to the system when it ends. Arguments and results cross the boundary as JSON: paths,
+plain values and pydantic configs. A `PrefsmithError` raised in the child is raised again here
+with the same class and one-line message.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from schemas import errors
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        cls = type(value)
+        return {"__model__": f"{cls.__module__}:{cls.__qualname__}", "data": value.model_dump(mode="json")}
+    if isinstance(value, Path):
+        return {"__path__": str(value)}
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and "__model__" in value:
+        return _resolve(value["__model__"]).model_validate(value["data"])
+    if isinstance(value, dict) and "__path__" in value:
+        return Path(value["__path__"])
+    return value
+
+
+def _resolve(target: str) -> Any:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _result_to_json(result: Any) -> Any:
+    if is_dataclass(result):
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}
+    return result
+
+
+def run_isolated(target: str, *args: Any, **kwargs: Any) -> Any:
+    """Call `module:function(*args, **kwargs)` in a child process and return its JSON result."""
+    with tempfile.TemporaryDirectory(prefix="prefsmith-isolate-") as tmp:
+        spec, out = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        spec.write_text(json.dumps({
+            "target": target, "args": [_encode(a) for a in args],
+            "kwargs": {k: _encode(v) for k, v in kwargs.items()}, "result": str(out),
+        }))  # fmt: skip
+        completed = subprocess.run([sys.executable, "-m", "flows.isolate", str(spec)], env=os.environ.copy())
+        if not out.exists():
+            raise errors.StageError(f"{target} died in its process (exit code {completed.returncode})")
+        payload = json.loads(out.read_text())
+    if "error" in payload:
+        raise getattr(errors, payload["error"], errors.StageError)(payload["message"])
+    return payload["value"]
+
+
+def _child(spec_path: str) -> None:
+    spec = json.loads(Path(spec_path).read_text())
+    try:
+        value = _resolve(spec["target"])(
+            *[_decode(a) for a in spec["args"]], **{k: _decode(v) for k, v in spec["kwargs"].items()}
+        )
+        payload = {"value": _result_to_json(value)}
+    except errors.PrefsmithError as error:
+        payload = {"error": type(error).__name__, "message": str(error)}
+    Path(spec["result"]).write_text(json.dumps(payload))
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1])

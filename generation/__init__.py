@@ -1,0 +1,1 @@
+"""Prompts → responses. Backends: vLLM offline, transformers, OpenAI-compatible servers."""

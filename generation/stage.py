@@ -1,0 +1,287 @@
+"""The generate stage: prompts → `sampling.n` responses per prompt, sharded and resumable.
+
+Output folder `responses/` of shards (schemas.tables.RESPONSES):
+
+| column          | type   | note                                                       |
+|-----------------|--------|------------------------------------------------------------|
+| prompt_id       | string | from the prompts table                                     |
+| response_id     | string | `{prompt_id}-{sample_idx}`                                 |
+| sample_idx      | int32  | 0 .. n-1                                                   |
+| response        | string | raw completion text (special tokens removed)               |
+| n_tokens        | int32  | completion tokens, including the EOS that stopped it       |
+| finish_reason   | string | "stop" (EOS) or "length"                                   |
+| generator       | string | `{model folder name}@{revision}`                           |
+| gen_config_hash | string | hash of the sampling config and the generator              |
+
+Prompts are sorted by id and cut into shards of `shard_size`; each shard is written atomically,
+so a rerun (after a crash or a kill) skips finished shards and produces the same rows as an
+uninterrupted run. Each prompt's seed is a stable function of (sampling.seed, prompt_id).
+Quarantined (reasons): `template_error`, `prompt_too_long` (not even one new token fits),
+`duplicate_prompt_id`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from generation.backends import Backend, load_backend
+from generation.render import render_or_reject, require_chat_template
+from schemas.config_base import load_config
+from schemas.data_configs import GenerateConfig
+from schemas.errors import PrefsmithError, StageError
+from schemas.ids import content_hash, response_id
+from schemas.io import chunk, read_frame, run_shards
+from schemas.manifest import Manifest, StageResult, count_reasons, input_ref, manifest_path
+from schemas.quarantine import Rejected, write_quarantine
+from schemas.tables import PROMPTS, RESPONSES
+
+logger = logging.getLogger(__name__)
+
+PLAN_FILE = "plan.json"  # beside the shards: what they were made from (guards a resume)
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    prompt_id: str
+    token_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What every response row records about how it was made."""
+
+    generator: str
+    gen_config_hash: str
+    max_context: int
+
+
+def prompt_seed(base_seed: int, prompt_id: str) -> int:
+    """The prompt's sampling seed: stable in (base seed, prompt id), independent of order."""
+    return int(content_hash([base_seed, prompt_id]), 16) % (2**31 - 1)
+
+
+def model_revision(model: str, *, revision: str | None = None) -> str:
+    """`revision`, or for a local folder a short hash of config.json and the weight files' sizes."""
+    if revision:
+        return revision
+    folder = Path(model)
+    if not folder.is_dir():
+        return "unpinned"
+    config = folder / "config.json"
+    weights = sorted(
+        (p.name, p.stat().st_size) for p in folder.iterdir()
+        if p.suffix in {".safetensors", ".bin", ".pt", ".gguf"}
+    )  # fmt: skip
+    return content_hash([config.read_text() if config.exists() else "", weights])[:12]
+
+
+def generator_name(config: GenerateConfig) -> str:
+    return f"{Path(config.model.rstrip('/')).name}@{model_revision(config.model, revision=config.revision)}"
+
+
+def load_tokenizer(config: GenerateConfig) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        config.model, trust_remote_code=config.trust_remote_code
+    )
+    require_chat_template(tokenizer, model=config.model)
+    return tokenizer
+
+
+def resolve_max_context(config: GenerateConfig) -> int:
+    """`config.max_model_len`, else the model's `max_position_embeddings`."""
+    if config.max_model_len is not None:
+        return config.max_model_len
+    from transformers import AutoConfig
+
+    model_config = AutoConfig.from_pretrained(
+        config.model, trust_remote_code=config.trust_remote_code
+    )
+    context = getattr(model_config, "max_position_embeddings", None)
+    if not context:
+        raise StageError(
+            f"{config.model}: cannot tell the model's context length; set max_model_len:"
+        )
+    return int(context)
+
+
+def render_prompts(
+    frame: Any, *, tokenizer: Any, max_context: int
+) -> tuple[list[RenderedPrompt], list[Rejected]]:
+    """Render every prompt with the policy template; quarantine the ones that cannot be generated."""
+    kept, rejected, seen = [], [], set()
+    for row in frame.iter_rows(named=True):
+        pid = row["prompt_id"]
+        if pid in seen:
+            rejected.append(
+                Rejected(pid, "duplicate_prompt_id", "prompt_id seen before", repr(row["messages"]))
+            )
+            continue
+        seen.add(pid)
+        ids = render_or_reject(
+            row["messages"], prompt_id=pid, tokenizer=tokenizer, max_context=max_context
+        )
+        if isinstance(ids, Rejected):
+            rejected.append(ids)
+        else:
+            kept.append(RenderedPrompt(pid, tuple(ids)))
+    return kept, rejected
+
+
+def shard_rows(
+    shard: Sequence[RenderedPrompt],
+    *,
+    backend: Backend,
+    config: GenerateConfig,
+    identity: RunIdentity,
+) -> list[dict[str, Any]]:
+    """Generate one shard and return its response rows, prompt by prompt, sample by sample."""
+    sampling = config.sampling
+    completions = backend.generate(
+        [p.token_ids for p in shard],
+        sampling=sampling,
+        seeds=[prompt_seed(sampling.seed, p.prompt_id) for p in shard],
+        max_tokens=[
+            min(sampling.max_new_tokens, identity.max_context - len(p.token_ids)) for p in shard
+        ],
+    )
+    return [
+        {
+            "prompt_id": p.prompt_id,
+            "response_id": response_id(p.prompt_id, idx),
+            "sample_idx": idx,
+            "response": c.text,
+            "n_tokens": len(c.token_ids),
+            "finish_reason": c.finish_reason,
+            "generator": identity.generator,
+            "gen_config_hash": identity.gen_config_hash,
+        }
+        for p, samples in zip(shard, completions, strict=True)
+        for idx, c in enumerate(samples)
+    ]
+
+
+def check_plan(folder: Path, plan: dict[str, Any]) -> None:
+    """Write the shard plan, or refuse to resume into shards made from a different plan."""
+    path = folder / PLAN_FILE
+    if path.exists():
+        previous = json.loads(path.read_text())
+        differs = sorted(k for k in plan if previous.get(k) != plan[k])
+        if differs:
+            raise StageError(
+                f"{folder} holds shards of a different run (differs in {', '.join(differs)}): "
+                "use a new out_dir, or delete that folder to start over"
+            )
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{PLAN_FILE}.tmp")
+    partial.write_text(json.dumps(plan, indent=2, sort_keys=True))
+    os.replace(partial, path)
+
+
+class LazyBackend:
+    """Builds the backend on first use, so a fully resumed run never loads the model."""
+
+    def __init__(self, config: GenerateConfig, *, tokenizer: Any) -> None:
+        self.config, self.tokenizer, self.backend = config, tokenizer, None
+
+    def get(self) -> Backend:
+        if self.backend is None:
+            self.backend = load_backend(self.config, tokenizer=self.tokenizer)
+        return self.backend
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+
+
+def generate(prompts: Path, *, config: GenerateConfig, out_dir: Path) -> StageResult:
+    """Run the generate stage: `out_dir/responses/` shards + quarantine + manifest."""
+    start = time.perf_counter()
+    prompts, out_dir = Path(prompts), Path(out_dir)
+    frame = read_frame(prompts, PROMPTS).sort("prompt_id")
+    tokenizer = load_tokenizer(config)
+    generator = generator_name(config)
+    identity = RunIdentity(
+        generator,
+        content_hash([config.sampling.config_hash(), generator]),
+        resolve_max_context(config),
+    )
+    kept, rejected = render_prompts(frame, tokenizer=tokenizer, max_context=identity.max_context)
+    shards = chunk(kept, config.shard_size)
+    output, source = out_dir / "responses", input_ref(prompts)
+    check_plan(output, {
+        "prompts_sha256": source.sha256, "gen_config_hash": identity.gen_config_hash,
+        "backend": config.backend, "shard_size": config.shard_size,
+        "max_context": identity.max_context, "shards_total": len(shards),
+    })  # fmt: skip
+    lazy = LazyBackend(config, tokenizer=tokenizer)
+    try:
+        with tqdm(total=len(kept), unit="prompt", desc="generate", disable=None) as bar:
+            paths, skipped = run_shards(
+                shards, output,
+                lambda _, shard: shard_rows(shard, backend=lazy.get(), config=config, identity=identity),
+                RESPONSES, progress=bar.update,
+            )  # fmt: skip
+    finally:
+        lazy.close()
+    quarantine = write_quarantine(
+        rejected, out_dir / "responses.quarantine.parquet", stage="generate"
+    )
+    manifest = Manifest(
+        stage="generate", unit="prompt", config=config.model_dump(mode="json"), inputs=[source],
+        outputs={"responses": str(output), "quarantine": str(quarantine)},
+        rows_in=len(frame), rows_out=len(kept), dropped=count_reasons([r.reason for r in rejected]),
+        rows_written={"responses": count_rows(paths), "quarantine": len(rejected)},
+        extra={"shards_total": len(shards), "shards_skipped": skipped, "backend": config.backend,
+               "generator": generator, "gen_config_hash": identity.gen_config_hash,
+               "max_context": identity.max_context},
+        wall_time_s=time.perf_counter() - start,
+    )  # fmt: skip
+    logger.info("generate: %d prompts in, %d generated (%d shards, %d resumed), dropped %s",
+                len(frame), len(kept), len(shards), skipped, manifest.dropped)  # fmt: skip
+    return StageResult(output, quarantine, manifest.write(manifest_path(output)))
+
+
+def count_rows(paths: Sequence[Path]) -> int:
+    """Rows in Parquet files, from their footers (resumed shards included)."""
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m generation.stage --prompts P --config C.yaml --out D` (the CLI calls `generate`)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m generation.stage", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--prompts", type=Path, required=True, help="prompts Parquet file or folder"
+    )
+    parser.add_argument("--config", type=Path, required=True, help="GenerateConfig YAML")
+    parser.add_argument("--section", default="", help="top-level YAML key holding the config")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        config = load_config(GenerateConfig, args.config, section=args.section)
+        result = generate(args.prompts, config=config, out_dir=args.out)
+    except PrefsmithError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(result.manifest)
+
+
+if __name__ == "__main__":
+    main()

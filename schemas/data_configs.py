@@ -1,0 +1,109 @@
+"""Configs of the data stages: prompts, generate, score, pairs. Every knob says why."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from schemas.config_base import StrictModel
+
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+class PromptsConfig(StrictModel):
+    path: str = Field(description="JSONL, Parquet or CSV file, or a local HF dataset folder")
+    format: Literal["auto", "jsonl", "parquet", "csv", "hf"] = Field(
+        "auto", description="'auto' picks by extension; a folder is read as an HF dataset"
+    )
+    prompt_field: str = Field("prompt", description="column with a plain-string prompt")
+    messages_field: str = Field("messages", description="column with chat messages")
+    system_prompt: str | None = Field(None, description="prepended to prompts that have none")
+    source: str | None = Field(None, description="recorded in `source`; default: the file name")
+    split: str = Field("train", description="split of an HF dataset folder")
+
+
+class SamplingConfig(StrictModel):
+    n: int = Field(4, ge=1, le=1024, description="responses sampled per prompt")
+    temperature: float = Field(0.8, ge=0.0, description="0 means greedy (then use n=1)")
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(128, ge=1)
+    seed: int = Field(0, description="base seed; each prompt's seed derives from it and its id")
+
+    @model_validator(mode="after")
+    def _greedy_needs_one_sample(self) -> SamplingConfig:
+        if self.temperature == 0.0 and self.n > 1:
+            raise ValueError("temperature=0 (greedy) gives n identical samples: set n=1 or temperature>0")
+        return self
+
+
+class GenerateConfig(StrictModel):
+    model: str = Field(description="local model folder (or hub id on a machine that may download)")
+    revision: str | None = Field(None, description="recorded in `generator`; default: folder hash")
+    backend: Literal["vllm", "transformers", "openai"] = "vllm"
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    shard_size: int = Field(64, ge=1, description="prompts per shard: the unit of resume")
+    max_model_len: int | None = Field(None, ge=8, description="default: the model's context")
+    dtype: Dtype = "auto"
+    trust_remote_code: bool = Field(False, description="opt in per model; runs the model's own code")
+    batch_size: int = Field(16, ge=1, description="transformers backend: prompts per forward")
+    servers: list[str] = Field(
+        default_factory=list, description="openai backend: base URLs like http://127.0.0.1:8000/v1"
+    )
+    served_model_name: str | None = Field(None, description="openai backend: model name to request")
+    request_timeout_s: float = Field(300.0, gt=0)
+    engine_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="extra vllm.LLM(...) arguments, e.g. tensor_parallel_size"
+    )
+
+    @model_validator(mode="after")
+    def _openai_needs_servers(self) -> GenerateConfig:
+        if self.backend == "openai" and not self.servers:
+            raise ValueError("backend 'openai' needs servers: [http://127.0.0.1:8000/v1, ...]")
+        return self
+
+
+class ScoreConfig(StrictModel):
+    kind: Literal["reward_model", "armorm", "vllm_pooling", "rule"] = "reward_model"
+    model: str | None = Field(None, description="reward-model folder (all kinds but 'rule')")
+    rule: str | None = Field(None, description="rule scorer name (kind 'rule'): see scoring.rules")
+    params: dict[str, Any] = Field(default_factory=dict, description="rule scorer parameters")
+    name: str | None = Field(None, description="recorded in `scorer`; default: model or rule name")
+    revision: str | None = None
+    token_budget: int = Field(8192, ge=16, description="padded tokens per batch (rows x longest)")
+    max_length: int | None = Field(None, ge=8, description="default: the model's context")
+    dtype: Dtype = "auto"
+    trust_remote_code: bool = Field(False, description="opt in per model (ArmoRM needs it)")
+    shard_size: int = Field(1024, ge=1, description="responses per shard: the unit of resume")
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> ScoreConfig:
+        if self.kind == "rule" and not self.rule:
+            raise ValueError("kind 'rule' needs rule: (e.g. exact_match, regex, length_target)")
+        if self.kind != "rule" and not self.model:
+            raise ValueError(f"kind {self.kind!r} needs model: a reward-model folder")
+        return self
+
+
+class NormalizationConfig(StrictModel):
+    """How raw scores become the scale Uni-DPO's η, τ_good and MADPO's τ assume.
+
+    normalized = scale * score + shift. 'zscore' computes scale=1/std, shift=-mean/std over all
+    finite scores of the scorer; 'affine' takes them as given. Recorded in the pairs manifest.
+    """
+
+    method: Literal["none", "zscore", "affine"] = "none"
+    scale: float = Field(1.0, description="affine only")
+    shift: float = Field(0.0, description="affine only")
+
+
+class PairsConfig(StrictModel):
+    strategy: Literal["best_vs_worst", "best_vs_random", "top_k_pairs"] = "best_vs_worst"
+    top_k: int = Field(3, ge=2, description="top_k_pairs: all pairs among the k best responses")
+    min_margin: float = Field(0.0, ge=0.0, description="raw-score margin below which no pair")
+    length_penalty: float = Field(
+        0.0, ge=0.0, description="select on score - length_penalty * n_tokens (raw units/token)"
+    )
+    normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
+    scorer: str | None = Field(None, description="which scorer if the table has several")
+    seed: int = Field(0, description="best_vs_random: the random draw")

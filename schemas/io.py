@@ -1,0 +1,141 @@
+"""Reading and writing tables: schema-checked, atomic, sharded.
+
+Every write goes to a temporary file in the destination folder and is renamed into place, so a
+reader (or a resumed run) sees either the whole file or none of it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schemas.errors import InputError, SchemaError
+
+
+def check_schema(actual: pa.Schema, expected: pa.Schema, *, where: str) -> None:
+    """Raise one `SchemaError` listing every missing or mistyped column of `expected`."""
+    problems = []
+    for field in expected:
+        index = actual.get_field_index(field.name)
+        if index < 0:
+            problems.append(f"missing column {field.name!r} ({field.type})")
+        elif not actual.field(index).type.equals(field.type):
+            problems.append(
+                f"column {field.name!r} is {actual.field(index).type}, expected {field.type}"
+            )
+    if problems:
+        raise SchemaError(f"{where}: " + "; ".join(problems))
+
+
+def conform(table: pa.Table, schema: pa.Schema, *, where: str) -> pa.Table:
+    """Select and cast `table` to `schema`'s columns (extra columns are dropped)."""
+    missing = [f.name for f in schema if f.name not in table.column_names]
+    if missing:
+        raise SchemaError(f"{where}: missing columns {missing}")
+    try:
+        return table.select(schema.names).cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        raise SchemaError(f"{where}: cannot cast to the table schema: {error}") from error
+
+
+def _as_arrow(data: pa.Table | pl.DataFrame | Sequence[dict], schema: pa.Schema) -> pa.Table:
+    if isinstance(data, pl.DataFrame):
+        return data.to_arrow()
+    if isinstance(data, pa.Table):
+        return data
+    return pa.Table.from_pylist(list(data), schema=schema)
+
+
+def write_table(
+    data: pa.Table | pl.DataFrame | Sequence[dict], path: str | Path, schema: pa.Schema
+) -> Path:
+    """Write `data` conformed to `schema` as Parquet at `path`, atomically. Returns the path."""
+    path = Path(path)
+    table = conform(_as_arrow(data, schema), schema, where=str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_table(path: str | Path, schema: pa.Schema) -> pa.Table:
+    """Read a Parquet file or a folder of shards, check it against `schema`, return those columns.
+
+    A folder is read as the concatenation of its `*.parquet` files in name order (hidden
+    temporary files from an interrupted write are ignored).
+    """
+    files = shard_files(path)
+    if not files:
+        raise InputError(f"no Parquet files at {path} (is the path right, or was every row quarantined?)")
+    tables = [pq.read_table(f) for f in files]
+    for file, table in zip(files, tables, strict=True):
+        check_schema(table.schema, schema, where=str(file))
+    return pa.concat_tables([t.select(schema.names).cast(schema) for t in tables])
+
+
+def read_frame(path: str | Path, schema: pa.Schema) -> pl.DataFrame:
+    """`read_table` as a polars DataFrame."""
+    return pl.from_arrow(read_table(path, schema))  # type: ignore[return-value]
+
+
+def shard_files(path: str | Path) -> list[Path]:
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return sorted(p for p in path.glob("*.parquet") if not p.name.startswith("."))
+    return []
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.parquet"
+
+
+def run_shards(
+    shards: Sequence[Sequence],
+    out_dir: str | Path,
+    work: Callable[[int, Sequence], Iterable[dict] | pa.Table],
+    schema: pa.Schema,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[Path], int]:
+    """Run `work(index, shard)` for each shard whose output file is missing; write it atomically.
+
+    Returns (all shard paths in order, number of shards skipped because they were already done).
+    A killed run leaves only complete shard files, so running again finishes exactly the rest.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths, skipped = [], 0
+    for index, shard in enumerate(shards):
+        path = out_dir / shard_name(index)
+        paths.append(path)
+        if path.exists():
+            skipped += 1
+        else:
+            rows = work(index, shard)
+            write_table(rows if isinstance(rows, pa.Table) else list(rows), path, schema)
+        if progress is not None:
+            progress(len(shard))
+    return paths, skipped
+
+
+def chunk(items: Sequence, size: int) -> list[Sequence]:
+    """Consecutive slices of `items` of length `size` (the last may be shorter)."""
+    if size < 1:
+        raise ValueError(f"shard size must be >= 1, got {size}")
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -1,0 +1,47 @@
+"""The whole-pipeline config read by `prefsmith run CONFIG.yaml` and built by the quickstart.
+
+One YAML file, one section per stage; every section is the stage's own config model, so a key
+that is unknown anywhere stops the run with a one-line message naming it.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from schemas.config_base import StrictModel
+from schemas.data_configs import (
+    GenerateConfig,
+    PairsConfig,
+    PromptsConfig,
+    SamplingConfig,
+    ScoreConfig,
+)
+from schemas.train_configs import ReferenceConfig, TrainConfig
+
+
+class EvalConfig(StrictModel):
+    sampling: SamplingConfig = Field(
+        default_factory=lambda: SamplingConfig(n=2, temperature=0.7, max_new_tokens=64),
+        description="how base and tuned policies sample on the held-out prompts",
+    )
+    scorer: ScoreConfig | None = Field(None, description="default: the pipeline's score section")
+    n_boot: int = Field(2000, ge=100, description="bootstrap resamples for the 95% interval")
+    seed: int = 0
+
+
+class PipelineConfig(StrictModel):
+    name: str = Field("prefsmith", pattern=r"^[A-Za-z0-9_.-]+$", description="run folder name")
+    out_dir: str = Field("runs", description="each build goes to <out_dir>/<name>/<timestamp>/")
+    heldout_fraction: float = Field(
+        0.2, ge=0.0, lt=1.0, description="prompts kept out of training for evaluation (by id hash)"
+    )
+    isolate_stages: bool = Field(
+        True, description="run model stages in their own process so memory is returned between them"
+    )
+    prompts: PromptsConfig
+    generate: GenerateConfig
+    score: ScoreConfig
+    pairs: PairsConfig = Field(default_factory=PairsConfig)
+    reference: ReferenceConfig | None = Field(None, description="default: the policy as reference")
+    train: TrainConfig | None = Field(None, description="omit to build the dataset only")
+    evaluate: EvalConfig | None = Field(None, description="omit to skip evaluation")

@@ -1,0 +1,170 @@
+"""Configs of the reference pass and the trainer. Every knob says why; no torch here.
+
+`LossTerm.params` are checked against the keyword names of the loss functions in
+`training/losses.py` (mirrored in `LOSS_PARAMS`, because schemas/ must not import torch; a test
+keeps the two in step), so a misspelt hyperparameter stops the run before a model is loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from schemas.config_base import StrictModel
+from schemas.data_configs import Dtype
+
+LossName = Literal["dpo", "ipo", "simpo", "unidpo", "madpo", "adadpo"]
+
+# Keyword hyperparameters of each registered loss and their kind (training/losses.py signatures).
+LOSS_PARAMS: dict[str, dict[str, type]] = {
+    "dpo": {"beta": float, "label_smoothing": float},
+    "ipo": {"beta": float, "length_normalize": bool},
+    "simpo": {"beta": float, "gamma_beta_ratio": float},
+    "unidpo": {
+        "beta": float, "eta": float, "tau_ref": float, "gamma": float, "lam": float,
+        "tau_good": float, "detach_w_perf": bool,
+    },
+    "madpo": {"beta": float, "c_max": float, "c_min": float, "lmbda": float, "tau": float},
+    "adadpo": {"beta": float, "per_token": bool, "clip": float, "use_ref": bool},
+}  # fmt: skip
+
+DEEPSPEED_PRESETS = ("zero2", "zero3")
+
+
+def _check_param(loss: str, key: str, value: Any) -> str | None:
+    """A one-line problem with `params[key]` of loss `loss`, or None if it is fine."""
+    known = LOSS_PARAMS[loss]
+    if key not in known:
+        return f"params.{key}: unknown parameter of loss {loss!r} (known: {', '.join(known)})"
+    if known[key] is bool and not isinstance(value, bool):
+        return f"params.{key}: loss {loss!r} expects true/false, got {value!r}"
+    if known[key] is float and (isinstance(value, bool) or not isinstance(value, int | float)):
+        return f"params.{key}: loss {loss!r} expects a number, got {value!r}"
+    return None
+
+
+class LossTerm(StrictModel):
+    name: LossName = Field(description="registered loss (training.losses.LOSSES)")
+    weight: float = Field(1.0, description="multiplies this term's per-pair loss in the sum")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="keyword hyperparameters of the loss, e.g. {beta: 0.1}"
+    )
+
+    @model_validator(mode="after")
+    def _params_match_loss(self) -> LossTerm:
+        problems = [p for k, v in self.params.items() if (p := _check_param(self.name, k, v))]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class ReferenceConfig(StrictModel):
+    model: str = Field(description="reference model folder (usually the policy before training)")
+    revision: str | None = Field(
+        None, description="recorded in `ref_model` and the cache key; default: hash of the folder"
+    )
+    max_length: int = Field(1024, ge=8, description="prompt + completion tokens; must equal train's")
+    max_prompt_length: int = Field(
+        512, ge=1, description="prompt tokens kept (from the left) when too long; must equal train's"
+    )
+    token_budget: int = Field(16384, ge=16, description="padded tokens per forward (rows x longest)")
+    dtype: Dtype = Field("auto", description="weights dtype; 'auto' keeps the checkpoint's")
+    trust_remote_code: bool = Field(False, description="opt in per model; runs the model's own code")
+
+    @model_validator(mode="after")
+    def _prompt_fits(self) -> ReferenceConfig:
+        if self.max_prompt_length >= self.max_length:
+            raise ValueError(
+                f"max_prompt_length ({self.max_prompt_length}) must be < max_length "
+                f"({self.max_length}) so every completion keeps at least one token"
+            )
+        return self
+
+
+class TrainConfig(StrictModel):
+    policy: str = Field(description="policy model folder (with its tokenizer and chat template)")
+    loss: list[LossTerm] = Field(
+        default_factory=lambda: [LossTerm(name="dpo")],
+        description="terms summed per pair: [{name, weight, params}], each loss at most once",
+    )
+    nll_weight: float = Field(0.0, ge=0.0, description="weight of the chosen-response NLL term")
+    max_length: int = Field(1024, ge=8, description="prompt + completion tokens per sequence")
+    max_prompt_length: int = Field(
+        512, ge=1, description="prompt tokens kept (from the left, BOS kept) when too long"
+    )
+    learning_rate: float = Field(5e-7, gt=0.0, description="peak AdamW learning rate")
+    lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "linear", description="HF scheduler; 'constant' makes a stop-and-resume match exactly"
+    )
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW decoupled weight decay")
+    max_grad_norm: float = Field(1.0, ge=0.0, description="gradient clipping; 0 turns it off")
+    max_steps: int = Field(-1, description="optimizer steps; -1 means use num_train_epochs")
+    num_train_epochs: float = Field(1.0, gt=0.0, description="passes over the pairs (if max_steps=-1)")
+    per_device_train_batch_size: int = Field(
+        4, ge=1, description="pairs per forward (2x sequences: chosen and rejected)"
+    )
+    gradient_accumulation_steps: int = Field(1, ge=1, description="forwards per optimizer step")
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="fraction of steps warming up")
+    seed: int = Field(0, description="model init of new heads, data order, dropout")
+    group_by_length: bool = Field(
+        True, description="batch pairs of similar length (less padding); batches still shuffled"
+    )
+    logging_steps: int = Field(10, ge=1, description="log loss and metrics every N steps")
+    save_steps: int = Field(500, ge=0, description="checkpoint every N steps; 0: only at the end")
+    save_total_limit: int | None = Field(2, ge=1, description="checkpoints kept; None keeps all")
+    report_to: list[str] = Field(
+        default_factory=lambda: ["none"], description="HF integrations: none, tensorboard, wandb, ..."
+    )
+    deepspeed: str | None = Field(
+        None, description="'zero2', 'zero3' (shipped configs) or a DeepSpeed JSON path; None: off"
+    )
+    bf16: bool = Field(False, description="bf16 autocast (weights stay float32)")
+    gradient_checkpointing: bool = Field(False, description="recompute activations: less memory")
+    pair_layout: Literal["shared_prompt", "concatenated"] = Field(
+        "shared_prompt",
+        description="shared_prompt: one row [prompt|chosen|rejected] per pair with a block mask "
+        "(prompt computed once, exact); concatenated: 2B rows [chosen; rejected], plain causal",
+    )
+    logprob_chunk_tokens: int = Field(
+        2048, ge=1, description="completion positions per LM-head chunk (bounds the logits memory)"
+    )
+    trust_remote_code: bool = Field(False, description="opt in per model; runs the model's own code")
+    resume: bool | str = Field(
+        False, description="true: from the last checkpoint in out_dir; a path: from that checkpoint"
+    )
+
+    @field_validator("deepspeed")
+    @classmethod
+    def _deepspeed_known(cls, value: str | None) -> str | None:
+        if value is None or value in DEEPSPEED_PRESETS:
+            return value
+        if not value.endswith(".json") or not Path(value).is_file():
+            raise ValueError(f"must be 'zero2', 'zero3' or an existing .json file, got {value!r}")
+        return value
+
+    @field_validator("loss")
+    @classmethod
+    def _loss_terms_unique(cls, value: list[LossTerm]) -> list[LossTerm]:
+        names = [term.name for term in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"each loss may appear once, got {names}; merge the repeated terms")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.max_prompt_length >= self.max_length:
+            raise ValueError(
+                f"max_prompt_length ({self.max_prompt_length}) must be < max_length "
+                f"({self.max_length}) so every completion keeps at least one token"
+            )
+        if not self.loss and self.nll_weight == 0.0:
+            raise ValueError("nothing to train: give at least one loss term or nll_weight > 0")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"max_steps must be -1 (use epochs) or >= 1, got {self.max_steps}")
+        return self
+
+    def terms(self) -> list[tuple[str, float, dict[str, Any]]]:
+        """The loss terms in `training.losses.combined_loss`'s form."""
+        return [(term.name, term.weight, dict(term.params)) for term in self.loss]

@@ -1,0 +1,1 @@
+"""Responses → scores: reward models, ArmoRM, vLLM pooling and rule scorers, sharded and resumable."""

@@ -1,0 +1,148 @@
+"""`prefsmith inspect`: how a pairs table's scores, margins and weights are distributed.
+
+Run before training: a weight that is the same for every pair (raw ArmoRM margins with η = 0.7),
+a c-NLL threshold that never fires, a scorer that mostly rewards length, or a table full of
+near-ties each waste the GPU hours of a training run, and all of them show in the data alone.
+
+Inputs: a PAIRS table (file or shard folder); its manifest `pairs.manifest.json` when present
+(drop reasons and `extra.score_transform`, else the identity transform is assumed and said so);
+optionally the SCORES table (token lengths and per-objective values, joined on response ids)
+and an older PAIRS table to compare against (two-sample KS per distribution).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schemas.errors import InputError
+from schemas.io import check_schema, shard_files
+from schemas.manifest import Manifest, manifest_path
+from schemas.tables import PAIRS, SCORES
+from scoring import inspect_stats as st
+from scoring.inspect_report import render_html
+
+logger = logging.getLogger(__name__)
+
+SCORE_COLUMNS = ("response_id", "scorer", "n_tokens", "objectives")
+PAIR_COLUMNS = tuple(name for name in PAIRS.names if name != "messages")  # texts: word counts
+
+
+@dataclass(frozen=True)
+class InspectResult:
+    """The statistics dict (scoring.inspect_stats), its warnings and the HTML report's path."""
+
+    stats: dict
+    warnings: list[str]
+    html_path: Path | None
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    columns: st.PairColumns
+    manifest: dict | None
+    method: str
+
+
+def _scan(path: Path, *, schema, columns: tuple[str, ...], what: str) -> pl.DataFrame:
+    """Read `columns` of a Parquet file or shard folder after checking every file's schema."""
+    files = shard_files(path)
+    if not files:
+        raise InputError(f"{what}: no Parquet file at {path}; pass a {what} table written by prefsmith")
+    needed = pa.schema([f for f in schema if f.name in columns])
+    for file in files:
+        try:
+            check_schema(pq.read_schema(file), needed, where=f"{what} {file}")
+        except OSError as error:
+            raise InputError(f"{what}: cannot read {file}: {error}") from error
+    return pl.scan_parquet(files).select(columns).collect()
+
+
+def _manifest(pairs: Path) -> Manifest | None:
+    """The pairs manifest beside a pairs file (None when absent or unreadable: inspect still runs)."""
+    path = manifest_path(pairs)
+    if not path.is_file():
+        logger.info("no manifest at %s: assuming raw scores (identity transform)", path)
+        return None
+    try:
+        return Manifest.read(path)
+    except (ValueError, OSError) as error:
+        logger.warning("ignoring unreadable manifest %s: %s", path, error)
+        return None
+
+
+def _transform(manifest: Manifest | None) -> tuple[tuple[float, float], str]:
+    """(scale, shift) and the method name from the manifest's `extra.score_transform`."""
+    declared = (manifest.extra.get("score_transform") if manifest else None) or {}
+    if not declared:
+        return (1.0, 0.0), "none (no manifest transform)"
+    scale, shift = float(declared.get("scale", 1.0)), float(declared.get("shift", 0.0))
+    return (scale, shift), str(declared.get("method", "affine"))
+
+
+def _load(pairs: Path, *, scores: Path | None) -> _Loaded:
+    frame = _scan(pairs, schema=PAIRS, columns=PAIR_COLUMNS, what="pairs")
+    score_frame = None
+    if scores is not None:
+        score_frame = _scan(scores, schema=SCORES, columns=SCORE_COLUMNS, what="scores")
+    manifest = _manifest(pairs)
+    transform, method = _transform(manifest)
+    columns = st.pair_columns(frame, scores=score_frame, transform=transform)
+    counts = manifest.model_dump(include={"rows_in", "rows_out", "dropped"}) if manifest else None
+    return _Loaded(columns, counts, method)
+
+
+def write_text(text: str, path: Path) -> Path:
+    """Write `text` to `path` atomically (a reader never sees half a report)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.replace(tmp, path)
+    return path
+
+
+def inspect_pairs(
+    pairs: Path, *, against: Path | None = None, scores: Path | None = None,
+    against_scores: Path | None = None, out_html: Path | None = None, eta: float = st.ETA,
+    tau_good: float = st.TAU_GOOD, madpo_tau: float = st.MADPO_TAU, c_max: float = st.C_MAX,
+    c_min: float = st.C_MIN, lmbda: float = st.LMBDA,
+) -> InspectResult:  # fmt: skip
+    """Statistics, warnings and (if `out_html`) the HTML report of the pairs table `pairs`.
+
+    `against` is an older pairs table: each distribution is compared with a two-sample KS
+    statistic (each table under its own manifest's transform; lengths only when both tables
+    measure them in the same unit, so pass `against_scores` when `scores` is given).
+    """
+    pairs, weights = Path(pairs), {"eta": eta, "madpo_tau": madpo_tau, "c_max": c_max, "c_min": c_min, "lmbda": lmbda}
+    if c_min >= 1.0 or c_max <= 1.0:
+        raise InputError(f"MADPO needs c_min < 1 < c_max, got c_min={c_min}, c_max={c_max}")
+    current = _load(pairs, scores=scores)
+    stats = st.statistics_from_columns(current.columns, tau_good=tau_good, manifest=current.manifest,
+                                    method=current.method, **weights)  # fmt: skip
+    arrays = st.distributions(current.columns, **weights)
+    older_arrays = None
+    if against is not None:
+        older = _load(Path(against), scores=against_scores)
+        older_arrays = st.distributions(older.columns, **weights)
+        same_unit = older.columns.length_unit == current.columns.length_unit
+        stats["drift"] = st.drift(arrays, older_arrays, same_length_unit=same_unit)
+    found = st.warnings(stats)
+    for text in found:
+        logger.info("inspect warning: %s", text)
+    html_path = None
+    if out_html is not None:
+        sources = {"pairs": str(pairs)} | ({"against": str(against)} if against else {})
+        sources |= {"scores": str(scores)} if scores else {}
+        page = render_html(stats, warnings=found, arrays=arrays, objectives=current.columns.objectives,
+                           against=older_arrays, sources=sources)  # fmt: skip
+        html_path = write_text(page, Path(out_html))
+    return InspectResult(stats=stats, warnings=found, html_path=html_path)
+

@@ -1,0 +1,198 @@
+"""The reference pass (`prefsmith reference`): the frozen reference model's summed log-probs of
+every pair's chosen and rejected completion, stored in the pairs table so training loads only the
+policy (less memory, no reference inside DeepSpeed ZeRO-3) and one pass serves many runs.
+
+Output `pairs_ref.parquet` (schemas.tables.PAIRS_WITH_REFERENCE): the pairs columns plus
+
+| column              | type    | note                                                     |
+|---------------------|---------|----------------------------------------------------------|
+| ref_logp_chosen     | float64 | sum of log p(token) over the chosen completion (EOS in)  |
+| ref_logp_rejected   | float64 | the same for the rejected completion                      |
+| ref_tokens_chosen   | int32   | completion tokens summed over (after truncation)          |
+| ref_tokens_rejected | int32   |                                                           |
+| ref_model           | string  | `<folder name>@<revision>`                                |
+
+Tokens come from `training.render` (the trainer's own rendering), so the trainer can check that
+it sees the same completion token counts. The output is keyed on (pairs content sha256, reference
+model revision, chat template hash, max_length, max_prompt_length, dtype): a second call with the
+same key reuses the existing output without loading the model (manifest `extra.reused: true`).
+Quarantine reasons: template_error, prompt_too_long, empty_completion, nonfinite_ref_logp.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from schemas.errors import InputError
+from schemas.ids import content_hash, file_sha256
+from schemas.io import read_table, write_table
+from schemas.manifest import Manifest, StageResult, count_reasons, input_ref, manifest_path
+from schemas.quarantine import Rejected, write_quarantine
+from schemas.tables import PAIRS, PAIRS_WITH_REFERENCE
+from schemas.train_configs import ReferenceConfig
+from scoring.batching import token_budget_batches
+from training.render import RenderedPair, render_pairs, template_hash
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_NAME = "pairs_ref.parquet"
+QUARANTINE_NAME = "pairs_ref.quarantine.parquet"
+
+
+def model_revision(model: str | Path, *, revision: str | None = None) -> str:
+    """The given revision, else a hash of the folder's files (names and bytes, weights included)."""
+    if revision:
+        return revision
+    folder = Path(model)
+    if not folder.is_dir():
+        raise InputError(f"reference model folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return content_hash([[p.name, file_sha256(str(p))] for p in files])
+
+
+def cache_key(pairs: Path, *, config: ReferenceConfig, tokenizer) -> dict[str, Any]:
+    """What the output depends on; its hash is the cache key."""
+    parts = {
+        "pairs_sha256": input_ref(pairs).sha256,
+        "model_revision": model_revision(config.model, revision=config.revision),
+        "template_hash": template_hash(tokenizer),
+        "max_length": config.max_length,
+        "max_prompt_length": config.max_prompt_length,
+        "dtype": config.dtype,
+    }
+    return {**parts, "cache_key": content_hash(parts)}
+
+
+def load_reference_model(config: ReferenceConfig):
+    """The reference model in eval mode on the best device, from `config.model` only."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dtype = "auto" if config.dtype == "auto" else getattr(torch, config.dtype)
+    model = AutoModelForCausalLM.from_pretrained(
+        config.model, dtype=dtype, trust_remote_code=config.trust_remote_code
+    )
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return model.to(device).eval()
+
+
+def sequence_logps(
+    model, sequences: list[tuple[list[int], int]], *, token_budget: int, pad_id: int
+) -> list[tuple[float, int]]:
+    """(summed completion log-prob, tokens) per (ids, prompt length), batched by token budget."""
+    import torch
+
+    from training.collate import right_pad
+    from training.logprobs import completion_logps
+
+    device = next(model.parameters()).device
+    results: list[tuple[float, int]] = [(0.0, 0)] * len(sequences)
+    batches = token_budget_batches([len(ids) for ids, _ in sequences], budget=token_budget)
+    for batch in tqdm(batches, desc="reference log-probs", unit="batch", leave=False):
+        ids = right_pad([sequences[i][0] for i in batch], pad_id, multiple=None)  # (N, T)
+        lengths = torch.tensor([len(sequences[i][0]) for i in batch])  # (N,)
+        prompts = torch.tensor([sequences[i][1] for i in batch])  # (N,)
+        positions = torch.arange(ids.shape[1])[None, :]  # (1, T)
+        labels = (positions >= prompts[:, None]) & (positions < lengths[:, None])  # (N, T)
+        with torch.inference_mode():
+            summed, counts = completion_logps(
+                model, ids.to(device), None, labels.to(device), chunk_tokens=token_budget
+            )  # (N,), (N,)
+        for i, value, count in zip(batch, summed.tolist(), counts.tolist(), strict=True):
+            results[i] = (value, count)
+    return results
+
+
+def _pair_sequences(rendered: list[RenderedPair]) -> list[tuple[list[int], int]]:
+    return [
+        (pair.prompt_ids + completion, len(pair.prompt_ids))
+        for pair in rendered
+        for completion in (pair.chosen_ids, pair.rejected_ids)
+    ]
+
+
+def _reuse(out_dir: Path, key: dict[str, Any], *, start: float) -> StageResult | None:
+    """The existing result if its manifest carries `key` and the output is intact."""
+    output, path = out_dir / OUTPUT_NAME, manifest_path(out_dir / OUTPUT_NAME)
+    if not (output.is_file() and path.is_file()):
+        return None
+    old = Manifest.read(path)
+    if old.extra.get("cache_key") != key["cache_key"] or old.extra.get("output_sha256") != file_sha256(str(output)):
+        return None
+    extra = {**old.extra, "reused": True}
+    manifest = old.model_copy(update={"extra": extra, "wall_time_s": time.perf_counter() - start})
+    logger.info("reference: reusing %s (cache key %s)", output, key["cache_key"])
+    quarantine = out_dir / QUARANTINE_NAME
+    return StageResult(output, quarantine if quarantine.is_file() else None, manifest.write(path))
+
+
+def _rows_out(rows, rendered, values, *, ref_model: str) -> tuple[list[dict], list[Rejected]]:
+    out, rejected, cursor = [], [], 0
+    for row, pair in zip(rows, rendered, strict=True):
+        if pair is None:
+            continue
+        (chosen, n_chosen), (rej, n_rej) = values[cursor], values[cursor + 1]
+        cursor += 2
+        if not all(abs(v) < float("inf") for v in (chosen, rej)):  # NaN fails too
+            rejected.append(Rejected(str(row["pair_id"]), "nonfinite_ref_logp", f"chosen {chosen}, rejected {rej}"))
+            continue
+        out.append({**row, "ref_logp_chosen": chosen, "ref_logp_rejected": rej,
+                    "ref_tokens_chosen": n_chosen, "ref_tokens_rejected": n_rej, "ref_model": ref_model})  # fmt: skip
+    return out, rejected
+
+
+def _score_transform(pairs: Path) -> dict[str, Any] | None:
+    path = manifest_path(pairs)
+    if not path.is_file():
+        return None
+    try:
+        return Manifest.read(path).extra.get("score_transform")
+    except ValueError:
+        return None
+
+
+def reference_pass(pairs: str | Path, *, config: ReferenceConfig, out_dir: str | Path) -> StageResult:
+    """Add reference log-probs to `pairs`; write `pairs_ref.parquet`, quarantine and manifest."""
+    from transformers import AutoTokenizer
+
+    from training.guards import check_tokenizer_model
+
+    start = time.perf_counter()
+    pairs, out_dir = Path(pairs), Path(out_dir)
+    if not pairs.exists():
+        raise InputError(f"pairs table not found: {pairs}")
+    tokenizer = AutoTokenizer.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
+    key = cache_key(pairs, config=config, tokenizer=tokenizer)
+    reused = _reuse(out_dir, key, start=start)
+    if reused is not None:
+        return reused
+    rows = read_table(pairs, PAIRS).to_pylist()
+    rendered, rejected = render_pairs(rows, tokenizer=tokenizer, max_length=config.max_length,
+                                      max_prompt_length=config.max_prompt_length)  # fmt: skip
+    kept = [pair for pair in rendered if pair is not None]
+    model = load_reference_model(config)
+    check_tokenizer_model(tokenizer, model.config, model_name=config.model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    values = sequence_logps(model, _pair_sequences(kept), token_budget=config.token_budget, pad_id=pad_id)
+    ref_model = f"{Path(config.model).name}@{key['model_revision'][:12]}"
+    out_rows, nonfinite = _rows_out(rows, rendered, values, ref_model=ref_model)
+    rejected += nonfinite
+    output = write_table(out_rows, out_dir / OUTPUT_NAME, PAIRS_WITH_REFERENCE)
+    quarantine = write_quarantine(rejected, out_dir / QUARANTINE_NAME, stage="reference")
+    extra = {**key, "reused": False, "ref_model": ref_model, "output_sha256": file_sha256(str(output))}
+    if (transform := _score_transform(pairs)) is not None:
+        extra["score_transform"] = transform
+    manifest = Manifest(
+        stage="reference", unit="pair", config=config.model_dump(mode="json"),
+        inputs=[input_ref(pairs)], outputs={"pairs_ref": str(output), "quarantine": str(quarantine)},
+        rows_in=len(rows), rows_out=len(out_rows), dropped=count_reasons([r.reason for r in rejected]),
+        rows_written={"pairs_ref": len(out_rows), "quarantine": len(rejected)}, extra=extra,
+        wall_time_s=time.perf_counter() - start,
+    )  # fmt: skip
+    logger.info("reference: %d pairs in, %d out, dropped %s", len(rows), len(out_rows), manifest.dropped)
+    return StageResult(output, quarantine, manifest.write(manifest_path(output)))

@@ -1,0 +1,277 @@
+"""The score stage: responses → scores, one row per response for one scorer.
+
+Output `out_dir/scores/` — Parquet shards `shard-00000.parquet`, … (schemas.tables.SCORES):
+
+| column      | type                   | note                                                    |
+|-------------|------------------------|---------------------------------------------------------|
+| response_id | string                 | joined to the prompts table on prompt_id, never by row  |
+| prompt_id   | string                 |                                                         |
+| scorer      | string                 | config name, else model folder name or rule; "@rev"     |
+| score       | float64                | raw scorer output (finite; see quarantine)              |
+| objectives  | list<{name, value}>    | per-objective rewards (ArmoRM); empty for other kinds   |
+| n_tokens    | int32                  | tokens the scorer saw (rules: the generator's count)    |
+
+Quarantine (`scores.quarantine.parquet`), reasons: unknown_prompt, duplicate_response_id,
+missing_response, template_error, too_long, non_finite_score, and whatever a rule raises
+(missing_reference). Manifest `scores.manifest.json`, unit "response":
+rows_in == rows_out + sum(dropped).
+
+Resume: shards are consecutive `shard_size` slices of the responses in response_id order, so a
+shard's content does not depend on the run. Each shard writes its quarantine rows to
+`scores.quarantine/shard-xxxxx.parquet` *before* its score shard is renamed into place, so a
+finished score shard always has its quarantine partner and a resumed run counts every row. A score
+shard without its partner is redone. A run key (config, input hashes, model file sizes/mtimes) is
+stored beside the shards; when it changes, the old shards are stale and are removed first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from schemas.data_configs import ScoreConfig
+from schemas.ids import content_hash
+from schemas.io import chunk, read_frame, run_shards, shard_name, write_table
+from schemas.manifest import Manifest, StageResult, count_reasons, input_ref, manifest_path
+from schemas.quarantine import Rejected, write_quarantine
+from schemas.tables import PROMPTS, QUARANTINE, RESPONSES, SCORES
+from scoring.batching import Outcome, Scored, ScoreRequest
+
+logger = logging.getLogger(__name__)
+
+STAGE = "score"
+RUN_KEY_FILE = "_run_key.json"  # not *.parquet, so table readers ignore it
+
+
+class Scorer(Protocol):
+    def __call__(self, requests: list[ScoreRequest]) -> list[Outcome]: ...
+
+    def close(self) -> None: ...
+
+
+def scorer_name(config: ScoreConfig) -> str:
+    """The `scorer` column: config name, else model folder name or rule name, plus "@revision"."""
+    base = config.name or (config.rule if config.kind == "rule" else Path(str(config.model)).name)
+    return f"{base}@{config.revision}" if config.revision else str(base)
+
+
+def check_scorer(config: ScoreConfig) -> None:
+    """Fail before reading any row: unknown rule or bad params, missing model, remote code."""
+    from scoring.reward_model import check_remote_code, model_folder
+
+    if config.kind == "rule":
+        from scoring.rules import get_rule
+
+        get_rule(str(config.rule), params=config.params)
+    elif config.kind == "armorm":
+        from scoring.armorm import check_armorm
+
+        check_armorm(config)
+    else:
+        check_remote_code(model_folder(config), trust_remote_code=config.trust_remote_code)
+
+
+def make_scorer(config: ScoreConfig) -> Scorer:
+    """Load the scorer of `config.kind` (models are loaded here, not at import)."""
+    if config.kind == "rule":
+        from scoring.rules import RuleScorer, get_rule
+
+        return RuleScorer(get_rule(str(config.rule), params=config.params), dict(config.params))
+    if config.kind == "armorm":
+        from scoring.armorm import load_armorm
+
+        return load_armorm(config)
+    if config.kind == "vllm_pooling":
+        from scoring.vllm_pooling import VllmPoolingScorer
+
+        return VllmPoolingScorer(config)
+    from scoring.reward_model import load_reward_model
+
+    return load_reward_model(config)
+
+
+@dataclass
+class LazyScorer:
+    """Loads the scorer on the first shard that needs it: a fully resumed run loads no model."""
+
+    config: ScoreConfig
+    scorer: Scorer | None = None
+
+    def __call__(self, requests: list[ScoreRequest]) -> list[Outcome]:
+        if self.scorer is None:
+            self.scorer = make_scorer(self.config)
+        return self.scorer(requests)
+
+    def close(self) -> None:
+        if self.scorer is not None:
+            self.scorer.close()
+            self.scorer = None
+
+
+def join_responses(responses: pl.DataFrame, prompts: pl.DataFrame) -> pl.DataFrame:
+    """Responses in response_id order with their prompt's messages and metadata (left join on id).
+
+    `_known` is null where the prompt_id is not in the prompts table; `_first` is false for a
+    repeated response_id.
+    """
+    known = (
+        prompts.select("prompt_id", "messages", "metadata")
+        .unique("prompt_id", keep="first", maintain_order=True)
+        .with_columns(pl.lit(True).alias("_known"))
+    )
+    ordered = responses.sort("response_id", maintain_order=True)
+    ordered = ordered.with_columns(pl.col("response_id").is_first_distinct().alias("_first"))
+    return ordered.join(known, on="prompt_id", how="left", maintain_order="left")
+
+
+def _metadata(raw: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(raw) if raw else {}
+    except json.JSONDecodeError:
+        logger.warning("prompt metadata is not valid JSON; treated as empty: %.80s", raw)
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def to_item(row: dict[str, Any]) -> ScoreRequest | Rejected:
+    """One joined row as a request, or as a Rejected when it cannot be scored at all."""
+    rid, pid = row["response_id"], row["prompt_id"]
+    if not row["_first"]:
+        return Rejected(rid, "duplicate_response_id", "response_id seen before; first kept")
+    if not row["_known"]:
+        return Rejected(rid, "unknown_prompt", f"prompt_id {pid!r} is not in the prompts table",
+                        row["response"] or "")  # fmt: skip
+    if row["response"] is None:
+        return Rejected(rid, "missing_response", "response text is null")
+    return ScoreRequest(
+        rid, pid, list(row["messages"]), row["response"], _metadata(row["metadata"]),
+        int(row["n_tokens"] or 0),
+    )  # fmt: skip
+
+
+def score_row(request: ScoreRequest, scored: Scored, scorer: str) -> dict[str, Any]:
+    objectives = [{"name": name, "value": value} for name, value in scored.objectives]
+    return {
+        "response_id": request.response_id, "prompt_id": request.prompt_id, "scorer": scorer,
+        "score": scored.score, "objectives": objectives, "n_tokens": scored.n_tokens,
+    }  # fmt: skip
+
+
+def score_shard(
+    index: int, shard: pl.DataFrame, *, scorer: Scorer, name: str, quarantine_dir: Path
+) -> list[dict[str, Any]]:
+    """Score one shard; write its quarantine shard first, return its score rows."""
+    items = [to_item(row) for row in shard.iter_rows(named=True)]
+    requests = [item for item in items if isinstance(item, ScoreRequest)]
+    outcomes = scorer(requests) if requests else []
+    by_id = dict(zip((r.response_id for r in requests), outcomes, strict=True))
+    rows, rejected = [], []
+    for item in items:
+        outcome = item if isinstance(item, Rejected) else by_id[item.response_id]
+        if isinstance(outcome, Rejected):
+            rejected.append(outcome)
+        elif not math.isfinite(outcome.score):
+            rejected.append(Rejected(item.response_id, "non_finite_score",
+                                     f"scorer returned {outcome.score}", item.response))  # fmt: skip
+        else:
+            rows.append(score_row(item, outcome, name))
+    if len(rows) + len(rejected) != len(items):
+        raise AssertionError("every row of a shard is scored or quarantined")
+    write_quarantine(rejected, quarantine_dir / shard_name(index), stage=STAGE)
+    return rows
+
+
+def model_stamp(config: ScoreConfig) -> list[Any]:
+    """Cheap identity of the model folder (file names, sizes, mtimes): a rebuilt model is new."""
+    if config.kind == "rule" or config.model is None:
+        return []
+    path = Path(config.model)
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else []
+    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+
+
+def prepare_shard_dirs(scores_dir: Path, quarantine_dir: Path, *, key: str) -> int:
+    """Remove stale shards (another run key) and score shards lacking their quarantine partner.
+
+    Returns how many score shards were removed.
+    """
+    scores_dir.mkdir(parents=True, exist_ok=True)
+    quarantine_dir.mkdir(parents=True, exist_ok=True)
+    key_file = scores_dir / RUN_KEY_FILE
+    stale = not key_file.exists() or json.loads(key_file.read_text()).get("key") != key
+    removed = 0
+    for path in sorted(scores_dir.glob("shard-*.parquet")):
+        if stale or not (quarantine_dir / path.name).exists():
+            path.unlink()
+            removed += 1
+    if stale:
+        for path in quarantine_dir.glob("shard-*.parquet"):
+            path.unlink()
+        if removed:
+            logger.warning("score: removed %d stale shards from %s (config/inputs changed)",
+                           removed, scores_dir)  # fmt: skip
+    key_file.write_text(json.dumps({"key": key}))
+    return removed
+
+
+def score(responses: Path, *, prompts: Path, config: ScoreConfig, out_dir: Path) -> StageResult:
+    """Run the score stage: write `scores/` shards, `scores.quarantine.parquet` and the manifest."""
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    check_scorer(config)
+    joined = join_responses(read_frame(responses, RESPONSES), read_frame(prompts, PROMPTS))
+    shards = chunk(joined, config.shard_size) or [joined]  # an empty input still gets one shard
+    scores_dir, quarantine_dir = out_dir / "scores", out_dir / "scores.quarantine"
+    refs = [input_ref(responses), input_ref(prompts)]
+    key = content_hash(
+        [config.model_dump(mode="json"), [r.sha256 for r in refs], model_stamp(config)]
+    )
+    removed = prepare_shard_dirs(scores_dir, quarantine_dir, key=key)
+    scorer = LazyScorer(config)
+    work = partial(
+        score_shard, scorer=scorer, name=scorer_name(config), quarantine_dir=quarantine_dir
+    )
+    try:
+        with tqdm(total=joined.height, unit="response", desc="score", disable=None) as bar:
+            paths, skipped = run_shards(shards, scores_dir, work, SCORES, progress=bar.update)
+    finally:
+        scorer.close()
+    facts = {"scorer": scorer_name(config), "shards": len(paths), "shards_skipped": skipped,
+             "stale_shards_removed": removed}  # fmt: skip
+    return _finish(out_dir, paths, config=config, refs=refs, rows_in=joined.height,
+                   facts=facts, start=start)  # fmt: skip
+
+
+def _finish(out_dir: Path, paths: list[Path], *, config: ScoreConfig, refs: list, rows_in: int,
+            facts: dict[str, Any], start: float) -> StageResult:  # fmt: skip
+    """Gather the quarantine shards, count every row, write the manifest."""
+    quarantine_tables = [pq.read_table(out_dir / "scores.quarantine" / p.name) for p in paths]
+    quarantine = pa.concat_tables([t.cast(QUARANTINE) for t in quarantine_tables])
+    quarantine_path = write_table(quarantine, out_dir / "scores.quarantine.parquet", QUARANTINE)
+    n_tokens = [pq.read_table(p, columns=["n_tokens"]).column("n_tokens") for p in paths]
+    rows_out = sum(len(column) for column in n_tokens)
+    facts["n_tokens_total"] = sum(int(pc.sum(c).as_py() or 0) for c in n_tokens)
+    dropped = count_reasons(quarantine.column("reason").to_pylist())
+    manifest = Manifest(
+        stage=STAGE, unit="response", config=config.model_dump(mode="json"), inputs=refs,
+        outputs={"scores": str(out_dir / "scores"), "quarantine": str(quarantine_path)},
+        rows_in=rows_in, rows_out=rows_out, dropped=dropped,
+        rows_written={"scores": rows_out, "quarantine": quarantine.num_rows}, extra=facts,
+        wall_time_s=time.perf_counter() - start,
+    )  # fmt: skip
+    logger.info("score: %d responses in, %d scored, dropped %s (%d/%d shards skipped)",
+                rows_in, rows_out, dropped, facts["shards_skipped"], facts["shards"])  # fmt: skip
+    output = out_dir / "scores"
+    return StageResult(output, quarantine_path, manifest.write(manifest_path(output)))

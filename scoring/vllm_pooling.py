@@ -1,0 +1,118 @@
+"""Reward models served by vLLM's pooling runner (kind "vllm_pooling").
+
+`vllm.LLM(model=path, runner="pooling")` runs a `*ForSequenceClassification` checkpoint with
+vLLM's batching and paged attention; `llm.classify(...)` with `PoolingParams(use_activation=False)`
+returns the raw head output (no sigmoid/softmax), which equals transformers' logits[:, 0].
+
+Prompts are passed as token ids (`TokensPrompt`) rendered by the same code as the transformers
+reward model (`scoring.reward_model.encode_requests`: the scorer's chat template, one BOS, rows
+over max_length quarantined as `too_long`), so the two backends see identical tokens and vLLM's
+own tokenizer (which would add a second BOS to a rendered template) is never used.
+
+`dtype: auto` means the checkpoint's dtype here as in the transformers backend. vLLM's own "auto"
+downcasts float32 checkpoints to float16 (seen on the CPU: scores off by ~7e-3 from
+transformers'), so the two backends would silently disagree; set `dtype: bfloat16` to trade
+precision for speed explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.data_configs import ScoreConfig
+from scoring.batching import Outcome, Scored, ScoreRequest
+from scoring.reward_model import (
+    check_remote_code,
+    encode_requests,
+    model_folder,
+    resolve_max_length,
+)
+
+logger = logging.getLogger(__name__)
+
+# shared/ENVIRONMENT.md: without these, vLLM on the CPU fails at start-up or runs 20x slower.
+CPU_DEFAULTS = {
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+    "VLLM_NO_USAGE_STATS": "1",
+    "DO_NOT_TRACK": "1",
+}
+
+
+def checkpoint_dtype(configured: str, *, model_config) -> str:
+    """`configured`, or for "auto" the dtype the checkpoint declares (vLLM's "auto" downcasts)."""
+    if configured != "auto":
+        return configured
+    declared = getattr(model_config, "dtype", None) or getattr(model_config, "torch_dtype", None)
+    return "auto" if declared is None else str(declared).removeprefix("torch.")
+
+
+def _configure_env() -> None:
+    """vLLM's CPU defaults (values the user already set win)."""
+    try:
+        from generation.vllm_env import configure_cpu_defaults
+    except ImportError:
+        import torch
+
+        if not torch.cuda.is_available():
+            for key, value in CPU_DEFAULTS.items():
+                os.environ.setdefault(key, value)
+        return
+    configure_cpu_defaults()
+
+
+@dataclass
+class VllmPoolingScorer:
+    """Scores requests with a vLLM pooling engine, started on first use and kept for the stage."""
+
+    config: ScoreConfig
+    _llm: Any = field(default=None, repr=False)
+    _tokenizer: Any = field(default=None, repr=False)
+    _max_length: int = 0
+
+    def start(self) -> None:
+        """Load the tokenizer and start the engine (a few seconds on the CPU)."""
+        from transformers import AutoConfig, AutoTokenizer
+
+        _configure_env()
+        from vllm import LLM
+
+        path = model_folder(self.config)
+        remote = self.config.trust_remote_code
+        check_remote_code(path, trust_remote_code=remote)
+        self._tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=remote)
+        model_config = AutoConfig.from_pretrained(str(path), trust_remote_code=remote)
+        self._max_length = resolve_max_length(
+            self.config.max_length, model_config=model_config, tokenizer=self._tokenizer
+        )
+        self._llm = LLM(
+            model=str(path), runner="pooling", enforce_eager=True,
+            dtype=checkpoint_dtype(self.config.dtype, model_config=model_config),
+            max_model_len=self._max_length, trust_remote_code=remote,
+        )  # fmt: skip
+
+    def __call__(self, requests: Sequence[ScoreRequest]) -> list[Outcome]:
+        from vllm import PoolingParams, TokensPrompt
+
+        if self._llm is None:
+            self.start()
+        encoded, outcomes = encode_requests(
+            requests, tokenizer=self._tokenizer, max_length=self._max_length
+        )
+        indices = sorted(encoded)
+        prompts = [TokensPrompt(prompt_token_ids=encoded[i]) for i in indices]
+        results = self._llm.classify(
+            prompts, pooling_params=PoolingParams(use_activation=False), use_tqdm=False
+        ) if prompts else []  # fmt: skip
+        for index, result in zip(indices, results, strict=True):
+            outcomes[index] = Scored(float(result.outputs.probs[0]), len(encoded[index]))
+        return [outcomes[i] for i in range(len(requests))]
+
+    def close(self) -> None:
+        """Drop the engine so its memory can be returned."""
+        self._llm = None

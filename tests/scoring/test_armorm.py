@@ -1,0 +1,115 @@
+"""ArmoRM-style scoring with a tiny custom-code model: named objectives and the remote-code opt-in."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from schemas.data_configs import ScoreConfig
+from schemas.errors import ConfigError
+from schemas.io import read_frame
+from schemas.manifest import Manifest
+from schemas.tables import RESPONSES, SCORES
+from scoring.reward_model import ModelScorer
+from scoring.stage import score
+
+_SPEC = importlib.util.spec_from_file_location(
+    "score_test_fixtures", Path(__file__).with_name("armorm_fixture.py")
+)
+fx = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(fx)
+
+
+@pytest.fixture(scope="module")
+def tiny_armorm(tiny, tmp_path_factory):
+    """Folder of a tiny ArmoRM-like model (19 named objectives, custom code via auto_map)."""
+    path = fx.build_tiny_armorm(tmp_path_factory.mktemp("armorm") / "tiny_armo", tiny.tokenizer)
+    return SimpleNamespace(path=path, objective_names=list(fx.OBJECTIVE_NAMES))
+
+
+def _inputs(tmp_path):
+    records = [{"prompt": "tell me about the star"}, {"prompt": "count to nine"}]
+    prompts, ids = fx.write_prompts(records, tmp_path / "in")
+    pairs = [(pid, fx.words(n, seed=n)) for pid in ids for n in (2, 45, 17)]
+    return fx.write_responses(pairs, tmp_path / "in" / "responses.parquet"), prompts, records, ids
+
+
+def _oracle(path):
+    """One unpadded forward per row of the custom model, loaded the way users load it."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForSequenceClassification.from_pretrained(str(path), trust_remote_code=True)
+    return lambda messages, text: _forward(model, tokenizer, messages, text)
+
+
+def _forward(model, tokenizer, messages, text):
+    chat = [*messages, {"role": "assistant", "content": text}]
+    ids = tokenizer(
+        tokenizer.apply_chat_template(chat, tokenize=False), add_special_tokens=False
+    ).input_ids
+    with torch.inference_mode():
+        out = model.eval()(input_ids=torch.tensor([ids]))
+    return float(out.score[0, 0]), out.rewards[0].tolist()  # (1, 1) -> (), (1, K) -> (K,)
+
+
+def test_armorm_scores_and_named_objectives(tiny_armorm, tmp_path):
+    responses, prompts, records, ids = _inputs(tmp_path)
+    config = ScoreConfig(
+        kind="armorm", model=str(tiny_armorm.path), trust_remote_code=True, shard_size=4
+    )
+    result = score(responses, prompts=prompts, config=config, out_dir=tmp_path / "out")
+    scores = read_frame(result.output, SCORES).join(
+        read_frame(responses, RESPONSES).select("response_id", "response"), on="response_id"
+    )
+    assert scores.height == 6 and Manifest.read(result.manifest).dropped == {}
+    oracle = _oracle(tiny_armorm.path)
+    messages = {
+        pid: [{"role": "user", "content": r["prompt"]}] for pid, r in zip(ids, records, strict=True)
+    }
+    for row in scores.iter_rows(named=True):
+        expected_score, expected_rewards = oracle(messages[row["prompt_id"]], row["response"])
+        assert [o["name"] for o in row["objectives"]] == tiny_armorm.objective_names  # 19, in order
+        assert [o["value"] for o in row["objectives"]] == pytest.approx(expected_rewards, abs=1e-5)
+        assert row["score"] == pytest.approx(expected_score, abs=1e-5)
+    assert len(tiny_armorm.objective_names) == 19
+
+
+def test_objective_names_from_params_override_and_must_match(tiny_armorm, tmp_path):
+    responses, prompts, _, _ = _inputs(tmp_path)
+    names = [f"o{k}" for k in range(19)]
+    config = ScoreConfig(kind="armorm", model=str(tiny_armorm.path), trust_remote_code=True,
+                         params={"objective_names": names})  # fmt: skip
+    result = score(responses, prompts=prompts, config=config, out_dir=tmp_path / "a")
+    first = read_frame(result.output, SCORES)["objectives"][0]
+    assert [o["name"] for o in first] == names
+    wrong = config.model_copy(update={"params": {"objective_names": names[:3]}})
+    with pytest.raises(ConfigError, match="3 names given but the model returns 19"):
+        score(responses, prompts=prompts, config=wrong, out_dir=tmp_path / "b")
+
+
+def test_default_objective_names():
+    scorer = ModelScorer(model=None, tokenizer=None, max_length=8, token_budget=8)
+    assert scorer.names_for(3) == ("obj_0", "obj_1", "obj_2") and scorer.names_for(0) == ()
+
+
+@pytest.mark.parametrize("kind", ["armorm", "reward_model", "vllm_pooling"])
+def test_remote_code_needs_an_explicit_opt_in(tiny_armorm, tmp_path, kind):
+    responses, prompts, _, _ = _inputs(tmp_path)
+    config = ScoreConfig(kind=kind, model=str(tiny_armorm.path))
+    with pytest.raises(ConfigError) as caught:
+        score(responses, prompts=prompts, config=config, out_dir=tmp_path / "out")
+    message = str(caught.value)
+    assert "trust_remote_code" in message and "\n" not in message
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_armorm_kind_on_a_plain_classifier_is_refused_without_opt_in(tiny, tmp_path):
+    responses, prompts, _, _ = _inputs(tmp_path)
+    config = ScoreConfig(kind="armorm", model=str(tiny.reward_model))
+    with pytest.raises(ConfigError, match="trust_remote_code"):
+        score(responses, prompts=prompts, config=config, out_dir=tmp_path / "out")

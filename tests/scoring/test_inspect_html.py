@@ -1,0 +1,238 @@
+"""The HTML report opened in a real headless Chromium: no console errors, every chart has data,
+a screenshot kept in tests/artifacts/; plus the `prefsmith inspect` command function.
+
+Chromium comes from the Debian package (`apt-get install -y chromium`). Where it is missing the
+browser tests skip, except under CI (CI=true), where they fail so CI never skips silently.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import typer
+from rich.console import Console
+from typer.testing import CliRunner
+
+from flows.cli_inspect import inspect as inspect_command
+from schemas.errors import InputError
+from schemas.io import write_table
+from schemas.manifest import Manifest, manifest_path
+from schemas.tables import PAIRS, SCORES
+from scoring.inspect import inspect_pairs
+from scoring.inspect_report import histogram_svg, render_terminal
+from scoring.inspect_stats import DRIFT_NAMES
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+MARK_CLASSES = {"bar", "dot", "curve", "rug"}
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--hide-scrollbars", "--virtual-time-budget=2000",
+]  # fmt: skip
+_spec = importlib.util.spec_from_file_location("inspect_armorm_names", Path(__file__).with_name("armorm_fixture.py"))
+_fixture = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_fixture)
+OBJECTIVE_NAMES = _fixture.OBJECTIVE_NAMES  # ArmoRM's 19
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Path of a Chromium binary (PREFSMITH_CHROMIUM overrides the search)."""
+    found = os.environ.get("PREFSMITH_CHROMIUM") or next(
+        (p for name in ("chromium", "chromium-browser", "google-chrome") if (p := shutil.which(name))), None
+    )
+    if found is None:
+        message = "Chromium not installed (apt-get install -y chromium): headless report test not run"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def run_chromium(binary: str, page: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run headless Chromium on a local file with a throw-away profile."""
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        command = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, page.resolve().as_uri()]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def console_messages(stderr: str) -> list[str]:
+    """Page console messages from `--enable-logging=stderr` output (`...:CONSOLE(...)] "msg"`)."""
+    return [line for line in stderr.splitlines() if ":CONSOLE" in line]
+
+
+class ReportDom(HTMLParser):
+    """Collects each svg.chart (data-points, data-title, number of data marks) and #console-errors."""
+
+    def __init__(self):
+        super().__init__()
+        self.charts: list[dict] = []
+        self.errors: dict | None = None
+        self._in_chart = self._in_errors = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        classes = set((attrs.get("class") or "").split())
+        if tag == "svg" and "chart" in classes:
+            self.charts.append({"points": int(attrs["data-points"]), "title": attrs.get("data-title"), "marks": 0})
+            self._in_chart = True
+        elif self._in_chart and classes & MARK_CLASSES:
+            self.charts[-1]["marks"] += 1
+        if attrs.get("id") == "console-errors":
+            self.errors, self._in_errors = {"count": int(attrs["data-count"]), "text": ""}, True
+
+    def handle_endtag(self, tag):
+        self._in_chart = self._in_chart and tag != "svg"
+        self._in_errors = self._in_errors and tag != "pre"
+
+    def handle_data(self, data):
+        if self._in_errors:
+            self.errors["text"] += data
+
+
+def parse(page: str) -> ReportDom:
+    dom = ReportDom()
+    dom.feed(page)
+    return dom
+
+
+def write_tables(root: Path, *, seed: int, n_prompts: int, shift: float) -> tuple[Path, Path]:
+    """Pairs (ArmoRM-scale scores, 1–3 pairs per prompt), scores with 19 objectives, a manifest."""
+    rng = np.random.default_rng(seed)
+    pairs, scores = [], []
+    for p in range(n_prompts):
+        pid = f"prompt{p:04d}"
+        for j in range(int(rng.integers(1, 4))):
+            ids = (f"{pid}-{2 * j}", f"{pid}-{2 * j + 1}")
+            lengths = rng.integers(5, 80, 2)
+            rejected = 0.1 + shift + 0.03 * rng.standard_normal()
+            chosen = rejected + abs(0.015 * rng.standard_normal()) + 1e-4
+            pairs.append({"pair_id": f"{ids[0]}|{ids[1]}", "prompt_id": pid, "messages": [{"role": "user", "content": "q"}],
+                          "chosen": "w " * int(lengths[0]), "rejected": "w " * int(lengths[1]), "chosen_response_id": ids[0],
+                          "rejected_response_id": ids[1], "score_chosen": chosen, "score_rejected": rejected,
+                          "margin": chosen - rejected, "strategy": "top_k_pairs", "scorer": "armo"})  # fmt: skip
+            for rid, score, n in ((ids[0], chosen, lengths[0]), (ids[1], rejected, lengths[1])):
+                objectives = [{"name": o, "value": float(score * (1 + k % 5) + 0.05 * rng.standard_normal())}
+                              for k, o in enumerate(OBJECTIVE_NAMES)]  # fmt: skip
+                scores.append({"response_id": rid, "prompt_id": pid, "scorer": "armo", "score": score,
+                               "objectives": objectives, "n_tokens": int(n) + 20})  # fmt: skip
+    pairs_path = write_table(pairs, root / "pairs.parquet", PAIRS)
+    scores_path = write_table(scores, root / "scores.parquet", SCORES)
+    values = np.array([s["score"] for s in scores])
+    Manifest(stage="pairs", unit="prompt", config={}, inputs=[], outputs={"pairs": str(pairs_path)},
+             rows_in=n_prompts + 5, rows_out=n_prompts, dropped={"all_tied": 2, "fewer_than_two_responses": 3},
+             extra={"score_transform": {"method": "zscore", "scale": 1 / values.std(),
+                                        "shift": -values.mean() / values.std(), "scorer": "armo"}}).write(manifest_path(pairs_path))  # fmt: skip
+    return pairs_path, scores_path
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """A report of a 200-prompt table against an older, shifted one, with token lengths and objectives."""
+    root = tmp_path_factory.mktemp("inspect")
+    new, new_scores = write_tables(root / "new", seed=0, n_prompts=200, shift=0.0)
+    old, old_scores = write_tables(root / "old", seed=1, n_prompts=160, shift=0.02)
+    result = inspect_pairs(new, against=old, scores=new_scores, against_scores=old_scores, out_html=root / "report.html")
+    return result
+
+
+def test_report_is_self_contained_and_every_chart_has_data(report):
+    page = report.html_path.read_text(encoding="utf-8")
+    assert not re.search(r"\b(src|href)\s*=|@import|url\(|<link\b", page)  # nothing fetched
+    charts = parse(page).charts
+    assert len(charts) == 8 + len(OBJECTIVE_NAMES) + len(DRIFT_NAMES)
+    assert [c for c in charts if c["points"] == 0 or c["marks"] == 0] == []
+    assert sum(c["title"].startswith(OBJECTIVE_NAMES[0]) for c in charts) == 1
+    assert page.index('class="warnings') < page.index("<h2>Summary")  # warnings box at the top
+    assert "drift in score_chosen" in page and report.stats["drift"]["score_chosen"]["ks"] > 0.2
+
+
+def test_empty_chart_reports_zero_points():
+    chart = parse(histogram_svg({"a": np.array([np.nan])}, title="t", xlabel="x")).charts
+    assert chart == [{"points": 0, "title": "t", "marks": 0}]
+
+
+def test_report_in_headless_chromium(report, chromium):
+    page = report.html_path
+    done = run_chromium(chromium, page, "--enable-logging=stderr", "--v=0", "--dump-dom")
+    dom = parse(done.stdout)
+    assert dom.errors == {"count": 0, "text": ""}, dom.errors
+    assert console_messages(done.stderr) == []
+    expected = [c["title"] for c in parse(page.read_text(encoding="utf-8")).charts]
+    assert [c["title"] for c in dom.charts] == expected  # the browser built every chart
+    assert [c for c in dom.charts if c["points"] == 0 or c["marks"] == 0] == []
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "inspect_report.png"
+    shot.unlink(missing_ok=True)
+    run_chromium(chromium, page, f"--screenshot={shot}", "--window-size=1280,2000")
+    header = shot.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", header[16:24]) == (1280, 2000)
+    assert shot.stat().st_size > 50_000  # a blank page compresses to a few kB
+
+
+def test_chromium_check_catches_console_errors(report, chromium, tmp_path):
+    """Negative control: the same report with a failing script is caught by both detectors."""
+    broken = tmp_path / "broken.html"
+    broken.write_text(report.html_path.read_text(encoding="utf-8").replace(
+        "</body>", "<script>console.error('boom'); notDefined();</script></body>"), encoding="utf-8")  # fmt: skip
+    done = run_chromium(chromium, broken, "--enable-logging=stderr", "--v=0", "--dump-dom")
+    dom = parse(done.stdout)
+    assert dom.errors["count"] == 2 and "boom" in dom.errors["text"] and "notDefined" in dom.errors["text"]
+    assert len(console_messages(done.stderr)) == 2
+
+
+def test_terminal_tables_keep_every_number(report):
+    """At 80 and 160 columns: every quantile is printed whole (no "…"), and every warning shows."""
+    for width in (80, 160):
+        console = Console(record=True, width=width, file=io.StringIO())
+        render_terminal(report.stats, warnings=report.warnings, console=console)
+        text = console.export_text()
+        assert "…" not in text
+        for name in ("margin_raw", "w_qual", "len_diff"):
+            d = report.stats["distributions"][name]
+            assert all(f"{d[k]:.3g}" in text for k in ("q0", "q5", "q50", "q95", "q100")), name
+        assert all(w.split(":")[0] in text for w in report.warnings) and report.warnings
+
+
+def cli_app() -> typer.Typer:
+    app = typer.Typer()
+    app.command()(inspect_command)
+
+    @app.callback()
+    def main() -> None:  # keeps `inspect` a subcommand, as in flows.cli
+        pass
+
+    return app
+
+
+def test_cli_command_writes_tables_html_and_json(tmp_path):
+    pairs, scores = write_tables(tmp_path, seed=3, n_prompts=40, shift=0.0)
+    runner = CliRunner()
+    done = runner.invoke(cli_app(), ["inspect", str(pairs), "--scores", str(scores), "--json",
+                                     str(tmp_path / "stats.json"), "--eta", "0.7"], terminal_width=140)  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "Distributions" in done.output and "Per objective" in done.output
+    html_path = tmp_path / "pairs.inspect.html"  # default: beside the pairs file
+    assert html_path.is_file() and str(html_path) in done.output.replace("\n", "")
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["counts"]["pairs"] == pl.read_parquet(pairs).height
+    assert set(stats["objectives"]) == set(OBJECTIVE_NAMES)
+    strict = runner.invoke(cli_app(), ["inspect", str(pairs), "--no-html", "--strict", "--tau-good", "100"])
+    assert strict.exit_code == 1 and "τ_good never active" in strict.output
+    missing = runner.invoke(cli_app(), ["inspect", str(tmp_path / "missing.parquet"), "--no-html"])
+    assert isinstance(missing.exception, InputError)

@@ -1,0 +1,132 @@
+"""The transformers reward-model scorer: padding, pooling, rendering, too-long and template errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from schemas.data_configs import ScoreConfig
+from schemas.io import read_frame
+from schemas.manifest import Manifest
+from schemas.quarantine import Rejected
+from schemas.tables import QUARANTINE, SCORES
+from scoring.batching import Scored, ScoreRequest
+from scoring.reward_model import load_reward_model
+from scoring.stage import score
+
+_SPEC = importlib.util.spec_from_file_location(
+    "score_test_fixtures", Path(__file__).with_name("armorm_fixture.py")
+)
+fx = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(fx)
+
+PROMPT = [{"role": "user", "content": "tell me about the cat"}]
+
+
+def _requests(texts: list[str]) -> list[ScoreRequest]:
+    return [ScoreRequest(f"r{i}", "p", PROMPT, text) for i, text in enumerate(texts)]
+
+
+def _oracle(scorer, request: ScoreRequest) -> tuple[float, list[int]]:
+    """Independent path: render to text, tokenize without special tokens, one unpadded row."""
+    tokenizer, model = scorer.tokenizer, scorer.model
+    text = tokenizer.apply_chat_template([*request.messages, {"role": "assistant",
+                                          "content": request.response}], tokenize=False)  # fmt: skip
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    with torch.inference_mode():
+        logit = model(input_ids=torch.tensor([ids])).logits[0, 0]  # (1, 1) -> ()
+    return float(logit), ids
+
+
+def test_batched_scores_equal_one_at_a_time(tiny):
+    texts = [fx.words(1), fx.words(150, seed=1), fx.words(12, seed=2), "",
+             fx.words(60, seed=3)]  # fmt: skip
+    scorer = load_reward_model(ScoreConfig(model=str(tiny.reward_model), token_budget=100_000))
+    requests = _requests(texts)
+    batched = scorer(requests)  # one batch: the budget covers all rows
+    lengths = []
+    for request, outcome in zip(requests, batched, strict=True):
+        expected, ids = _oracle(scorer, request)
+        assert isinstance(outcome, Scored)
+        assert outcome.score == pytest.approx(expected, abs=1e-5)
+        assert outcome.n_tokens == len(ids)
+        assert ids[0] == scorer.tokenizer.bos_token_id and ids.count(ids[0]) == 1  # one BOS
+        lengths.append(len(ids))
+    assert max(lengths) - min(lengths) > 100  # the short rows really were padded a lot
+    singles = [scorer([r])[0].score for r in requests]
+    assert [o.score for o in batched] == pytest.approx(singles, abs=1e-5)
+    assert len({round(s, 6) for s in singles}) == len(singles)  # distinct: no row scored twice
+
+
+def test_small_budget_gives_the_same_scores(tiny):
+    texts = [fx.words(n, seed=n) for n in (3, 40, 9, 80, 20, 5)]
+    config = ScoreConfig(model=str(tiny.reward_model), token_budget=100_000)
+    wide = [o.score for o in load_reward_model(config)(_requests(texts))]
+    narrow = load_reward_model(config.model_copy(update={"token_budget": 64}))
+    assert [o.score for o in narrow(_requests(texts))] == pytest.approx(wide, abs=1e-5)
+
+
+def test_too_long_rows_are_rejected_not_truncated(tiny):
+    base = load_reward_model(ScoreConfig(model=str(tiny.reward_model)))
+    short, long = _requests([fx.words(2), fx.words(100)])
+    n_short = base([short])[0].n_tokens
+    limited = load_reward_model(ScoreConfig(model=str(tiny.reward_model), max_length=n_short + 2))
+    outcomes = limited([short, long])
+    assert isinstance(outcomes[1], Rejected) and outcomes[1].reason == "too_long"
+    assert outcomes[0].score == pytest.approx(base([short])[0].score, abs=1e-6)
+
+
+def _model_copy(tiny, tmp_path, template: str | None):
+    folder = tmp_path / "rm_copy"
+    shutil.copytree(tiny.reward_model, folder)
+    if template is None:
+        (folder / "chat_template.jinja").unlink()
+    else:
+        (folder / "chat_template.jinja").write_text(template)
+    return folder
+
+
+def _run(tmp_path, folder, records, texts_per_prompt):
+    prompts, ids = fx.write_prompts(records, tmp_path / "in")
+    pairs = [(pid, t) for pid in ids for t in texts_per_prompt]
+    responses = fx.write_responses(pairs, tmp_path / "in" / "responses.parquet")
+    config = ScoreConfig(model=str(folder), shard_size=3)
+    return score(responses, prompts=prompts, config=config, out_dir=tmp_path / "out"), ids
+
+
+def test_template_error_quarantines_only_that_row(tiny, tmp_path):
+    no_system = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}"
+        "{{ raise_exception('system role not supported') }}{% endif %}{% endfor %}"
+        + (tiny.reward_model / "chat_template.jinja").read_text()
+    )
+    folder = _model_copy(tiny, tmp_path, no_system)
+    records = [
+        {"prompt": "tell me about the dog"},
+        {
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": "hi"},
+            ]
+        },
+        {"prompt": "count to three"},
+    ]
+    result, ids = _run(tmp_path, folder, records, ["one two", "the red cat"])
+    scores = read_frame(result.output, SCORES)
+    quarantine = read_frame(result.quarantine, QUARANTINE)
+    assert sorted(scores["prompt_id"].unique()) == sorted([ids[0], ids[2]])
+    assert quarantine["reason"].to_list() == ["template_error"] * 2
+    assert "system role not supported" in quarantine["detail"][0]
+    manifest = Manifest.read(result.manifest)
+    assert (manifest.rows_in, manifest.rows_out, manifest.dropped) == (6, 4, {"template_error": 2})
+
+
+def test_missing_chat_template_quarantines_rows(tiny, tmp_path):
+    folder = _model_copy(tiny, tmp_path, None)
+    result, _ = _run(tmp_path, folder, [{"prompt": "hi"}], ["a b", "c"])
+    manifest = Manifest.read(result.manifest)
+    assert (manifest.rows_out, manifest.dropped) == (0, {"template_error": 2})

@@ -1,0 +1,64 @@
+"""vLLM's pooling runner scores exactly what the transformers reward model scores."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from schemas.data_configs import ScoreConfig
+from schemas.io import read_frame
+from schemas.manifest import Manifest
+from schemas.tables import QUARANTINE, SCORES
+from scoring.stage import score
+
+_SPEC = importlib.util.spec_from_file_location(
+    "score_test_fixtures", Path(__file__).with_name("armorm_fixture.py")
+)
+fx = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(fx)
+
+pytest.importorskip("vllm")
+
+
+def _vllm_sized_reward_model(tiny, folder):
+    """The tiny reward model's recipe with hidden 128: head_dim 32, the smallest vLLM's CPU
+    attention supports (the shared tiny model's head_dim 16 fails there)."""
+    from transformers import AutoTokenizer
+
+    from flows.tiny import build_reward_model
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny.tokenizer))
+    return build_reward_model(folder, tokenizer, hidden=128, seed=5)
+
+
+@pytest.mark.slow
+def test_vllm_pooling_scores_equal_transformers_scores(tiny, tmp_path):
+    model = _vllm_sized_reward_model(tiny, tmp_path / "rm128")
+    records = [
+        {"prompt": "tell me about the river"},
+        {
+            "messages": [
+                {"role": "system", "content": "be kind"},
+                {"role": "user", "content": "count to two"},
+            ]
+        },
+    ]
+    prompts, ids = fx.write_prompts(records, tmp_path / "in")
+    pairs = [(pid, fx.words(n, seed=n)) for pid in ids for n in (1, 30, 7, 90, 300)]
+    responses = fx.write_responses(pairs, tmp_path / "in" / "responses.parquet")
+    results = {}
+    for kind in ("reward_model", "vllm_pooling"):
+        config = ScoreConfig(kind=kind, model=str(model), max_length=256, shard_size=4)
+        result = score(responses, prompts=prompts, config=config, out_dir=tmp_path / kind)
+        results[kind] = (result, read_frame(result.output, SCORES).sort("response_id"))
+    (hf_result, hf), (vllm_result, vl) = results["reward_model"], results["vllm_pooling"]
+    assert hf.height == vl.height == 8  # the two 300-word rows are over max_length
+    assert vl["response_id"].to_list() == hf["response_id"].to_list()
+    assert vl["n_tokens"].to_list() == hf["n_tokens"].to_list()
+    assert vl["score"].to_list() == pytest.approx(hf["score"].to_list(), abs=1e-4)
+    assert hf["score"].std() > 1e-3  # the scores differ between rows: the comparison has teeth
+    for result in (hf_result, vllm_result):
+        assert Manifest.read(result.manifest).dropped == {"too_long": 2}
+        assert read_frame(result.quarantine, QUARANTINE)["reason"].to_list() == ["too_long"] * 2

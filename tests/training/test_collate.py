@@ -1,0 +1,77 @@
+"""Collation: [chosen; rejected] rows, right padding, completion masks, normalized scores."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from schemas.manifest import Manifest, manifest_path
+from training.collate import PairCollator, ScoreTransform, load_score_transform, missing_values, pair_example
+from training.render import RenderedPair
+
+EXAMPLES = [
+    {"prompt_ids": [1, 5, 6], "chosen_ids": [7, 8, 2], "rejected_ids": [9, 2],
+     "ref_chosen_logps": -3.0, "ref_rejected_logps": -4.0, "score_chosen": 1.5, "score_rejected": 0.5},
+    {"prompt_ids": [1, 5], "chosen_ids": [2], "rejected_ids": [10, 11, 12, 2],
+     "ref_chosen_logps": -1.0, "ref_rejected_logps": -6.0, "score_chosen": 0.0, "score_rejected": -1.0},
+]  # fmt: skip
+
+
+def test_concatenated_right_padded_batch():
+    batch = PairCollator(pad_token_id=0)(EXAMPLES)
+    assert batch["input_ids"].tolist() == [
+        [1, 5, 6, 7, 8, 2],  # chosen of pair 0
+        [1, 5, 2, 0, 0, 0],  # chosen of pair 1
+        [1, 5, 6, 9, 2, 0],  # rejected of pair 0
+        [1, 5, 10, 11, 12, 2],  # rejected of pair 1
+    ]
+    assert batch["attention_mask"].tolist() == [[1] * 6, [1, 1, 1, 0, 0, 0], [1] * 5 + [0], [1] * 6]
+    assert batch["completion_mask"].dtype == torch.bool
+    assert batch["completion_mask"].int().tolist() == [
+        [0, 0, 0, 1, 1, 1], [0, 0, 1, 0, 0, 0], [0, 0, 0, 1, 1, 0], [0, 0, 1, 1, 1, 1],
+    ]  # fmt: skip
+    assert batch["ref_chosen_logps"].tolist() == [-3.0, -1.0]
+    assert batch["score_rejected"].tolist() == [0.5, -1.0]
+    assert batch["ref_chosen_logps"].shape == (2,)
+
+
+def test_pad_to_multiple_and_optional_columns():
+    bare = [{k: e[k] for k in ("prompt_ids", "chosen_ids", "rejected_ids")} for e in EXAMPLES]
+    batch = PairCollator(pad_token_id=3, pad_to_multiple_of=8)(bare)
+    assert batch["input_ids"].shape == (4, 8) and batch["input_ids"][1, 3:].eq(3).all()
+    assert set(batch) == {"input_ids", "attention_mask", "completion_mask"}
+
+
+def _write_manifest(path, extra):
+    Manifest(stage="pairs", unit="prompt", config={}, inputs=[], outputs={}, rows_in=1, rows_out=1,
+             extra=extra).write(manifest_path(path))  # fmt: skip
+
+
+def test_scores_are_normalized_as_the_pairs_manifest_declares(tmp_path):
+    pairs = tmp_path / "pairs.parquet"
+    _write_manifest(pairs, {"score_transform": {"method": "zscore", "scale": 10.0, "shift": -1.0}})
+    transform = load_score_transform(pairs)
+    assert transform == ScoreTransform(10.0, -1.0, declared=True)
+    row = {"score_chosen": 0.2, "score_rejected": 0.05, "ref_logp_chosen": -3.0, "ref_logp_rejected": -4.0}
+    example = pair_example(row, RenderedPair([1], [2], [2]), transform=transform, reference=True)
+    assert example["score_chosen"] == pytest.approx(1.0) and example["score_rejected"] == pytest.approx(-0.5)
+    assert example["ref_chosen_logps"] == -3.0 and example["length"] == 2
+
+
+def test_no_declared_transform_warns_and_keeps_raw_scores(tmp_path, caplog):
+    pairs = tmp_path / "pairs.parquet"
+    with caplog.at_level(logging.WARNING, logger="training.collate"):
+        transform = load_score_transform(pairs)
+    assert transform == ScoreTransform() and not transform.declared
+    assert "no score_transform" in caplog.text
+    _write_manifest(pairs, {})
+    assert load_score_transform(pairs, warn=False).apply(0.3) == 0.3
+
+
+def test_missing_values_reasons():
+    row = {"ref_logp_chosen": float("nan"), "ref_logp_rejected": -1.0, "score_chosen": None, "score_rejected": 1.0}
+    assert missing_values(row, reference=True, scores=True) == "missing_reference"
+    assert missing_values(row, reference=False, scores=True) == "missing_score"
+    assert missing_values(row, reference=False, scores=False) is None

@@ -1,0 +1,100 @@
+"""Chunked completion log-probs against a naive full-logits implementation in float64."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from training import logprobs
+from training.collate import PairCollator
+from training.logprobs import causal_mask_or_none, completion_logps
+from training.render import render_pairs
+
+
+@pytest.fixture(scope="module")
+def batch(tiny_tokenizer):
+    rows = [
+        {"pair_id": f"p{i}", "messages": [{"role": "user", "content": "tell me about the cat " * (i + 1)}],
+         "chosen": "the dog runs " * (i + 1), "rejected": "no"}
+        for i in range(3)
+    ]  # fmt: skip
+    rendered, _ = render_pairs(rows, tokenizer=tiny_tokenizer, max_length=128, max_prompt_length=64)
+    examples = [{"prompt_ids": r.prompt_ids, "chosen_ids": r.chosen_ids, "rejected_ids": r.rejected_ids}
+                for r in rendered]  # fmt: skip
+    return PairCollator(pad_token_id=tiny_tokenizer.pad_token_id)(examples)
+
+
+@pytest.fixture
+def model64(tiny):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(tiny.policy), dtype=torch.float64)
+
+
+def naive(model, batch):
+    """Full (N, T, V) logits, log_softmax, gather, mask: the obvious implementation."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (N, T, V)
+    logp = logits.log_softmax(-1)[:, :-1].gather(2, batch["input_ids"][:, 1:, None]).squeeze(2)  # (N, T-1)
+    return (logp * batch["completion_mask"][:, 1:]).sum(1)  # (N,)
+
+
+def test_equals_naive_float64_values_and_gradients(model64, batch):
+    ours, counts = completion_logps(model64, batch["input_ids"], batch["attention_mask"],
+                                    batch["completion_mask"], chunk_tokens=5)  # fmt: skip
+    weights = torch.linspace(0.5, 1.5, ours.shape[0], dtype=torch.float64)  # a generic backward signal
+    (ours * weights).sum().backward()
+    ours_grads = {n: p.grad.clone() for n, p in model64.named_parameters()}
+    model64.zero_grad()
+    reference = naive(model64, batch)
+    (reference * weights).sum().backward()
+    assert torch.allclose(ours, reference, atol=1e-6, rtol=0)
+    assert counts.tolist() == batch["completion_mask"].sum(1).tolist()
+    for name, param in model64.named_parameters():
+        assert torch.allclose(ours_grads[name], param.grad, atol=1e-6, rtol=0), name
+
+
+def test_prompt_positions_do_not_contribute(model64, batch):
+    """Only completion positions are summed: masking one more prompt token changes nothing
+    but moving the mask onto the prompt gives exactly the naive prompt sum."""
+    with torch.no_grad():
+        completion, _ = completion_logps(model64, batch["input_ids"], batch["attention_mask"],
+                                         batch["completion_mask"], chunk_tokens=64)  # fmt: skip
+        everything = dict(batch, completion_mask=batch["attention_mask"].bool())
+        full = naive(model64, everything)
+        prompt_only = naive(model64, dict(batch, completion_mask=everything["completion_mask"] & ~batch["completion_mask"]))
+    assert torch.allclose(completion + prompt_only, full, atol=1e-9)
+    assert (prompt_only < -1).all()  # the prompt does carry log-prob mass that was left out
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 10_000])
+def test_chunk_size_does_not_change_the_result(model64, batch, chunk):
+    with torch.no_grad():
+        ours, _ = completion_logps(model64, batch["input_ids"], batch["attention_mask"],
+                                   batch["completion_mask"], chunk_tokens=chunk)  # fmt: skip
+        assert torch.allclose(ours, naive(model64, batch), atol=1e-9)
+
+
+def test_fallback_path_for_models_without_hidden_state_access(model64, batch, monkeypatch):
+    monkeypatch.setattr(logprobs, "has_fast_path", lambda model: False)
+    ours, _ = completion_logps(model64, batch["input_ids"], batch["attention_mask"],
+                               batch["completion_mask"], chunk_tokens=4)  # fmt: skip
+    assert torch.allclose(ours, naive(model64, batch).detach(), atol=1e-9)
+
+
+def test_float32_model_is_close_to_float64(tiny, model64, batch):
+    from transformers import AutoModelForCausalLM
+
+    model32 = AutoModelForCausalLM.from_pretrained(str(tiny.policy))
+    with torch.no_grad():
+        ours, _ = completion_logps(model32, batch["input_ids"], batch["attention_mask"],
+                                   batch["completion_mask"], chunk_tokens=16)  # fmt: skip
+        assert ours.dtype == torch.float32
+        assert torch.allclose(ours.double(), naive(model64, batch), atol=1e-4)
+
+
+def test_right_padding_drops_the_mask_other_padding_keeps_it():
+    right = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    left = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])
+    assert causal_mask_or_none(right) is None
+    assert causal_mask_or_none(left) is left
+    assert causal_mask_or_none(None) is None

@@ -1,0 +1,578 @@
+"""Tests for training/losses.py: hand-worked values, finite-difference gradients, properties.
+
+The oracles below restate each formula with Python's ``math`` on plain floats, independently
+of the implementation; all tensors are float64.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from training.loss_parts import adadpo_coefficients
+from training.losses import (
+    LOSSES,
+    PairBatch,
+    adadpo,
+    combined_loss,
+    dpo,
+    ipo,
+    madpo,
+    needs_reference,
+    needs_scores,
+    reduce_loss,
+    simpo,
+    unidpo,
+)
+
+F64 = torch.float64
+TAU = math.log(999.0)
+
+# Three hand-picked pairs: (lw, ll, rw, rl, Lw, Ll, S_w, S_l).
+#   A: policy ahead of the reference on both sides; MADPO margin 3 (amplified); c-NLL off.
+#   B: reference ahead on the chosen side (arw = -1.8 > aw = -2) and S_w = 3.5 >= 3.2: c-NLL on.
+#   C: the policy prefers the rejected response; MADPO margin -1 (damped).
+PAIRS = [
+    (-10.0, -12.0, -11.0, -11.0, 5.0, 4.0, 4.0, 1.0),
+    (-20.0, -30.0, -18.0, -27.0, 10.0, 10.0, 3.5, 3.0),
+    (-15.0, -9.0, -13.0, -10.0, 6.0, 3.0, 0.5, 1.5),
+]
+
+
+def _t(values) -> torch.Tensor:
+    return torch.tensor(values, dtype=F64)
+
+
+def make_batch(pairs=PAIRS, *, ref: bool = True, scores: bool = True, grad: bool = False):
+    lw, ll, rw, rl, n_w, n_l, s_w, s_l = (list(column) for column in zip(*pairs, strict=True))
+    return PairBatch(
+        policy_chosen_logps=_t(lw).requires_grad_(grad),
+        policy_rejected_logps=_t(ll).requires_grad_(grad),
+        chosen_tokens=_t(n_w),
+        rejected_tokens=_t(n_l),
+        ref_chosen_logps=_t(rw) if ref else None,
+        ref_rejected_logps=_t(rl) if ref else None,
+        score_chosen=_t(s_w) if scores else None,
+        score_rejected=_t(s_l) if scores else None,
+    )
+
+
+def with_policy(batch: PairBatch, lw: torch.Tensor, ll: torch.Tensor) -> PairBatch:
+    return dataclasses.replace(batch, policy_chosen_logps=lw, policy_rejected_logps=ll)
+
+
+# ---------------------------------------------------------------- oracles (plain floats)
+
+
+def sig(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def logsig(x: float) -> float:
+    return -math.log1p(math.exp(-x)) if x >= 0 else x - math.log1p(math.exp(x))
+
+
+def dpo_oracle(p, beta=0.1, eps=0.0):
+    lw, ll, rw, rl = p[:4]
+    z = beta * ((lw - rw) - (ll - rl))
+    return -(1 - eps) * logsig(z) - eps * logsig(-z)
+
+
+def ipo_oracle(p, beta=0.1, normalize=True):
+    lw, ll, rw, rl, n_w, n_l = p[:6]
+    h = (lw - rw) / n_w - (ll - rl) / n_l if normalize else (lw - rw) - (ll - rl)
+    return (h - 1 / (2 * beta)) ** 2
+
+
+def simpo_oracle(p, beta=2.0, ratio=0.5):
+    lw, ll, _, _, n_w, n_l = p[:6]
+    return -logsig(beta * lw / n_w - beta * ll / n_l - beta * ratio)
+
+
+def unidpo_oracle(p, beta=2.0, eta=0.7, tau_ref=1.0, gamma=3.0, lam=0.001, tau_good=3.2):
+    lw, ll, rw, rl, n_w, n_l, s_w, s_l = p
+    aw, al, arw, arl = lw / n_w, ll / n_l, rw / n_w, rl / n_l
+    delta = beta * ((aw - arw) - (al - arl))
+    w_qual = sig(eta * (s_w - s_l))
+    w_perf = (1 - sig(beta * (aw - al) - tau_ref)) ** gamma
+    active = 1.0 if (arw > aw and s_w >= tau_good) else 0.0
+    return -w_qual * w_perf * logsig(delta) - lam * active * aw
+
+
+def madpo_weight_oracle(delta, c_max=2.0, c_min=0.5, lmbda=1.0, tau=TAU):
+    if delta <= -tau:
+        return 1.0
+    odds = (c_max - 1) / (1 - c_min)
+    c = c_min + (c_max - c_min) / (1 + odds * math.exp(lmbda * (abs(delta) - tau)))
+    return sig(c * delta) / sig(delta)
+
+
+def madpo_oracle(p, beta=0.1):
+    return madpo_weight_oracle(p[6] - p[7]) * dpo_oracle(p, beta)
+
+
+def adadpo_oracle(p, beta=0.1, per_token=True, clip=10.0, use_ref=True):
+    lw, ll, rw, rl, n_w, n_l = p[:6]
+    bound = math.log(clip)
+    d = max(-bound, min(bound, lw / n_w - ll / n_l)) if per_token else lw - ll
+    c_w, c_l = 2 * sig(d), 2 * sig(-d)
+    if not use_ref:
+        rw = rl = 0.0
+    return -logsig(beta * (c_w * (lw - rw) - c_l * (ll - rl)))
+
+
+# ---------------------------------------------------------------- values worked by hand
+
+
+def test_dpo_spec_check_value_and_gradient():
+    """z = 0.1·[(−10 + 11) − (−12 + 11)] = 0.2; ℓ = log(1 + e^−0.2) = 0.598139;
+    ∂ℓ/∂lw = −β·σ(−z) = −0.1 · 0.450166 = −0.045017."""
+    batch = make_batch([(-10.0, -12.0, -11.0, -11.0, 1.0, 1.0, 0.0, 0.0)], grad=True)
+    loss, _ = dpo(batch, beta=0.1)
+    loss.sum().backward()
+    assert loss.item() == pytest.approx(0.598139, abs=1e-6)
+    assert batch.policy_chosen_logps.grad.item() == pytest.approx(-0.045017, abs=1e-6)
+
+
+def test_simpo_spec_check_value():
+    """aw = −20/10 = −2, al = −30/10 = −3, γ = 2·0.25 = 0.5; z = 2·(−2) − 2·(−3) − 0.5 = 1.5;
+    ℓ = log(1 + e^−1.5) = 0.201413."""
+    batch = make_batch([(-20.0, -30.0, 0.0, 0.0, 10.0, 10.0, 0.0, 0.0)], ref=False)
+    loss, _ = simpo(batch, beta=2.0, gamma_beta_ratio=0.25)
+    assert loss.item() == pytest.approx(0.201413, abs=1e-6)
+
+
+ORACLE_CASES = [
+    ("dpo", {}, dpo_oracle),
+    ("dpo", {"beta": 0.5, "label_smoothing": 0.2}, lambda p: dpo_oracle(p, 0.5, 0.2)),
+    ("ipo", {"beta": 0.1}, lambda p: ipo_oracle(p, 0.1, True)),
+    ("ipo", {"beta": 0.5, "length_normalize": False}, lambda p: ipo_oracle(p, 0.5, False)),
+    ("simpo", {}, simpo_oracle),
+    ("unidpo", {}, unidpo_oracle),
+    ("unidpo", {"lam": 0.1, "gamma": 1.0}, lambda p: unidpo_oracle(p, lam=0.1, gamma=1.0)),
+    ("madpo", {}, madpo_oracle),
+    ("adadpo", {}, adadpo_oracle),
+    ("adadpo", {"per_token": False}, lambda p: adadpo_oracle(p, per_token=False)),
+    ("adadpo", {"clip": 1.5}, lambda p: adadpo_oracle(p, clip=1.5)),
+    ("adadpo", {"use_ref": False}, lambda p: adadpo_oracle(p, use_ref=False)),
+]
+
+
+@pytest.mark.parametrize(("name", "hparams", "oracle"), ORACLE_CASES)
+def test_loss_matches_hand_formula(name, hparams, oracle):
+    loss, _ = LOSSES[name](make_batch(), **hparams)
+    assert loss.dtype == F64
+    assert loss.shape == (len(PAIRS),)
+    expected = [oracle(p) for p in PAIRS]
+    assert loss.tolist() == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+def test_dpo_label_smoothing_zero_is_plain_dpo_and_half_is_symmetric():
+    batch = make_batch()
+    plain, _ = dpo(batch)
+    assert torch.equal(dpo(batch, label_smoothing=0.0)[0], plain)
+    # ε = 1/2: ℓ = −½[log σ(z) + log σ(−z)], even in z, so flipping chosen/rejected keeps it.
+    swapped = make_batch([(p[1], p[0], p[3], p[2], *p[4:]) for p in PAIRS])
+    torch.testing.assert_close(
+        dpo(batch, label_smoothing=0.5)[0], dpo(swapped, label_smoothing=0.5)[0]
+    )
+
+
+def test_ipo_length_normalize_modes_differ_only_through_token_counts():
+    """With Lw = Ll = 1 both forms are the same number; with real counts they differ."""
+    ones = make_batch([(*p[:4], 1.0, 1.0, *p[6:]) for p in PAIRS])
+    torch.testing.assert_close(ipo(ones)[0], ipo(ones, length_normalize=False)[0])
+    batch = make_batch()
+    assert not torch.allclose(ipo(batch)[0], ipo(batch, length_normalize=False)[0])
+
+
+def test_reward_metrics_of_dpo():
+    """β(lw − rw) = 0.1·(1, −2, −2); β(ll − rl) = 0.1·(−1, −3, 1); chosen ahead in A and B."""
+    _, metrics = dpo(make_batch(), beta=0.1)
+    assert metrics["rewards/chosen"].item() == pytest.approx(0.1 * (1 - 2 - 2) / 3)
+    assert metrics["rewards/rejected"].item() == pytest.approx(0.1 * (-1 - 3 + 1) / 3)
+    assert metrics["rewards/margins"].item() == pytest.approx(0.1 * (2 + 1 - 3) / 3)
+    assert metrics["rewards/accuracies"].item() == pytest.approx(2 / 3)
+
+
+def test_reward_accuracy_counts_only_strict_wins():
+    """Pair 1: β(lw − rw) = 0.1 = β(ll − rl), a tie, so not a win; pair 2 wins: 1/2."""
+    pairs = [
+        (-10.0, -12.0, -11.0, -13.0, 1.0, 1.0, 0.0, 0.0),
+        (-10.0, -12.0, -11.0, -11.0, 1.0, 1.0, 0.0, 0.0),
+    ]
+    _, metrics = dpo(make_batch(pairs))
+    assert metrics["rewards/accuracies"].item() == 0.5
+
+
+def test_simpo_rewards_are_per_token():
+    _, metrics = simpo(make_batch(), beta=2.0)
+    expected = sum(2.0 * p[0] / p[4] for p in PAIRS) / 3
+    assert metrics["rewards/chosen"].item() == pytest.approx(expected)
+
+
+# ---------------------------------------------------------------- gradients
+
+
+GRAD_CASES = [
+    ("dpo", {}),
+    ("dpo", {"label_smoothing": 0.1}),
+    ("ipo", {}),
+    ("ipo", {"length_normalize": False}),
+    ("simpo", {}),
+    ("unidpo", {"lam": 0.1}),
+    ("madpo", {}),
+    # AdaDPO's coefficients are stop-gradient, so a finite difference that moves them sees a
+    # term autograd (rightly) leaves out; with clip = 1.5 every pair sits on the clip bound
+    # (|aw − al| ∈ {1, 1, 0.5} > log 1.5), so the coefficients are locally constant.
+    ("adadpo", {"clip": 1.5}),
+]
+
+
+@pytest.mark.parametrize(("name", "hparams"), GRAD_CASES)
+def test_gradient_matches_central_finite_differences(name, hparams):
+    batch = make_batch()
+
+    def per_pair(lw: torch.Tensor, ll: torch.Tensor) -> torch.Tensor:
+        return LOSSES[name](with_policy(batch, lw, ll), **hparams)[0]
+
+    lw = batch.policy_chosen_logps.clone().requires_grad_(True)
+    ll = batch.policy_rejected_logps.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(per_pair, (lw, ll), eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+@pytest.mark.parametrize("per_token", [True, False])
+def test_adadpo_gradient_along_directions_that_keep_the_coefficients(per_token):
+    """Moving lw by ε·Lw and ll by ε·Ll keeps aw − al (per_token) fixed; moving both by ε keeps
+    lw − ll fixed. Along those directions a central difference sees no coefficient change."""
+    batch = make_batch()
+    direction_w = batch.chosen_tokens if per_token else torch.ones(3, dtype=F64)
+    direction_l = batch.rejected_tokens if per_token else torch.ones(3, dtype=F64)
+    lw = batch.policy_chosen_logps.clone().requires_grad_(True)
+    ll = batch.policy_rejected_logps.clone().requires_grad_(True)
+    adadpo(with_policy(batch, lw, ll), per_token=per_token)[0].sum().backward()
+    analytic = lw.grad * direction_w + ll.grad * direction_l  # (B,)
+    eps = 1e-6
+
+    def at(step: float) -> torch.Tensor:
+        moved = with_policy(
+            batch,
+            batch.policy_chosen_logps + step * direction_w,
+            batch.policy_rejected_logps + step * direction_l,
+        )
+        return adadpo(moved, per_token=per_token)[0]
+
+    numeric = (at(eps) - at(-eps)) / (2 * eps)  # (B,)
+    torch.testing.assert_close(analytic, numeric, atol=1e-8, rtol=1e-6)
+
+
+# ---------------------------------------------------------------- Uni-DPO
+
+
+def _grad_wrt_chosen(loss_fn, batch: PairBatch, **hparams) -> torch.Tensor:
+    lw = batch.policy_chosen_logps.detach().clone().requires_grad_(True)
+    ll = batch.policy_rejected_logps.detach().clone()
+    loss_fn(with_policy(batch, lw, ll), **hparams)[0].sum().backward()
+    assert lw.grad is not None
+    return lw.grad
+
+
+def test_unidpo_w_perf_carries_gradient_unless_detached():
+    batch = make_batch()
+    flowing = _grad_wrt_chosen(unidpo, batch, lam=0.1)
+    detached = _grad_wrt_chosen(unidpo, batch, lam=0.1, detach_w_perf=True)
+    assert not torch.allclose(flowing, detached)
+    # Detached: ∂ℓ/∂lw = −w_qual·w_perf·σ(−Δ)·β/Lw − λ·𝟙/Lw, w_perf held constant.
+    expected = []
+    for lw, ll, rw, rl, n_w, n_l, s_w, s_l in PAIRS:
+        aw, al = lw / n_w, ll / n_l
+        delta = 2.0 * ((aw - rw / n_w) - (al - rl / n_l))
+        w_qual, w_perf = sig(0.7 * (s_w - s_l)), (1 - sig(2.0 * (aw - al) - 1.0)) ** 3
+        active = 1.0 if (rw / n_w > aw and s_w >= 3.2) else 0.0
+        expected.append(-w_qual * w_perf * sig(-delta) * 2.0 / n_w - 0.1 * active / n_w)
+    assert detached.tolist() == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("rw", "s_w", "active"),
+    [
+        (-18.0, 3.5, True),  # arw = −1.8 > aw = −2 and S_w ≥ τ_good
+        (-18.0, 3.2, True),  # S_w exactly τ_good still counts (≥)
+        (-22.0, 3.5, False),  # the policy is ahead of the reference on the chosen response
+        (-20.0, 3.5, False),  # a tie is not "strictly better"
+        (-18.0, 3.0, False),  # the chosen response is not good enough
+    ],
+)
+def test_unidpo_calibrated_nll_switch(rw, s_w, active):
+    """lw = −20 over Lw = 10 tokens, so aw = −2 and the c-NLL term is −λ·aw = 2λ when on."""
+    batch = make_batch([(-20.0, -30.0, rw, -30.0, 10.0, 10.0, s_w, 0.0)])
+    with_nll, metrics = unidpo(batch, lam=0.1)
+    without_nll, _ = unidpo(batch, lam=0.0)
+    assert (with_nll - without_nll).item() == pytest.approx(0.2 if active else 0.0, abs=1e-12)
+    assert metrics["unidpo/cnll_active_frac"].item() == (1.0 if active else 0.0)
+
+
+def test_unidpo_raw_armorm_scale_makes_w_qual_about_half_and_never_fires_cnll():
+    """Raw ArmoRM-like scores (0.05–0.2): σ(0.7·0.03) ≈ 0.505, and S_w < τ_good = 3.2."""
+    raw = [(0.12, 0.11), (0.2, 0.17), (0.08, 0.06)]
+    pairs = [(*p[:6], s_w, s_l) for p, (s_w, s_l) in zip(PAIRS, raw, strict=True)]
+    _, metrics = unidpo(make_batch(pairs))
+    assert metrics["unidpo/w_qual_mean"].item() == pytest.approx(0.5, abs=0.01)
+    assert metrics["unidpo/cnll_active_frac"].item() == 0.0
+
+
+def test_unidpo_weight_metrics():
+    _, metrics = unidpo(make_batch())
+    w_qual = [sig(0.7 * (p[6] - p[7])) for p in PAIRS]
+    w_perf = [(1 - sig(2.0 * (p[0] / p[4] - p[1] / p[5]) - 1.0)) ** 3 for p in PAIRS]
+    assert metrics["unidpo/w_qual_mean"].item() == pytest.approx(sum(w_qual) / 3)
+    assert metrics["unidpo/w_perf_mean"].item() == pytest.approx(sum(w_perf) / 3)
+    assert metrics["unidpo/cnll_active_frac"].item() == pytest.approx(1 / 3)
+
+
+# ---------------------------------------------------------------- MADPO
+
+
+def _madpo_weights(margins: list[float], **hparams) -> torch.Tensor:
+    """Per-pair MADPO weight, read off as madpo / dpo on pairs that differ only in Δ."""
+    pairs = [(-10.0, -12.0, -11.0, -11.0, 5.0, 4.0, m, 0.0) for m in margins]
+    batch = make_batch(pairs)
+    return madpo(batch, **hparams)[0] / dpo(batch, beta=hparams.get("beta", 0.1))[0]
+
+
+def test_madpo_weight_is_one_at_zero_and_at_plus_minus_tau():
+    weights = _madpo_weights([0.0, TAU, -TAU])
+    torch.testing.assert_close(weights, torch.ones(3, dtype=F64), atol=1e-12, rtol=0)
+
+
+def test_madpo_weight_regions():
+    amplified = _madpo_weights([0.5, 1.0, 3.0, 6.0])  # 0 < Δ < τ
+    damped_easy = _madpo_weights([7.5, 10.0, 30.0])  # Δ > τ
+    damped_inconsistent = _madpo_weights([-0.5, -3.0, -6.5])  # −τ < Δ < 0
+    untouched = _madpo_weights([-7.0, -20.0, -TAU - 1e-9])  # Δ ≤ −τ
+    assert (amplified > 1).all()
+    assert (damped_easy < 1).all()
+    assert (damped_inconsistent < 1).all()
+    torch.testing.assert_close(untouched, torch.ones(3, dtype=F64), atol=1e-12, rtol=0)
+
+
+def test_madpo_weight_matches_formula_and_metrics():
+    margins = [3.0, 0.5, -1.0, 9.0, -8.0]
+    weights = _madpo_weights(margins)
+    expected = [madpo_weight_oracle(m) for m in margins]
+    assert weights.tolist() == pytest.approx(expected, rel=1e-10)
+    pairs = [(-10.0, -12.0, -11.0, -11.0, 5.0, 4.0, m, 0.0) for m in margins]
+    _, metrics = madpo(make_batch(pairs))
+    assert metrics["madpo/weight_mean"].item() == pytest.approx(sum(expected) / 5)
+    assert metrics["madpo/weight_min"].item() == pytest.approx(min(expected))
+    assert metrics["madpo/weight_max"].item() == pytest.approx(max(expected))
+    assert metrics["madpo/amplified_frac"].item() == pytest.approx(2 / 5)
+
+
+def test_madpo_rejects_c_bounds_that_do_not_bracket_one():
+    with pytest.raises(ValueError, match="c_min < 1 < c_max"):
+        madpo(make_batch(), c_min=1.0)
+
+
+# ---------------------------------------------------------------- AdaDPO
+
+
+def test_adadpo_coefficients_sum_to_two_and_clip():
+    d = _t([-50.0, -3.0, -0.1, 0.0, 0.7, 2.0, 50.0])
+    for clip in (None, 10.0, 1.5):
+        c_w, c_l = adadpo_coefficients(d, clip=clip)
+        torch.testing.assert_close(c_w + c_l, torch.full_like(d, 2.0), atol=1e-15, rtol=0)
+    c_w, _ = adadpo_coefficients(_t([50.0, -50.0]), clip=10.0)
+    assert c_w.tolist() == pytest.approx([2 * 10 / 11, 2 * 1 / 11])  # 2σ(±log 10)
+    with pytest.raises(ValueError, match="clip"):
+        adadpo_coefficients(d, clip=1.0)
+
+
+def test_adadpo_coefficients_carry_no_gradient():
+    d = _t([0.3, -1.2]).requires_grad_(True)
+    c_w, c_l = adadpo_coefficients(d, clip=10.0)
+    assert not c_w.requires_grad and not c_l.requires_grad
+    # In the loss: ∂ℓ/∂lw = −β·c_w·σ(−z), ∂ℓ/∂ll = β·c_l·σ(−z), with c held constant.
+    batch = make_batch()
+    lw = batch.policy_chosen_logps.clone().requires_grad_(True)
+    ll = batch.policy_rejected_logps.clone().requires_grad_(True)
+    adadpo(with_policy(batch, lw, ll))[0].sum().backward()
+    grads_w, grads_l = [], []
+    for p_lw, p_ll, p_rw, p_rl, n_w, n_l, _, _ in PAIRS:
+        d_pair = max(-math.log(10), min(math.log(10), p_lw / n_w - p_ll / n_l))
+        cw, cl = 2 * sig(d_pair), 2 * sig(-d_pair)
+        z = 0.1 * (cw * (p_lw - p_rw) - cl * (p_ll - p_rl))
+        grads_w.append(-0.1 * cw * sig(-z))
+        grads_l.append(0.1 * cl * sig(-z))
+    assert lw.grad.tolist() == pytest.approx(grads_w, rel=1e-12)
+    assert ll.grad.tolist() == pytest.approx(grads_l, rel=1e-12)
+
+
+def test_adadpo_balances_probability_gradients_per_sequence():
+    """|∂ℓ/∂π_w| = |∂ℓ/∂lw| / π_w with π = exp(l); compared in logs:
+    log|∂ℓ/∂lw| − lw = log|∂ℓ/∂ll| − ll."""
+    batch = make_batch()
+    lw = batch.policy_chosen_logps.clone().requires_grad_(True)
+    ll = batch.policy_rejected_logps.clone().requires_grad_(True)
+    adadpo(with_policy(batch, lw, ll), per_token=False)[0].sum().backward()
+    left = lw.grad.abs().log() - lw.detach()
+    right = ll.grad.abs().log() - ll.detach()
+    torch.testing.assert_close(left, right, atol=1e-12, rtol=0)
+    # Plain DPO is unbalanced: there |∂ℓ/∂lw| = |∂ℓ/∂ll|.
+    dpo_lw = _grad_wrt_chosen(dpo, batch)
+    assert not torch.allclose(lw.grad, dpo_lw)
+
+
+def test_adadpo_equals_dpo_when_per_token_means_are_equal():
+    """aw = al: −10/5 = −8/4 = −2 and −6/3 = −12/6 = −2, so d = 0 and c_w = c_l = 1."""
+    pairs = [
+        (-10.0, -8.0, -9.0, -9.5, 5.0, 4.0, 0.0, 0.0),
+        (-6.0, -12.0, -7.0, -11.0, 3.0, 6.0, 0.0, 0.0),
+    ]
+    batch = make_batch(pairs)
+    torch.testing.assert_close(adadpo(batch)[0], dpo(batch)[0], atol=1e-15, rtol=0)
+    torch.testing.assert_close(_grad_wrt_chosen(adadpo, batch), _grad_wrt_chosen(dpo, batch))
+    assert adadpo(batch)[1]["adadpo/c_w_mean"].item() == pytest.approx(1.0)
+
+
+def test_adadpo_without_reference():
+    no_ref = make_batch(ref=False)
+    zero_ref = make_batch([(p[0], p[1], 0.0, 0.0, *p[4:]) for p in PAIRS])
+    loss, metrics = adadpo(no_ref, use_ref=False)
+    torch.testing.assert_close(loss, adadpo(zero_ref)[0], atol=1e-15, rtol=0)
+    assert metrics["rewards/chosen"].item() == pytest.approx(0.1 * sum(p[0] for p in PAIRS) / 3)
+    assert not needs_reference("adadpo", use_ref=False)
+    with pytest.raises(ValueError, match="ref_chosen_logps"):
+        adadpo(no_ref)
+
+
+# ---------------------------------------------------------------- reduction and combination
+
+
+def test_reduce_loss_all_ones_equals_unweighted_mean():
+    per_pair = dpo(make_batch())[0]
+    ones = torch.ones(3, dtype=F64)
+    torch.testing.assert_close(reduce_loss(per_pair, weights=ones), per_pair.mean())
+    torch.testing.assert_close(reduce_loss(per_pair), per_pair.mean())
+    # The weights' scale cancels, and float32 weights are cast to the loss dtype.
+    sevens = torch.full((3,), 7.0)  # float32
+    torch.testing.assert_close(reduce_loss(per_pair, weights=sevens), per_pair.mean())
+
+
+def test_reduce_loss_weighted_mean():
+    per_pair = _t([1.0, 2.0, 4.0])
+    assert reduce_loss(per_pair, weights=_t([1.0, 0.0, 3.0])).item() == pytest.approx((1 + 12) / 4)
+    with pytest.raises(ValueError, match="one weight per pair"):
+        reduce_loss(per_pair, weights=_t([1.0, 2.0]))
+
+
+def test_combined_single_dpo_term_with_weight_one_equals_dpo():
+    batch = make_batch()
+    loss, metrics = combined_loss(batch, terms=[("dpo", 1.0, {"beta": 0.1})])
+    expected_loss, expected_metrics = dpo(batch, beta=0.1)
+    torch.testing.assert_close(loss, expected_loss, atol=0, rtol=0)
+    assert metrics.keys() == expected_metrics.keys()
+    for key, value in expected_metrics.items():
+        torch.testing.assert_close(metrics[key], value)
+
+
+def test_combined_nll_term_adds_exactly_the_formula():
+    """NLL = −nll_weight · lw / Lw: for pair A, −0.3 · (−10 / 5) = 0.6."""
+    batch = make_batch()
+    base, _ = dpo(batch)
+    loss, metrics = combined_loss(batch, terms=[("dpo", 1.0, {})], nll_weight=0.3)
+    added = [-0.3 * p[0] / p[4] for p in PAIRS]
+    assert (loss - base).tolist() == pytest.approx(added, rel=1e-12)
+    assert metrics["nll/chosen"].item() == pytest.approx(sum(-p[0] / p[4] for p in PAIRS) / 3)
+    only_nll, _ = combined_loss(batch, terms=[], nll_weight=1.0)
+    assert only_nll.tolist() == pytest.approx([-p[0] / p[4] for p in PAIRS])
+
+
+def test_combined_several_terms_sum_and_prefix_metrics():
+    batch = make_batch()
+    loss, metrics = combined_loss(batch, terms=[("dpo", 0.5, {}), ("madpo", 2.0, {"beta": 0.2})])
+    expected = 0.5 * dpo(batch)[0] + 2.0 * madpo(batch, beta=0.2)[0]
+    torch.testing.assert_close(loss, expected)
+    assert "dpo/rewards/chosen" in metrics and "madpo/madpo/weight_mean" in metrics
+    assert "rewards/chosen" not in metrics
+
+
+@pytest.mark.parametrize(
+    ("terms", "match"),
+    [
+        ([("dpo", 1.0, {}), ("dpo", 1.0, {})], "repeat"),
+        ([("dpx", 1.0, {})], "unknown loss"),
+        ([], "at least one"),
+    ],
+)
+def test_combined_rejects_bad_terms(terms, match):
+    with pytest.raises(ValueError, match=match):
+        combined_loss(make_batch(), terms=terms)
+
+
+# ---------------------------------------------------------------- contract of every loss
+
+
+def test_registry_names_and_requirements():
+    assert set(LOSSES) == {"dpo", "ipo", "simpo", "unidpo", "madpo", "adadpo"}
+    assert [needs_reference(name) for name in LOSSES] == [True, True, False, True, True, True]
+    assert needs_reference("adadpo", use_ref=True) and not needs_reference("adadpo", use_ref=False)
+    assert [needs_scores(name) for name in LOSSES] == [False, False, False, True, True, False]
+    with pytest.raises(ValueError, match="registered losses"):
+        needs_scores("orpo")
+
+
+@pytest.mark.parametrize("name", ["dpo", "ipo", "unidpo", "madpo", "adadpo"])
+def test_missing_reference_names_the_field_and_the_fix(name):
+    with pytest.raises(ValueError, match=rf"'{name}'.*ref_chosen_logps.*prefsmith reference"):
+        LOSSES[name](make_batch(ref=False))
+
+
+@pytest.mark.parametrize("name", ["unidpo", "madpo"])
+def test_missing_scores_names_the_field(name):
+    with pytest.raises(ValueError, match=rf"'{name}'.*score_chosen.*score_rejected"):
+        LOSSES[name](make_batch(scores=False))
+
+
+def test_reference_free_and_score_free_losses_need_neither():
+    bare = make_batch(ref=False, scores=False)
+    assert simpo(bare)[0].shape == adadpo(bare, use_ref=False)[0].shape == (3,)
+    assert dpo(make_batch(scores=False))[0].shape == (3,)
+
+
+@pytest.mark.parametrize("name", ["unidpo", "madpo"])
+def test_score_weights_carry_no_gradient(name):
+    """Scores come from data: w_qual and the MADPO weight are constants to the optimizer."""
+    batch = make_batch()
+    s_w, s_l = (_t([p[i] for p in PAIRS]).requires_grad_(True) for i in (6, 7))
+    scored = dataclasses.replace(batch, score_chosen=s_w, score_rejected=s_l)
+    loss, metrics = LOSSES[name](scored)
+    assert not loss.requires_grad
+    assert all(not m.requires_grad for m in metrics.values())
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_inputs_untouched_metrics_detached_scalars(name):
+    batch = make_batch(grad=True)
+    before = {key: value.detach().clone() for key, value in vars(batch).items()}
+    loss, metrics = LOSSES[name](batch)
+    loss.sum().backward()
+    for key, value in vars(batch).items():
+        assert torch.equal(value.detach(), before[key]), key
+    assert metrics and all(m.dim() == 0 and not m.requires_grad for m in metrics.values())
+    assert all(m.dtype == F64 for m in metrics.values())
+    rewards = {"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"}
+    assert rewards <= set(metrics)
+
+
+def test_pair_batch_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="policy_rejected_logps"):
+        PairBatch(
+            policy_chosen_logps=_t([1.0, 2.0]),
+            policy_rejected_logps=_t([1.0]),
+            chosen_tokens=_t([1.0, 1.0]),
+            rejected_tokens=_t([1.0, 1.0]),
+        )

@@ -1,0 +1,136 @@
+"""The train stage on the tiny policy: it learns the pairs, resumes exactly, and its guards fire."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from schemas.config_base import parse_config
+from schemas.errors import StageError
+from schemas.io import read_table
+from schemas.manifest import Manifest
+from schemas.tables import PAIRS_WITH_REFERENCE
+from schemas.train_configs import ReferenceConfig, TrainConfig
+from scoring.reference import reference_pass
+from training import trainer as trainer_module
+from training.collate import PairCollator
+from training.logprobs import completion_logps
+from training.losses import dpo, PairBatch
+from training.render import render_pairs
+from training.stage import main, train
+
+BASE = {"max_length": 128, "max_prompt_length": 64, "per_device_train_batch_size": 4,
+        "warmup_ratio": 0.0, "logging_steps": 5, "save_steps": 0, "seed": 0}  # fmt: skip
+
+
+@pytest.fixture
+def pairs_ref(tiny, pairs_file, tmp_path):
+    config = parse_config(ReferenceConfig, {"model": str(tiny.policy), "max_length": 128, "max_prompt_length": 64})
+    return reference_pass(pairs_file, config=config, out_dir=tmp_path / "ref").output
+
+
+def _config(tiny, **overrides) -> TrainConfig:
+    return parse_config(TrainConfig, {"policy": str(tiny.policy), **BASE, **overrides})
+
+
+def dpo_on_pairs(model_dir, pairs) -> tuple[float, float]:
+    """Mean DPO loss and implicit-reward accuracy over every pair, computed outside the trainer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    rows = read_table(pairs, PAIRS_WITH_REFERENCE).to_pylist()
+    rendered, _ = render_pairs(rows, tokenizer=tokenizer, max_length=128, max_prompt_length=64)
+    examples = [{"prompt_ids": r.prompt_ids, "chosen_ids": r.chosen_ids, "rejected_ids": r.rejected_ids}
+                for r in rendered]  # fmt: skip
+    batch = PairCollator(pad_token_id=tokenizer.pad_token_id)(examples)
+    with torch.no_grad():
+        logps, tokens = completion_logps(model, batch["input_ids"], batch["attention_mask"],
+                                         batch["completion_mask"])  # fmt: skip
+    chosen, rejected = logps.chunk(2)
+    ref = torch.tensor([[r["ref_logp_chosen"], r["ref_logp_rejected"]] for r in rows], dtype=torch.float32)
+    per_pair, metrics = dpo(PairBatch(policy_chosen_logps=chosen, policy_rejected_logps=rejected,
+                                      chosen_tokens=tokens[:16].float(), rejected_tokens=tokens[16:].float(),
+                                      ref_chosen_logps=ref[:, 0], ref_rejected_logps=ref[:, 1]))  # fmt: skip
+    return float(per_pair.mean()), float(metrics["rewards/accuracies"])
+
+
+def test_training_lowers_the_loss_and_raises_accuracy(tiny, pairs_ref, tmp_path):
+    config = _config(tiny, max_steps=30, learning_rate=1e-3, lr_scheduler_type="constant")
+    result = train(pairs_ref, config=config, out_dir=tmp_path / "run")
+    loss_before, accuracy_before = dpo_on_pairs(tiny.policy, pairs_ref)
+    loss_after, accuracy_after = dpo_on_pairs(result.output, pairs_ref)
+    assert loss_before == pytest.approx(0.693147, abs=1e-4) and accuracy_before == 0.0  # policy == reference
+    assert loss_after < 0.5 * loss_before
+    assert accuracy_after >= 0.9
+    assert (result.output / "model.safetensors").is_file() and (result.output / "tokenizer.json").is_file()
+    summary = json.loads((result.output / "prefsmith_train.json").read_text())
+    assert summary["global_step"] == 30 and summary["config"]["learning_rate"] == 1e-3
+    assert "rewards/accuracies" in summary["last_log"] and "logps/chosen" in summary["last_log"]
+    manifest = Manifest.read(result.manifest)
+    assert (manifest.unit, manifest.rows_in, manifest.rows_out, manifest.dropped) == ("pair", 16, 16, {})
+
+
+def _params(folder) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_stop_and_resume_reaches_the_uninterrupted_parameters(tiny, pairs_ref, tmp_path):
+    common = {"learning_rate": 1e-3, "lr_scheduler_type": "constant", "save_steps": 3}
+    straight = train(pairs_ref, config=_config(tiny, max_steps=6, **common), out_dir=tmp_path / "a")
+    train(pairs_ref, config=_config(tiny, max_steps=3, **common), out_dir=tmp_path / "b")
+    assert (tmp_path / "b" / "checkpoints" / "checkpoint-3").is_dir()
+    resumed = train(pairs_ref, config=_config(tiny, max_steps=6, resume=True, **common), out_dir=tmp_path / "b")
+    a, b = _params(straight.output), _params(resumed.output)
+    start = _params(tiny.policy)
+    assert a.keys() == b.keys()
+    assert max((a[k] - start[k]).abs().max().item() for k in a) > 1e-3  # it did train
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+
+
+def test_missing_reference_stops_before_loading(tiny, pairs_file, tmp_path):
+    with pytest.raises(StageError, match="loss 'dpo' needs reference log-probs: run `prefsmith reference` first"):
+        train(pairs_file, config=_config(tiny, max_steps=1), out_dir=tmp_path / "run")
+
+
+def test_reference_over_other_tokens_stops(tiny, pairs_ref, tmp_path):
+    with pytest.raises(StageError, match="reference log-probs over other tokens"):
+        train(pairs_ref, config=_config(tiny, max_steps=1, max_length=24, max_prompt_length=16),
+              out_dir=tmp_path / "run")  # fmt: skip
+
+
+def test_nan_loss_stops_with_the_step(tiny, pairs_ref, tmp_path, monkeypatch):
+    real = trainer_module.combined_loss
+
+    def poisoned(batch, **kwargs):
+        per_pair, metrics = real(batch, **kwargs)
+        return per_pair * float("nan"), metrics
+
+    monkeypatch.setattr(trainer_module, "combined_loss", poisoned)
+    with pytest.raises(StageError, match=r"non-finite loss \(nan\) at step 0; metrics: .*rewards/accuracies"):
+        train(pairs_ref, config=_config(tiny, max_steps=2), out_dir=tmp_path / "run")
+
+
+def test_reference_free_loss_trains_on_plain_pairs_via_the_cli(tiny, pairs_file, tmp_path):
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        f"train:\n  policy: {tiny.policy}\n  loss: [{{name: simpo, params: {{beta: 2.0}}}}]\n"
+        "  nll_weight: 0.1\n  max_steps: 2\n  max_length: 128\n  max_prompt_length: 64\n  save_steps: 0\n"
+    )
+    code = main(["--pairs", str(pairs_file), "--config", str(config), "--out", str(tmp_path / "run"),
+                 "--section", "train"])  # fmt: skip
+    assert code == 0 and (tmp_path / "run" / "final" / "model.safetensors").is_file()
+    summary = json.loads((tmp_path / "run" / "final" / "prefsmith_train.json").read_text())
+    assert summary["global_step"] == 2 and summary["config"]["loss"][0]["name"] == "simpo"
+
+
+def test_cli_prints_one_line_for_user_errors(tiny, pairs_file, tmp_path, capsys):
+    config = tmp_path / "train.yaml"
+    config.write_text(f"policy: {tiny.policy}\nloss: [{{name: dpo, params: {{betta: 1}}}}]\n")
+    assert main(["--pairs", str(pairs_file), "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "params.betta" in err

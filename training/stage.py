@@ -1,0 +1,241 @@
+"""The train stage (`prefsmith train`): pairs table + TrainConfig → a checkpoint folder.
+
+Output in `out_dir`:
+
+| path                          | what                                                           |
+|-------------------------------|----------------------------------------------------------------|
+| final/                        | safetensors weights + tokenizer + `prefsmith_train.json`        |
+| final.manifest.json           | manifest (unit "pair": pairs in, pairs trained, dropped by reason) |
+| train.quarantine.parquet      | pairs not trained on, with reasons                              |
+| checkpoints/checkpoint-N/     | HF Trainer checkpoints (resume from the last with `resume: true`) |
+
+Quarantine reasons: template_error, prompt_too_long, empty_completion (rendering),
+missing_reference, missing_score (a loss reads a value the row lacks).
+
+Launchers (torchrun, `deepspeed`) run `python -m training.stage --pairs P --config C.yaml --out D`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from schemas.config_base import load_config
+from schemas.errors import ConfigError, InputError, PrefsmithError
+from schemas.io import read_table, shard_files
+from schemas.manifest import Manifest, StageResult, count_reasons, input_ref, manifest_path
+from schemas.quarantine import Rejected, write_quarantine
+from schemas.tables import PAIRS, PAIRS_WITH_REFERENCE
+from schemas.train_configs import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+DEEPSPEED_DIR = Path(__file__).resolve().parent / "deepspeed"
+FINAL = "final"
+SUMMARY = "prefsmith_train.json"
+
+
+def deepspeed_config(value: str | None) -> str | None:
+    """Path of a shipped preset ('zero2', 'zero3') or the user's JSON file."""
+    if value in ("zero2", "zero3"):
+        return str(DEEPSPEED_DIR / f"{value}.json")
+    return value
+
+
+def read_pairs(pairs: Path, *, config: TrainConfig) -> tuple[list[dict[str, Any]], bool]:
+    """The pair rows, and whether they carry reference columns (guarded if a loss needs them)."""
+    import pyarrow.parquet as pq
+
+    from training.guards import check_reference_columns
+
+    files = shard_files(pairs)
+    if not files:
+        raise InputError(f"pairs table not found: {pairs}")
+    columns = pq.read_schema(files[0]).names
+    check_reference_columns(columns, terms=config.terms())
+    has_reference = set(PAIRS_WITH_REFERENCE.names) <= set(columns)
+    table = read_table(pairs, PAIRS_WITH_REFERENCE if has_reference else PAIRS)
+    return table.to_pylist(), has_reference
+
+
+def build_examples(rows, *, tokenizer, config: TrainConfig, pairs: Path, has_reference: bool):
+    """Render, filter and normalize pairs: (examples, rejected)."""
+    from training.collate import load_score_transform, missing_values, pair_example
+    from training.guards import check_reference_tokens
+    from training.losses import needs_reference, needs_scores
+    from training.render import render_pairs
+
+    use_ref = any(needs_reference(n, **p) for n, _, p in config.terms())
+    use_scores = any(needs_scores(n) for n, _, _ in config.terms())
+    transform = load_score_transform(pairs, warn=use_scores) if use_scores else None
+    rendered, rejected = render_pairs(rows, tokenizer=tokenizer, max_length=config.max_length,
+                                      max_prompt_length=config.max_prompt_length)  # fmt: skip
+    examples, mismatched, example = [], 0, ""
+    for row, pair in zip(rows, rendered, strict=True):
+        if pair is None:
+            continue
+        if reason := missing_values(row, reference=use_ref, scores=use_scores):
+            detail = f"a loss term reads {reason.removeprefix('missing_')} values the row lacks"
+            rejected.append(Rejected(str(row["pair_id"]), reason, detail))
+            continue
+        counts = (len(pair.chosen_ids), len(pair.rejected_ids))
+        if use_ref and (row["ref_tokens_chosen"], row["ref_tokens_rejected"]) != counts:
+            mismatched += 1
+            example = example or f"pair {row['pair_id']}: reference {row['ref_tokens_chosen']}/" \
+                                 f"{row['ref_tokens_rejected']} tokens, policy {counts[0]}/{counts[1]}"
+            continue
+        examples.append(pair_example(row, pair, transform=transform, reference=use_ref, layout=config.pair_layout))
+    check_reference_tokens(mismatched, total=len(rows), example=example)
+    return examples, rejected
+
+
+def training_arguments(config: TrainConfig, *, out_dir: Path):
+    """HF TrainingArguments from the config (checkpoints under out_dir/checkpoints)."""
+    import torch
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(out_dir / "checkpoints"),
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_ratio, weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm, max_steps=config.max_steps,
+        num_train_epochs=config.num_train_epochs, seed=config.seed,
+        logging_steps=config.logging_steps, report_to=config.report_to,
+        save_strategy="steps" if config.save_steps else "no", save_steps=config.save_steps or 500,
+        save_total_limit=config.save_total_limit, deepspeed=deepspeed_config(config.deepspeed),
+        bf16=config.bf16, gradient_checkpointing=config.gradient_checkpointing,
+        remove_unused_columns=False,  # the collator needs the pair-level columns
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        length_column_name="length", dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinning warns and does nothing on CPU
+    )  # fmt: skip
+
+
+def resume_checkpoint(config: TrainConfig, *, out_dir: Path) -> str | None:
+    """The checkpoint to resume from: the last in out_dir (resume: true) or the given path."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if config.resume is False:
+        return None
+    if isinstance(config.resume, str):
+        if not Path(config.resume).is_dir():
+            raise ConfigError(f"resume: checkpoint folder not found: {config.resume}")
+        return config.resume
+    folder = out_dir / "checkpoints"
+    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if last is None:
+        logger.warning("resume: true but no checkpoint in %s; starting from the policy", folder)
+    return last
+
+
+def load_policy(config: TrainConfig):
+    """Tokenizer and float32 policy from `config.policy`, checked against each other."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from training.guards import check_tokenizer_model
+
+    remote = config.trust_remote_code
+    tokenizer = AutoTokenizer.from_pretrained(config.policy, trust_remote_code=remote)
+    model = AutoModelForCausalLM.from_pretrained(config.policy, dtype=torch.float32, trust_remote_code=remote)
+    check_tokenizer_model(tokenizer, model.config, model_name=config.policy)
+    return tokenizer, model
+
+
+def pair_layout(config: TrainConfig, model) -> str:
+    """The configured layout, or `concatenated` where the attention cannot take a 4D mask."""
+    attention = getattr(model.config, "_attn_implementation", None)
+    if config.pair_layout == "shared_prompt" and attention not in ("sdpa", "eager"):
+        logger.warning("pair_layout shared_prompt needs sdpa or eager attention, the model uses %r: "
+                       "using concatenated", attention)  # fmt: skip
+        return "concatenated"
+    return config.pair_layout
+
+
+def make_trainer(model, tokenizer, dataset, *, config: TrainConfig, args):
+    """A PreferenceTrainer over `dataset` with the config's loss terms."""
+    from training.collate import PairCollator
+    from training.trainer import PreferenceTrainer
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    collator = PairCollator(pad_token_id=pad_id, layout=pair_layout(config, model))
+    return PreferenceTrainer(
+        model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+        data_collator=collator, loss_terms=config.terms(),
+        nll_weight=config.nll_weight, logprob_chunk_tokens=config.logprob_chunk_tokens,
+    )  # fmt: skip
+
+
+def _save_final(trainer, tokenizer, *, config: TrainConfig, final: Path, metrics: dict) -> None:
+    trainer.save_model(str(final))  # safetensors; gathers ZeRO-3 shards
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(final))
+        history = trainer.state.log_history
+        logged = [e for e in history if "loss" in e]
+        summary = {"config": config.model_dump(mode="json"), "metrics": metrics,
+                   "global_step": trainer.state.global_step, "last_log": logged[-1] if logged else {},
+                   "log_history": history}  # fmt: skip
+        (final / SUMMARY).write_text(json.dumps(summary, indent=2, default=float))
+
+
+def train(pairs: str | Path, *, config: TrainConfig, out_dir: str | Path) -> StageResult:
+    """Train the policy on `pairs`; write the final checkpoint, quarantine and manifest."""
+    import datasets
+
+    start = time.perf_counter()
+    pairs, out_dir = Path(pairs), Path(out_dir)
+    rows, has_reference = read_pairs(pairs, config=config)
+    args = training_arguments(config, out_dir=out_dir)  # first: lets ZeRO-3 partition at load
+    tokenizer, model = load_policy(config)
+    examples, rejected = build_examples(rows, tokenizer=tokenizer, config=config, pairs=pairs,
+                                        has_reference=has_reference)  # fmt: skip
+    if not examples:
+        raise InputError(f"{pairs}: no pair left to train on ({count_reasons([r.reason for r in rejected])})")
+    trainer = make_trainer(model, tokenizer, datasets.Dataset.from_list(examples), config=config, args=args)
+    result = trainer.train(resume_from_checkpoint=resume_checkpoint(config, out_dir=out_dir))
+    final = out_dir / FINAL
+    _save_final(trainer, tokenizer, config=config, final=final, metrics=result.metrics)
+    quarantine = out_dir / "train.quarantine.parquet"
+    if trainer.is_world_process_zero():
+        write_quarantine(rejected, quarantine, stage="train")
+        manifest = Manifest(
+            stage="train", unit="pair", config=config.model_dump(mode="json"), inputs=[input_ref(pairs)],
+            outputs={"checkpoint": str(final), "quarantine": str(quarantine)}, rows_in=len(rows),
+            rows_out=len(examples), dropped=count_reasons([r.reason for r in rejected]),
+            rows_written={"quarantine": len(rejected)},
+            extra={"global_step": trainer.state.global_step, "metrics": result.metrics},
+            wall_time_s=time.perf_counter() - start,
+        )  # fmt: skip
+        manifest.write(manifest_path(final))
+    return StageResult(final, quarantine, manifest_path(final))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m training.stage --pairs P --config C.yaml --out D [--section train]`."""
+    parser = argparse.ArgumentParser(prog="python -m training.stage", description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", required=True, type=Path, help="pairs table (Parquet file or folder)")
+    parser.add_argument("--config", required=True, type=Path, help="YAML with the TrainConfig keys")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--section", default="", help="top-level YAML key holding the config")
+    parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher
+    options = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result = train(options.pairs, config=load_config(TrainConfig, options.config, section=options.section),
+                       out_dir=options.out)  # fmt: skip
+    except PrefsmithError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(result.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

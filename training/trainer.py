@@ -1,0 +1,83 @@
+"""The weighted-DPO trainer: HF `Trainer` with our loss, everything else (optimizer, schedule,
+DeepSpeed, checkpoints, resume, `report_to` logging) is the Trainer's own.
+
+`compute_loss` is the whole algorithm: one forward over chosen and rejected, summed completion
+log-probs (`training.logprobs`), a `PairBatch`, `training.losses.combined_loss`, the plain mean
+over pairs (`reduce_loss`), a finite-loss guard, and the loss's metrics kept for logging. `log`
+only folds the mean of those metrics since the last log into the Trainer's own log line, so every
+`report_to` integration and `state.log_history` receive them.
+
+Logged metrics: those of `training.losses` (``rewards/*`` and each loss's own), plus
+    logps/chosen, logps/rejected   policy summed log-prob per sequence, nats
+    tokens/completion              completion tokens per pair (chosen + rejected)
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import torch
+from transformers import Trainer
+
+from training.guards import check_finite_loss
+from training.logprobs import pair_logps
+from training.losses import PairBatch, combined_loss, reduce_loss
+
+
+def pair_batch(logps: torch.Tensor, tokens: torch.Tensor, inputs: dict[str, Any]) -> PairBatch:
+    """Split `(2B,)` per-sequence values into a `PairBatch` of `(B,)` fields."""
+    chosen, rejected = logps.chunk(2)  # (B,), (B,)
+    n_chosen, n_rejected = tokens.to(logps.dtype).chunk(2)  # (B,), (B,)
+    optional = {
+        field: inputs[key].to(logps.dtype)
+        for field, key in (
+            ("ref_chosen_logps", "ref_chosen_logps"), ("ref_rejected_logps", "ref_rejected_logps"),
+            ("score_chosen", "score_chosen"), ("score_rejected", "score_rejected"),
+        )  # fmt: skip
+        if key in inputs
+    }
+    return PairBatch(policy_chosen_logps=chosen, policy_rejected_logps=rejected,
+                     chosen_tokens=n_chosen, rejected_tokens=n_rejected, **optional)  # fmt: skip
+
+
+class PreferenceTrainer(Trainer):
+    """HF Trainer whose loss is `combined_loss` over chosen/rejected pairs.
+
+    Args (besides the Trainer's):
+        loss_terms: `[(name, weight, hyperparameters)]` as `combined_loss` takes them.
+        nll_weight: weight of the chosen-response NLL term.
+        logprob_chunk_tokens: LM-head chunk size (positions) for the log-probs.
+    """
+
+    loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides by accumulation steps
+
+    def __init__(self, *args, loss_terms: list[tuple[str, float, dict]], nll_weight: float = 0.0,
+                 logprob_chunk_tokens: int = 2048, **kwargs) -> None:  # fmt: skip
+        super().__init__(*args, **kwargs)
+        self.loss_terms = loss_terms
+        self.nll_weight = nll_weight
+        self.logprob_chunk_tokens = logprob_chunk_tokens
+        self._pending: dict[str, list[float]] = defaultdict(list)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """forward → log-probs → combined loss → mean over pairs → guard → metrics."""
+        logps, tokens = pair_logps(model, inputs, chunk_tokens=self.logprob_chunk_tokens)  # (2B,), (2B,)
+        batch = pair_batch(logps, tokens, inputs)
+        per_pair, metrics = combined_loss(batch, terms=self.loss_terms, nll_weight=self.nll_weight)
+        loss = reduce_loss(per_pair)  # 0-d
+        metrics["logps/chosen"] = batch.policy_chosen_logps.detach().mean()
+        metrics["logps/rejected"] = batch.policy_rejected_logps.detach().mean()
+        metrics["tokens/completion"] = (batch.chosen_tokens + batch.rejected_tokens).mean()
+        values = {k: float(v) for k, v in metrics.items()}
+        check_finite_loss(float(loss.detach()), step=self.state.global_step, metrics=values)
+        for key, value in values.items():
+            self._pending[key].append(value)
+        return (loss, {"per_pair": per_pair.detach()}) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        """Add the mean of each loss metric since the last log to the Trainer's log line."""
+        prefix = "eval_" if any(k.startswith("eval_") for k in logs) else ""
+        logs.update({prefix + k: sum(v) / len(v) for k, v in self._pending.items() if v})
+        self._pending.clear()
+        super().log(logs, *args, **kwargs)
