@@ -100,7 +100,7 @@ def naive_score(requests: list[ScoreRequest], *, model, tokenizer) -> tuple[list
             input_ids = tokenizer.apply_chat_template(
                 conversation, tokenize=True, return_tensors="pt", return_dict=False
             )  # (1, T)
-            scores.append(model(input_ids).logits[0][0].item())
+            scores.append(model(input_ids.to(model.device)).logits[0][0].item())
             tokens += input_ids.shape[-1]
     return scores, tokens
 
@@ -109,6 +109,8 @@ def load_naive(path: Path):
     """The naive loop with its model loaded once (loading is timed in neither path)."""
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
+    if torch.cuda.is_available():  # the same device as our scorer uses
+        model = model.to("cuda")
     return partial(naive_score, model=model, tokenizer=tokenizer)
 
 

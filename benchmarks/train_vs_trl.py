@@ -1,21 +1,24 @@
 """prefsmith's trainer vs TRL 1.16 `DPOTrainer`: same model, pairs, loss, batch size and machine.
 
-    .venv/bin/python benchmarks/train_vs_trl.py [--reps 3] [--epochs 2] [--out benchmarks/results]
+    .venv/bin/python benchmarks/train_vs_trl.py [--reps 5] [--epochs 2] [--threads N]
+        [--sides ours ours-concat trl] [--root DIR] [--out benchmarks/results]
 
-Setup (built under --root, default a temporary folder):
+Not part of the test suite (minutes of CPU). Setup (built once under --root):
 - model: random-init LlamaForCausalLM, hidden 256, 4 layers, 4 heads (2 KV), MLP 512, vocab 384
-  (the tiny byte-level BPE tokenizer of `flows.tiny`), float32 weights, float32 compute on both
-  sides (TRL turns bf16 autocast on by default; it is turned off here);
+  (the byte-level BPE tokenizer of `flows.tiny`), float32 weights and compute on both sides
+  (TRL turns bf16 autocast and gradient checkpointing on by default; both are off here, as in
+  prefsmith's defaults);
 - pairs: 64, prompts of ~64 tokens after the chat template, responses of 64-128 tokens;
 - loss: DPO, beta 0.1, reference log-probs precomputed (prefsmith: `prefsmith reference`;
   TRL: `precompute_ref_log_probs=True`), so each step is one policy forward/backward;
 - both trainers get the same token ids (TRL's own tokenization would also train the newline the
-  template writes after EOS), the same batch size (8 pairs), epochs, AdamW, learning rate.
+  template writes after EOS), the same batch size (8 pairs), epochs, AdamW and learning rate.
 
-Each side runs in a fresh subprocess, alternating, `--reps` times; the timed part is
-`trainer.train()` only (model loading, tokenization and reference pass excluded on both sides).
-tokens/s counts real (non-pad) tokens of prompt+chosen and prompt+rejected per pair per epoch.
-Peak memory is the process's peak RSS during `train()` (sampled every 2 ms) and overall.
+Each side runs in a fresh subprocess, sides alternating, `--reps` times; the timed part is
+`trainer.train()` only (model loading, tokenization and the reference pass excluded on both
+sides). tokens/s counts real (non-pad) tokens of prompt+chosen and prompt+rejected per pair per
+epoch, identical for both sides. Memory is the process's peak RSS during `train()` (sampled every
+2 ms). On a shared machine the best run is the least disturbed one; the median is reported too.
 """
 
 from __future__ import annotations
@@ -75,7 +78,9 @@ def build(root: Path) -> tuple[Path, Path]:
     rows = []
     for i in range(N_PAIRS):
         prompt = _text_of_tokens(tokenizer, rng, PROMPT_TOKENS - 8)  # the template adds ~8 tokens
-        chosen, rejected = (_text_of_tokens(tokenizer, rng, rng.randint(*RESPONSE_TOKENS) - 1) for _ in "ab")
+        chosen, rejected = (
+            _text_of_tokens(tokenizer, rng, rng.randint(*RESPONSE_TOKENS) - 1) for _ in "ab"
+        )
         rows.append({"pair_id": f"p{i}", "prompt_id": f"q{i}", "messages": [{"role": "user", "content": prompt}],
                      "chosen": chosen, "rejected": rejected, "chosen_response_id": f"q{i}-0",
                      "rejected_response_id": f"q{i}-1", "score_chosen": 1.0, "score_rejected": 0.0,
@@ -109,25 +114,42 @@ def _rss() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _our_trainer(model_dir: Path, pairs_ref: Path, out: Path, epochs: int, *, layout: str = "shared_prompt"):
-    import datasets
-
+def _config(model_dir: Path, epochs: int, layout: str):
     from schemas.config_base import parse_config
     from schemas.train_configs import TrainConfig
-    from training.stage import build_examples, load_policy, make_trainer, read_pairs, training_arguments
 
-    config = parse_config(TrainConfig, {
+    return parse_config(TrainConfig, {
         "policy": str(model_dir), "max_length": 512, "max_prompt_length": 256, "learning_rate": LR,
         "per_device_train_batch_size": BATCH, "num_train_epochs": epochs, "warmup_ratio": 0.0,
         "logging_steps": 10, "save_steps": 0, "loss": [{"name": "dpo", "params": {"beta": BETA}}],
         "pair_layout": layout,
     })  # fmt: skip
+
+
+def _examples(model_dir: Path, pairs_ref: Path, config) -> list[dict]:
+    """prefsmith's rendered pair examples (token ids + reference log-probs); no model loaded."""
+    from transformers import AutoTokenizer
+
+    from training.stage import build_examples, read_pairs
+
     rows, has_ref = read_pairs(pairs_ref, config=config)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    return build_examples(
+        rows, tokenizer=tokenizer, config=config, pairs=pairs_ref, has_reference=has_ref
+    )[0]
+
+
+def _our_trainer(config, examples: list[dict], out: Path):
+    import datasets
+
+    from training.stage import load_policy, make_trainer, training_arguments
+
     args = training_arguments(config, out_dir=out)
     args.disable_tqdm = True
     tokenizer, model = load_policy(config)
-    examples, _ = build_examples(rows, tokenizer=tokenizer, config=config, pairs=pairs_ref, has_reference=has_ref)
-    return make_trainer(model, tokenizer, datasets.Dataset.from_list(examples), config=config, args=args), examples
+    return make_trainer(
+        model, tokenizer, datasets.Dataset.from_list(examples), config=config, args=args
+    )
 
 
 def _trl_trainer(model_dir: Path, examples: list[dict], out: Path, epochs: int):
@@ -140,12 +162,28 @@ def _trl_trainer(model_dir: Path, examples: list[dict], out: Path, epochs: int):
         def _prepare_dataset(self, dataset, *args, **kwargs):
             return dataset
 
-    ids = datasets.Dataset.from_list([{k: e[k] for k in ("prompt_ids", "chosen_ids", "rejected_ids")} for e in examples])
-    args = DPOConfig(output_dir=str(out), per_device_train_batch_size=BATCH, num_train_epochs=epochs,
-                     learning_rate=LR, beta=BETA, precompute_ref_log_probs=True, bf16=False, max_length=None,
-                     logging_steps=10, save_strategy="no", report_to=[], warmup_steps=0, use_cpu=True,
-                     disable_tqdm=True, seed=0, dataloader_num_workers=0,
-                     gradient_checkpointing=False)  # TRL's default is True; prefsmith's False  # fmt: skip
+    ids = datasets.Dataset.from_list(
+        [{k: e[k] for k in ("prompt_ids", "chosen_ids", "rejected_ids")} for e in examples]
+    )
+    args = DPOConfig(
+        output_dir=str(out),
+        per_device_train_batch_size=BATCH,
+        num_train_epochs=epochs,
+        learning_rate=LR,
+        beta=BETA,
+        precompute_ref_log_probs=True,
+        bf16=False,
+        max_length=None,
+        logging_steps=10,
+        save_strategy="no",
+        report_to=[],
+        warmup_steps=0,
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+        dataloader_num_workers=0,
+        gradient_checkpointing=False,
+    )  # fmt: skip  (TRL defaults to True; prefsmith to False)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     return GivenIds(model=model, args=args, train_dataset=ids, processing_class=tokenizer)
@@ -153,73 +191,121 @@ def _trl_trainer(model_dir: Path, examples: list[dict], out: Path, epochs: int):
 
 def run_side(side: str, root: Path, epochs: int) -> dict:
     """One timed run in this process; returns its measurements."""
+    import resource
+
     model_dir, pairs_ref = root / "model", root / "ref" / "pairs_ref.parquet"
-    layout = "concatenated" if side == "ours-concat" else "shared_prompt"
-    ours, examples = _our_trainer(model_dir, pairs_ref, root / f"out-{side}", epochs, layout=layout)
-    trainer = _trl_trainer(model_dir, examples, root / f"out-{side}", epochs) if side == "trl" else ours
-    tokens = epochs * sum(2 * len(e["prompt_ids"]) + len(e["chosen_ids"]) + len(e["rejected_ids"]) for e in examples)
+    config = _config(
+        model_dir, epochs, "concatenated" if side == "ours-concat" else "shared_prompt"
+    )
+    examples = _examples(model_dir, pairs_ref, config)
+    if side == "trl":
+        trainer = _trl_trainer(model_dir, examples, root / f"out-{side}", epochs)
+    else:
+        trainer = _our_trainer(config, examples, root / f"out-{side}")
+    tokens = epochs * sum(
+        2 * len(e["prompt_ids"]) + len(e["chosen_ids"]) + len(e["rejected_ids"]) for e in examples
+    )
     with PeakRss() as peak:
         start_rss = _rss()
         start, start_cpu = time.perf_counter(), time.process_time()
         result = trainer.train()
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
-    import resource
-
-    return {"side": side, "seconds": seconds, "tokens": tokens, "tokens_per_s": tokens / seconds,
-            "cpu_seconds": cpu_seconds, "tokens_per_cpu_s": tokens / cpu_seconds,
-            "steps": trainer.state.global_step, "train_loss": result.training_loss,
-            "peak_rss_train_mb": peak.peak / 2**20, "rss_growth_train_mb": (peak.peak - start_rss) / 2**20,
+    return {"side": side, "seconds": seconds, "cpu_seconds": cpu_seconds, "tokens": tokens,
+            "tokens_per_s": tokens / seconds, "steps": trainer.state.global_step,
+            "train_loss": result.training_loss, "peak_rss_train_mb": peak.peak / 2**20,
+            "rss_growth_train_mb": (peak.peak - start_rss) / 2**20,
             "peak_rss_process_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
 
 
-def _subprocess(side: str, root: Path, epochs: int) -> dict:
-    command = [sys.executable, __file__, "--run", side, "--root", str(root), "--epochs", str(epochs)]
-    done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, TQDM_DISABLE="1"))
+def _subprocess(side: str, root: Path, epochs: int, threads: int) -> dict:
+    command = [
+        sys.executable,
+        __file__,
+        "--run",
+        side,
+        "--root",
+        str(root),
+        "--epochs",
+        str(epochs),
+    ]
+    env = dict(
+        os.environ, TQDM_DISABLE="1", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads)
+    )
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{side} run failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def machine() -> dict:
+def machine(threads: int) -> dict:
     import torch
     import transformers
     import trl
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in open("/proc/cpuinfo")
+            if line.startswith("model name")
+        ),
+        "?",
+    )
+    memory = next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal"))
     return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu, "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__,
-            "load_avg_at_start": os.getloadavg()}  # fmt: skip
+            "memory": f"{int(memory) / 2**20:.0f} GiB", "threads per run (OMP_NUM_THREADS)": threads,
+            "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "trl": trl.__version__,
+            "load average at start (1/5/15 min)": " / ".join(f"{x:.1f}" for x in os.getloadavg())}  # fmt: skip
+
+
+def _summary(runs: list[dict], side: str) -> dict:
+    mine = [r for r in runs if r["side"] == side]
+    return {"median": statistics.median(r["tokens_per_s"] for r in mine),
+            "cpu": statistics.median(r["tokens"] / r["cpu_seconds"] for r in mine),
+            "best": max(r["tokens_per_s"] for r in mine),
+            "rss": statistics.median(r["peak_rss_train_mb"] for r in mine),
+            "growth": statistics.median(r["rss_growth_train_mb"] for r in mine)}  # fmt: skip
 
 
 def report(runs: list[dict], facts: dict, *, epochs: int) -> str:
-    """The markdown results table: medians per side and the ratios."""
-    med = {s: {k: statistics.median(r[k] for r in runs if r["side"] == s)
-               for k in ("tokens_per_s", "seconds", "peak_rss_train_mb", "rss_growth_train_mb", "peak_rss_process_mb")}
-           for s in ("ours", "trl")}  # fmt: skip
-    rows = "\n".join(
-        f"| {r['side']} | {r['seconds']:.2f} | {r['tokens_per_s']:.0f} | {r['train_loss']:.4f} | "
-        f"{r['peak_rss_train_mb']:.0f} | {r['rss_growth_train_mb']:.0f} |" for r in runs
-    )
-    speed = med["ours"]["tokens_per_s"] / med["trl"]["tokens_per_s"]
-    memory = med["ours"]["peak_rss_train_mb"] / med["trl"]["peak_rss_train_mb"]
-    growth = med["ours"]["rss_growth_train_mb"] / max(med["trl"]["rss_growth_train_mb"], 1e-9)
+    """Markdown: machine facts, medians / best runs with their ratios to TRL, every run."""
+    sides = list(dict.fromkeys(r["side"] for r in runs))
+    summary = {side: _summary(runs, side) for side in sides}
+    trl = summary["trl"]
+    table = [
+        f"| {side} | {m['median']:.0f} | {m['best']:.0f} | {m['cpu']:.0f} | "
+        f"**{m['median'] / trl['median']:.2f}x** | {m['best'] / trl['best']:.2f}x | "
+        f"{m['cpu'] / trl['cpu']:.2f}x | {m['rss']:.0f} | {m['rss'] / trl['rss']:.2f} | "
+        f"{m['growth']:.0f} |"
+        for side, m in summary.items()
+    ]
+    every = [
+        f"| {r['side']} | {r['seconds']:.2f} | {r['cpu_seconds']:.1f} | {r['tokens_per_s']:.0f} | "
+        f"{r['train_loss']:.4f} | {r['peak_rss_train_mb']:.0f} | {r['rss_growth_train_mb']:.0f} |"
+        for r in runs
+    ]
     return "\n".join([
         "# prefsmith trainer vs TRL DPOTrainer (CPU)", "",
-        "No GPU was lent to this issue: these are CPU figures. Produced by `benchmarks/train_vs_trl.py`.", "",
+        "**No GPU was lent to this issue: these are CPU figures.** Produced by "
+        "`benchmarks/train_vs_trl.py` (see its docstring for the exact setup).", "",
         "| fact | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in facts.items()), "",
         f"Setup: {N_PAIRS} pairs, prompt ~{PROMPT_TOKENS} tokens, responses {RESPONSE_TOKENS[0]}-"
-        f"{RESPONSE_TOKENS[1]} tokens, batch {BATCH} pairs, {epochs} epochs, DPO beta {BETA} with "
-        "precomputed reference log-probs, float32, AdamW lr 1e-5. Llama hidden 256 / 4 layers / vocab 384.", "",
-        "## Medians and ratios (ours / TRL)", "",
-        "| metric | prefsmith | TRL | ratio |", "|---|---|---|---|",
-        f"| tokens/s | {med['ours']['tokens_per_s']:.0f} | {med['trl']['tokens_per_s']:.0f} | **{speed:.2f}x** |",
-        f"| peak RSS during train (MB) | {med['ours']['peak_rss_train_mb']:.0f} | {med['trl']['peak_rss_train_mb']:.0f} | {memory:.2f} |",
-        f"| RSS growth during train (MB) | {med['ours']['rss_growth_train_mb']:.0f} | {med['trl']['rss_growth_train_mb']:.0f} | {growth:.2f} |",
-        f"| peak RSS of the process (MB) | {med['ours']['peak_rss_process_mb']:.0f} | {med['trl']['peak_rss_process_mb']:.0f} | |",
-        "", "## Every run (alternating, fresh processes)", "",
-        "| side | train s | tokens/s | train loss | peak RSS train MB | RSS growth MB |", "|---|---|---|---|---|---|",
-        rows, "",
+        f"{RESPONSE_TOKENS[1]} tokens, batch {BATCH} pairs, {epochs} epochs ({runs[0]['steps']} steps), DPO "
+        f"beta {BETA} with precomputed reference log-probs, float32, AdamW lr {LR}, no gradient "
+        "checkpointing on either side. Llama hidden 256 / 4 layers / vocab 384, random init. "
+        f"{runs[0]['tokens']} real tokens per run.", "",
+        "Sides: `ours` = prefsmith defaults (`pair_layout: shared_prompt`, length-grouped batches); "
+        "`ours-concat` = `pair_layout: concatenated`; `trl` = `DPOTrainer(precompute_ref_log_probs=True)`.", "",
+        "## tokens/s and peak memory, ratios to TRL", "",
+        "| side | tokens/s median | tokens/s best | tokens per CPU-s median | speed ratio (median) | "
+        "speed ratio (best) | speed ratio (CPU time) | peak RSS in train MB | RSS ratio | "
+        "RSS growth in train MB |",
+        "|---|---|---|---|---|---|---|---|---|---|", *table, "",
+        "Wall-clock tokens/s is what a user waits for; tokens per CPU-second (process CPU time) "
+        "is less disturbed by other work on a shared machine when each run has one thread.", "",
+        "## Every run (in order; sides alternate, each a fresh process)", "",
+        "| side | train s | CPU s | tokens/s | train loss | peak RSS MB | RSS growth MB |",
+        "|---|---|---|---|---|---|---|", *every, "",
     ])  # fmt: skip
 
 
@@ -227,10 +313,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--sides", nargs="+", choices=SIDES, default=["ours", "trl"],
-                        help="ours: shared_prompt layout; ours-concat: concatenated layout")
-    parser.add_argument("--root", type=Path, default=None)
-    parser.add_argument("--reps", type=int, default=3)
+                        help="ours: shared_prompt layout; ours-concat: concatenated layout")  # fmt: skip
+    parser.add_argument("--root", type=Path, default=None, help="work folder (reused if built)")
+    parser.add_argument("--reps", type=int, default=5, help="runs per side, alternating")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="OMP threads per run")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     options = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -240,12 +327,14 @@ def main() -> None:
     root = options.root or Path(tempfile.mkdtemp(prefix="prefsmith-bench-"))
     if not (root / "ref" / "pairs_ref.parquet").is_file():
         build(root)
-    facts, runs = machine(), []
+    facts, runs = machine(options.threads), []
     for _ in range(options.reps):
         for side in options.sides:
-            runs.append(_subprocess(side, root, options.epochs))
+            runs.append(_subprocess(side, root, options.epochs, options.threads))
             print(json.dumps(runs[-1]), flush=True)
     options.out.mkdir(parents=True, exist_ok=True)
+    raw = {"facts": facts, "epochs": options.epochs, "runs": runs}
+    (options.out / "train_vs_trl.json").write_text(json.dumps(raw, indent=1))
     (options.out / "train_vs_trl.md").write_text(report(runs, facts, epochs=options.epochs))
     print((options.out / "train_vs_trl.md").read_text())
 

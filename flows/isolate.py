@@ -2,13 +2,18 @@
 returned to the system when it ends. Arguments and results cross the boundary as JSON: paths,
 plain values and pydantic configs. A `PrefsmithError` raised in the child is raised again here
 with the same class and one-line message.
+
+On Linux the child asks the kernel to kill it when its parent dies, so a flow process killed with
+SIGKILL does not leave an orphaned stage writing shards beside the next run.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -56,6 +61,7 @@ def run_isolated(target: str, *args: Any, **kwargs: Any) -> Any:
         spec.write_text(json.dumps({
             "target": target, "args": [_encode(a) for a in args],
             "kwargs": {k: _encode(v) for k, v in kwargs.items()}, "result": str(out),
+            "parent": os.getpid(),
         }))  # fmt: skip
         completed = subprocess.run([sys.executable, "-m", "flows.isolate", str(spec)], env=os.environ.copy())
         if not out.exists():
@@ -66,8 +72,19 @@ def run_isolated(target: str, *args: Any, **kwargs: Any) -> Any:
     return payload["value"]
 
 
+def _die_with_parent(parent: int | None) -> None:
+    """Linux: SIGKILL this process when its parent exits (prctl PR_SET_PDEATHSIG)."""
+    if not sys.platform.startswith("linux"):
+        return
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if parent is not None and os.getppid() != parent:  # the parent died before prctl ran
+        os._exit(1)
+
+
 def _child(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
+    _die_with_parent(spec.get("parent"))
     try:
         value = _resolve(spec["target"])(
             *[_decode(a) for a in spec["args"]], **{k: _decode(v) for k, v in spec["kwargs"].items()}

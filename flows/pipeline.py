@@ -1,10 +1,15 @@
 """The Prefect flows: build_dataset (prompts → generate → score → pairs → reference), train,
 evaluate, and pipeline (all of them) into a dated run folder whose `latest` pointer moves only
 when the build succeeds.
+
+`python -m flows.pipeline CONFIG.yaml [--run-dir DIR]` runs the pipeline into a chosen folder:
+running it again into the same folder after a crash reuses finished stages (Prefect cache) and
+finished shards (the stages' own resume).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from pathlib import Path
@@ -12,16 +17,27 @@ from pathlib import Path
 from prefect import flow
 
 from flows.evaluate import evaluate
-from flows.tasks import publish_summary, run_stage
+from flows.tasks import StageProgress, cached_stage, publish_summary, run_stage
+from schemas.config_base import parse_config, read_yaml
 from schemas.pipeline_config import PipelineConfig
 from schemas.train_configs import ReferenceConfig
 
+BUILD_STAGES = ["prompts", "split", "generate", "score", "pairs", "reference"]
+
 
 def new_run_dir(config: PipelineConfig) -> Path:
+    """`<out_dir>/<name>/<UTC timestamp>`, with a counter if two builds start in one second."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    run_dir = Path(config.out_dir) / config.name / stamp
-    run_dir.mkdir(parents=True, exist_ok=False)
-    return run_dir
+    parent = Path(config.out_dir) / config.name
+    parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1000):
+        run_dir = parent / (stamp if attempt == 0 else f"{stamp}-{attempt}")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free run folder name under {parent} for {stamp}")
 
 
 def point_latest(run_dir: Path) -> Path:
@@ -39,18 +55,24 @@ def point_latest(run_dir: Path) -> Path:
 def build_dataset(config: PipelineConfig, run_dir: str) -> dict[str, str]:
     """prompts → (split) → generate → score → pairs → reference; returns table paths by name."""
     out, iso = Path(run_dir), config.isolate_stages
+    progress = StageProgress(BUILD_STAGES if config.train else BUILD_STAGES[:-1], key="build-progress")
     prompts = run_stage("prompts", "generation.prompts:load_prompts", config.prompts, out)
+    progress.advance()
     train_prompts, heldout = run_stage.fn(
         "split", "generation.prompts:split_prompts", Path(prompts["output"]),
         heldout_fraction=config.heldout_fraction, out_dir=out,
     )  # fmt: skip
-    responses = run_stage("generate", "generation.stage:generate", Path(train_prompts),
-                          config=config.generate, out_dir=out, isolated=iso)  # fmt: skip
-    scores = run_stage("score", "scoring.stage:score", Path(responses["output"]),
-                       prompts=Path(train_prompts), config=config.score, out_dir=out, isolated=iso)  # fmt: skip
+    progress.advance()
+    responses = cached_stage("generate", "generation.stage:generate", Path(train_prompts),
+                             config=config.generate, out_dir=out, isolated=iso)  # fmt: skip
+    progress.advance()
+    scores = cached_stage("score", "scoring.stage:score", Path(responses["output"]),
+                          prompts=Path(train_prompts), config=config.score, out_dir=out, isolated=iso)  # fmt: skip
+    progress.advance()
     pairs = run_stage("pairs", "scoring.pairs:build_pairs", Path(scores["output"]),
                       responses=Path(responses["output"]), prompts=Path(train_prompts),
                       config=config.pairs, out_dir=out)  # fmt: skip
+    progress.advance()
     tables = {"prompts": prompts["output"], "prompts_train": str(train_prompts),
               "prompts_heldout": str(heldout), "responses": responses["output"],
               "scores": scores["output"], "pairs": pairs["output"]}  # fmt: skip
@@ -61,7 +83,8 @@ def build_dataset(config: PipelineConfig, run_dir: str) -> dict[str, str]:
         ref = run_stage("reference", "scoring.reference:reference_pass", Path(pairs["output"]),
                         config=reference, out_dir=out, isolated=iso)  # fmt: skip
         tables["pairs_ref"], manifests["reference"] = ref["output"], ref["manifest"]
-    publish_summary(run_dir, manifests)
+        progress.advance()
+    publish_summary(run_dir, manifests, pairs=pairs["output"])
     return tables
 
 
@@ -76,6 +99,7 @@ def train(config: PipelineConfig, pairs: str, run_dir: str) -> str:
 def pipeline(config: PipelineConfig, run_dir: str | None = None) -> dict[str, str]:
     """All stages into a new dated run folder; `latest` moves only if everything succeeded."""
     run_path = Path(run_dir) if run_dir else new_run_dir(config)
+    run_path.mkdir(parents=True, exist_ok=True)
     outputs = build_dataset(config, str(run_path))
     if config.train is not None:
         outputs["checkpoint"] = train(config, outputs["pairs_ref"], str(run_path))
@@ -87,3 +111,19 @@ def pipeline(config: PipelineConfig, run_dir: str | None = None) -> dict[str, st
     return outputs
 
 
+def run_config_file(config_path: Path, *, run_dir: Path | None = None) -> dict[str, str]:
+    """Validate a pipeline YAML, then run the pipeline flow (into `run_dir` if given)."""
+    config = parse_config(PipelineConfig, read_yaml(config_path))
+    return pipeline(config, run_dir=str(run_dir) if run_dir else None)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m flows.pipeline", description="run the pipeline")
+    parser.add_argument("config", type=Path, help="pipeline YAML")
+    parser.add_argument("--run-dir", type=Path, default=None, help="default: a new dated folder")
+    args = parser.parse_args(argv)
+    print(run_config_file(args.config, run_dir=args.run_dir))
+
+
+if __name__ == "__main__":
+    main()

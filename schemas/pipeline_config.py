@@ -27,6 +27,14 @@ class EvalConfig(StrictModel):
     scorer: ScoreConfig | None = Field(None, description="default: the pipeline's score section")
     n_boot: int = Field(2000, ge=100, description="bootstrap resamples for the 95% interval")
     seed: int = 0
+    kl: bool = Field(True, description="estimate KL(tuned ‖ reference) on the tuned samples")
+    heldout_pairs: bool = Field(
+        True, description="implicit-reward accuracy on pairs built from the base's held-out samples"
+    )
+    lm_eval_tasks: list[str] = Field(
+        default_factory=list,
+        description="lm-evaluation-harness tasks run on the checkpoint (needs lm-eval installed)",
+    )
 
 
 class PipelineConfig(StrictModel):

@@ -65,13 +65,21 @@ class ReferenceConfig(StrictModel):
     revision: str | None = Field(
         None, description="recorded in `ref_model` and the cache key; default: hash of the folder"
     )
-    max_length: int = Field(1024, ge=8, description="prompt + completion tokens; must equal train's")
-    max_prompt_length: int = Field(
-        512, ge=1, description="prompt tokens kept (from the left) when too long; must equal train's"
+    max_length: int = Field(
+        1024, ge=8, description="prompt + completion tokens; must equal train's"
     )
-    token_budget: int = Field(16384, ge=16, description="padded tokens per forward (rows x longest)")
+    max_prompt_length: int = Field(
+        512,
+        ge=1,
+        description="prompt tokens kept (from the left) when too long; must equal train's",
+    )
+    token_budget: int = Field(
+        16384, ge=16, description="padded tokens per forward (rows x longest)"
+    )
     dtype: Dtype = Field("auto", description="weights dtype; 'auto' keeps the checkpoint's")
-    trust_remote_code: bool = Field(False, description="opt in per model; runs the model's own code")
+    trust_remote_code: bool = Field(
+        False, description="opt in per model; runs the model's own code"
+    )
 
     @model_validator(mode="after")
     def _prompt_fits(self) -> ReferenceConfig:
@@ -101,7 +109,9 @@ class TrainConfig(StrictModel):
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW decoupled weight decay")
     max_grad_norm: float = Field(1.0, ge=0.0, description="gradient clipping; 0 turns it off")
     max_steps: int = Field(-1, description="optimizer steps; -1 means use num_train_epochs")
-    num_train_epochs: float = Field(1.0, gt=0.0, description="passes over the pairs (if max_steps=-1)")
+    num_train_epochs: float = Field(
+        1.0, gt=0.0, description="passes over the pairs (if max_steps=-1)"
+    )
     per_device_train_batch_size: int = Field(
         4, ge=1, description="pairs per forward (2x sequences: chosen and rejected)"
     )
@@ -115,7 +125,8 @@ class TrainConfig(StrictModel):
     save_steps: int = Field(500, ge=0, description="checkpoint every N steps; 0: only at the end")
     save_total_limit: int | None = Field(2, ge=1, description="checkpoints kept; None keeps all")
     report_to: list[str] = Field(
-        default_factory=lambda: ["none"], description="HF integrations: none, tensorboard, wandb, ..."
+        default_factory=lambda: ["none"],
+        description="HF integrations: none, tensorboard, wandb, ...",
     )
     deepspeed: str | None = Field(
         None, description="'zero2', 'zero3' (shipped configs) or a DeepSpeed JSON path; None: off"
@@ -130,7 +141,9 @@ class TrainConfig(StrictModel):
     logprob_chunk_tokens: int = Field(
         2048, ge=1, description="completion positions per LM-head chunk (bounds the logits memory)"
     )
-    trust_remote_code: bool = Field(False, description="opt in per model; runs the model's own code")
+    trust_remote_code: bool = Field(
+        False, description="opt in per model; runs the model's own code"
+    )
     resume: bool | str = Field(
         False, description="true: from the last checkpoint in out_dir; a path: from that checkpoint"
     )

@@ -31,7 +31,6 @@ from schemas.data_configs import PairsConfig
 _SIGN_FLIP = np.int64(0x7FFFFFFFFFFFFFFF)
 _INT64 = np.iinfo(np.int64)
 _UINT64_MAX = np.uint64(np.iinfo(np.uint64).max)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # spreads run numbers over all 64 bits before the xor
 SIDE_COLUMNS = {
     "response_id": "{}_response_id", "response": "{}", "score": "score_{}", "rank": "rank_{}",
 }  # fmt: skip
@@ -118,24 +117,26 @@ def extreme_rows(
 
 
 def _candidate_copies(batch: pl.DataFrame, rows: np.ndarray, run: np.ndarray) -> np.ndarray:
-    """The rows among `rows` whose (run, text) 64-bit hash occurs twice: possible copies.
+    """The rows among `rows` whose (run, text hash) code occurs twice: possible copies.
 
-    Sorting (run, hash) codes is cheap because runs are already in order (timsort finds the
-    runs); equal neighbours are the possible copies, confirmed exactly by the caller.
+    The code is run-major (run number in the high bits, the text hash in the rest), so the
+    codes are already sorted by run and a stable sort only has to order each short run: about
+    10 ms per million rows. Equal neighbours are the possible copies, confirmed exactly by the
+    caller, so a truncated-hash collision costs time, never correctness.
     """
-    text = batch["response"].gather(rows).hash().to_numpy()  # (V,)
-    code = text ^ (run[rows].astype(np.uint64) * _GOLDEN)  # (V,)
+    bits = np.uint64(max(1, int(run[-1]).bit_length()) if run.size else 1)
+    text = batch["response"].hash().to_numpy()  # (N,) uint64
+    code = (run.astype(np.uint64) << (np.uint64(64) - bits)) | (text >> bits)  # (N,)
+    code = code if rows.size == batch.height else code[rows]  # (V,)
     order = np.argsort(code, kind="stable")  # (V,)
-    same = code[order[1:]] == code[order[:-1]]  # (V-1,)
-    twice = np.zeros(rows.size, dtype=bool)
-    twice[order[1:][same]] = True
-    twice[order[:-1][same]] = True
-    return rows[twice]  # (D,)
+    ordered = code[order]  # (V,)
+    same = np.flatnonzero(ordered[1:] == ordered[:-1])  # (S,) pairs of equal neighbours
+    return rows[np.union1d(order[same], order[same + 1])]  # (D,)
 
 
 def _merge_exact(batch: pl.DataFrame, rows: np.ndarray, run: np.ndarray) -> pl.DataFrame:
     """Exact merge of candidate copies: per (run, text) the representative row, mean, min, count."""
-    part = batch.select("response_id", "response", "score", "n_tokens")[rows.tolist()]
+    part = batch.select("response_id", "response", "score", "n_tokens")[rows]
     part = part.with_columns(_row=pl.Series(rows), _run=pl.Series(run[rows]))
     return part.sort("response_id", "_row").group_by("_run", "response").agg(
         pl.col("_row").first(), score=pl.col("score").sort().sum() / pl.len(),
@@ -186,10 +187,9 @@ def _sides(batch: pl.DataFrame, merged: Merged, chosen: np.ndarray, rejected: np
 
 
 def best_vs_worst_rows(
-    batch: pl.DataFrame, merged: Merged, *, starts: np.ndarray, length_penalty: float
+    batch: pl.DataFrame, merged: Merged, *, starts: np.ndarray, run: np.ndarray, length_penalty: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per run, the row of the highest and of the lowest rank key among active rows."""
-    run = np.repeat(np.arange(starts.size), np.diff(np.append(starts, batch.height)))  # (N,)
     hi = ordered_bits(merged.score - length_penalty * merged.tokens)  # (N,)
     tie_break = lambda: batch["response_id"].hash().to_numpy()  # noqa: E731  (N,) uint64
     top = extreme_rows(np.where(merged.active, hi, _INT64.min), starts, run, tie_break=tie_break, largest=True)
@@ -261,7 +261,9 @@ def select_batch(batch: pl.DataFrame, *, config: PairsConfig) -> BatchPairs:
     merged = merge_copies(batch, valid=valid, run=run)
     stats = run_stats(merged, starts=starts)
     if config.strategy == "best_vs_worst":
-        top, low = best_vs_worst_rows(batch, merged, starts=starts, length_penalty=config.length_penalty)
+        top, low = best_vs_worst_rows(
+            batch, merged, starts=starts, run=run, length_penalty=config.length_penalty
+        )
         pairs = _sides(batch, merged, top, low)  # one row per run, in run order
         margin = pairs["margin"].to_numpy()  # (R,)
         keep = (stats["n"] >= 2) & (margin > 0) & (margin >= config.min_margin)  # (R,)

@@ -122,7 +122,9 @@ def _reuse(out_dir: Path, key: dict[str, Any], *, start: float) -> StageResult |
     if not (output.is_file() and path.is_file()):
         return None
     old = Manifest.read(path)
-    if old.extra.get("cache_key") != key["cache_key"] or old.extra.get("output_sha256") != file_sha256(str(output)):
+    if old.extra.get("cache_key") != key["cache_key"] or old.extra.get(
+        "output_sha256"
+    ) != file_sha256(str(output)):
         return None
     extra = {**old.extra, "reused": True}
     manifest = old.model_copy(update={"extra": extra, "wall_time_s": time.perf_counter() - start})
@@ -139,7 +141,11 @@ def _rows_out(rows, rendered, values, *, ref_model: str) -> tuple[list[dict], li
         (chosen, n_chosen), (rej, n_rej) = values[cursor], values[cursor + 1]
         cursor += 2
         if not all(abs(v) < float("inf") for v in (chosen, rej)):  # NaN fails too
-            rejected.append(Rejected(str(row["pair_id"]), "nonfinite_ref_logp", f"chosen {chosen}, rejected {rej}"))
+            rejected.append(
+                Rejected(
+                    str(row["pair_id"]), "nonfinite_ref_logp", f"chosen {chosen}, rejected {rej}"
+                )
+            )
             continue
         out.append({**row, "ref_logp_chosen": chosen, "ref_logp_rejected": rej,
                     "ref_tokens_chosen": n_chosen, "ref_tokens_rejected": n_rej, "ref_model": ref_model})  # fmt: skip
@@ -156,35 +162,12 @@ def _score_transform(pairs: Path) -> dict[str, Any] | None:
         return None
 
 
-def reference_pass(pairs: str | Path, *, config: ReferenceConfig, out_dir: str | Path) -> StageResult:
-    """Add reference log-probs to `pairs`; write `pairs_ref.parquet`, quarantine and manifest."""
-    from transformers import AutoTokenizer
-
-    from training.guards import check_tokenizer_model
-
-    start = time.perf_counter()
-    pairs, out_dir = Path(pairs), Path(out_dir)
-    if not pairs.exists():
-        raise InputError(f"pairs table not found: {pairs}")
-    tokenizer = AutoTokenizer.from_pretrained(config.model, trust_remote_code=config.trust_remote_code)
-    key = cache_key(pairs, config=config, tokenizer=tokenizer)
-    reused = _reuse(out_dir, key, start=start)
-    if reused is not None:
-        return reused
-    rows = read_table(pairs, PAIRS).to_pylist()
-    rendered, rejected = render_pairs(rows, tokenizer=tokenizer, max_length=config.max_length,
-                                      max_prompt_length=config.max_prompt_length)  # fmt: skip
-    kept = [pair for pair in rendered if pair is not None]
-    model = load_reference_model(config)
-    check_tokenizer_model(tokenizer, model.config, model_name=config.model)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    values = sequence_logps(model, _pair_sequences(kept), token_budget=config.token_budget, pad_id=pad_id)
-    ref_model = f"{Path(config.model).name}@{key['model_revision'][:12]}"
-    out_rows, nonfinite = _rows_out(rows, rendered, values, ref_model=ref_model)
-    rejected += nonfinite
+def _write(
+    pairs: Path, out_dir: Path, rows, out_rows, rejected, *, config, extra, start
+) -> StageResult:
     output = write_table(out_rows, out_dir / OUTPUT_NAME, PAIRS_WITH_REFERENCE)
     quarantine = write_quarantine(rejected, out_dir / QUARANTINE_NAME, stage="reference")
-    extra = {**key, "reused": False, "ref_model": ref_model, "output_sha256": file_sha256(str(output))}
+    extra = {**extra, "reused": False, "output_sha256": file_sha256(str(output))}
     if (transform := _score_transform(pairs)) is not None:
         extra["score_transform"] = transform
     manifest = Manifest(
@@ -194,5 +177,41 @@ def reference_pass(pairs: str | Path, *, config: ReferenceConfig, out_dir: str |
         rows_written={"pairs_ref": len(out_rows), "quarantine": len(rejected)}, extra=extra,
         wall_time_s=time.perf_counter() - start,
     )  # fmt: skip
-    logger.info("reference: %d pairs in, %d out, dropped %s", len(rows), len(out_rows), manifest.dropped)
+    logger.info(
+        "reference: %d pairs in, %d out, dropped %s", len(rows), len(out_rows), manifest.dropped
+    )
     return StageResult(output, quarantine, manifest.write(manifest_path(output)))
+
+
+def reference_pass(
+    pairs: str | Path, *, config: ReferenceConfig, out_dir: str | Path
+) -> StageResult:
+    """Add reference log-probs to `pairs`; write `pairs_ref.parquet`, quarantine and manifest."""
+    from transformers import AutoTokenizer
+
+    from training.guards import check_tokenizer_model
+
+    start = time.perf_counter()
+    pairs, out_dir = Path(pairs), Path(out_dir)
+    if not pairs.exists():
+        raise InputError(f"pairs table not found: {pairs}")
+    remote = config.trust_remote_code
+    tokenizer = AutoTokenizer.from_pretrained(config.model, trust_remote_code=remote)
+    key = cache_key(pairs, config=config, tokenizer=tokenizer)
+    if (reused := _reuse(out_dir, key, start=start)) is not None:
+        return reused
+    rows = read_table(pairs, PAIRS).to_pylist()
+    rendered, rejected = render_pairs(rows, tokenizer=tokenizer, max_length=config.max_length,
+                                      max_prompt_length=config.max_prompt_length)  # fmt: skip
+    model = load_reference_model(config)
+    check_tokenizer_model(tokenizer, model.config, model_name=config.model)
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
+    sequences = _pair_sequences([pair for pair in rendered if pair is not None])
+    values = sequence_logps(model, sequences, token_budget=config.token_budget, pad_id=pad_id)
+    ref_model = f"{Path(config.model).name}@{key['model_revision'][:12]}"
+    out_rows, nonfinite = _rows_out(rows, rendered, values, ref_model=ref_model)
+    extra = {**key, "ref_model": ref_model}
+    return _write(pairs, out_dir, rows, out_rows, rejected + nonfinite, config=config, extra=extra,
+                  start=start)  # fmt: skip

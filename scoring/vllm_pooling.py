@@ -18,7 +18,6 @@ precision for speed explicitly.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,15 +33,6 @@ from scoring.reward_model import (
 
 logger = logging.getLogger(__name__)
 
-# shared/ENVIRONMENT.md: without these, vLLM on the CPU fails at start-up or runs 20x slower.
-CPU_DEFAULTS = {
-    "VLLM_CPU_KVCACHE_SPACE": "1",
-    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-    "VLLM_CPU_OMP_THREADS_BIND": "nobind",
-    "VLLM_NO_USAGE_STATS": "1",
-    "DO_NOT_TRACK": "1",
-}
-
 
 def checkpoint_dtype(configured: str, *, model_config) -> str:
     """`configured`, or for "auto" the dtype the checkpoint declares (vLLM's "auto" downcasts)."""
@@ -50,20 +40,6 @@ def checkpoint_dtype(configured: str, *, model_config) -> str:
         return configured
     declared = getattr(model_config, "dtype", None) or getattr(model_config, "torch_dtype", None)
     return "auto" if declared is None else str(declared).removeprefix("torch.")
-
-
-def _configure_env() -> None:
-    """vLLM's CPU defaults (values the user already set win)."""
-    try:
-        from generation.vllm_env import configure_cpu_defaults
-    except ImportError:
-        import torch
-
-        if not torch.cuda.is_available():
-            for key, value in CPU_DEFAULTS.items():
-                os.environ.setdefault(key, value)
-        return
-    configure_cpu_defaults()
 
 
 @dataclass
@@ -79,7 +55,9 @@ class VllmPoolingScorer:
         """Load the tokenizer and start the engine (a few seconds on the CPU)."""
         from transformers import AutoConfig, AutoTokenizer
 
-        _configure_env()
+        from generation.vllm_env import configure_cpu_defaults
+
+        configure_cpu_defaults()  # before the first `import vllm`: vLLM reads them at import
         from vllm import LLM
 
         path = model_folder(self.config)
@@ -97,10 +75,10 @@ class VllmPoolingScorer:
         )  # fmt: skip
 
     def __call__(self, requests: Sequence[ScoreRequest]) -> list[Outcome]:
+        if self._llm is None:
+            self.start()  # sets vLLM's environment before vLLM is first imported
         from vllm import PoolingParams, TokensPrompt
 
-        if self._llm is None:
-            self.start()
         encoded, outcomes = encode_requests(
             requests, tokenizer=self._tokenizer, max_length=self._max_length
         )

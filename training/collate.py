@@ -82,14 +82,17 @@ def load_score_transform(pairs: str | Path, *, warn: bool = True) -> ScoreTransf
     if warn:
         logger.warning(
             "no score_transform in %s: scores are used raw; losses whose hyperparameters assume a "
-            "score scale (unidpo eta/tau_good, madpo tau) may behave as if all pairs were alike", path
+            "score scale (unidpo eta/tau_good, madpo tau) may behave as if all pairs were alike",
+            path,
         )
     return ScoreTransform()
 
 
 def pair_length(rendered: RenderedPair, *, layout: Layout) -> int:
     """Tokens of the pair's longest row in `layout` (what length-grouped batching sorts on)."""
-    prompt, chosen, rejected = (len(x) for x in (rendered.prompt_ids, rendered.chosen_ids, rendered.rejected_ids))
+    prompt, chosen, rejected = (
+        len(x) for x in (rendered.prompt_ids, rendered.chosen_ids, rendered.rejected_ids)
+    )
     return prompt + (chosen + rejected if layout == "shared_prompt" else max(chosen, rejected))
 
 
@@ -148,7 +151,9 @@ def shared_prompt_mask(segments: torch.Tensor) -> torch.Tensor:
     length = segments.shape[1]
     query, key = segments[:, :, None], segments[:, None, :]  # (B, L, 1), (B, 1, L)
     causal = torch.ones(length, length, dtype=torch.bool).tril()  # (L, L)
-    allowed = causal & ((key == PROMPT) | (key == query)) & (query != PAD) & (key != PAD)  # (B, L, L)
+    allowed = (
+        causal & ((key == PROMPT) | (key == query)) & (query != PAD) & (key != PAD)
+    )  # (B, L, L)
     return (allowed | torch.eye(length, dtype=torch.bool))[:, None]  # (B, 1, L, L)
 
 
@@ -160,7 +165,11 @@ def _shared_prompt_batch(examples, pad_id: int, multiple: int | None) -> dict[st
     predictor = torch.zeros(batch_size, width, dtype=torch.long)  # (B, L)
     for i, e in enumerate(examples):
         p, c, r = len(e["prompt_ids"]), len(e["chosen_ids"]), len(e["rejected_ids"])
-        segments[i, :p], segments[i, p : p + c], segments[i, p + c : p + c + r] = PROMPT, CHOSEN, REJECTED
+        segments[i, :p], segments[i, p : p + c], segments[i, p + c : p + c + r] = (
+            PROMPT,
+            CHOSEN,
+            REJECTED,
+        )
         positions[i, : p + c] = torch.arange(p + c)
         positions[i, p + c : p + c + r] = torch.arange(p, p + r)
         predictor[i, : p + c + r] = torch.arange(-1, p + c + r - 1).clamp(min=0)
@@ -177,7 +186,11 @@ def _shared_prompt_batch(examples, pad_id: int, multiple: int | None) -> dict[st
 
 def _concatenated_batch(examples, pad_id: int, multiple: int | None) -> dict[str, torch.Tensor]:
     sides = [[*e["prompt_ids"], *e[k]] for k in ("chosen_ids", "rejected_ids") for e in examples]
-    masks = [[0] * len(e["prompt_ids"]) + [1] * len(e[k]) for k in ("chosen_ids", "rejected_ids") for e in examples]
+    masks = [
+        [0] * len(e["prompt_ids"]) + [1] * len(e[k])
+        for k in ("chosen_ids", "rejected_ids")
+        for e in examples
+    ]
     return {
         "input_ids": right_pad(sides, pad_id, multiple=multiple),  # (2B, T)
         "attention_mask": right_pad([[1] * len(s) for s in sides], 0, multiple=multiple),  # (2B, T)

@@ -28,7 +28,9 @@ def check_finite_loss(loss: float, *, step: int, metrics: Mapping[str, Any]) -> 
     )
 
 
-def check_reference_columns(columns: Iterable[str], *, terms: Sequence[tuple[str, float, dict]]) -> None:
+def check_reference_columns(
+    columns: Iterable[str], *, terms: Sequence[tuple[str, float, dict]]
+) -> None:
     """Raise StageError when a loss term needs reference log-probs the pairs table lacks."""
     missing = [name for name in REFERENCE_COLUMNS.names if name not in set(columns)]
     if not missing:
@@ -73,7 +75,9 @@ def check_tokenizer_model(tokenizer, config, *, model_name: str = "model") -> No
     for name in ("pad", "eos", "bos"):
         token_id = getattr(tokenizer, f"{name}_token_id")
         if token_id is not None and not 0 <= token_id < vocab:
-            problems.append(f"{name}_token_id {token_id} is outside the model's vocab (0..{vocab - 1})")
+            problems.append(
+                f"{name}_token_id {token_id} is outside the model's vocab (0..{vocab - 1})"
+            )
         declared = _ids(getattr(config, f"{name}_token_id", None))
         if name != "pad" and token_id is not None and declared and token_id not in declared:
             problems.append(f"the tokenizer's {name}_token_id is {token_id} but the model's "
@@ -82,6 +86,7 @@ def check_tokenizer_model(tokenizer, config, *, model_name: str = "model") -> No
         problems.append("the tokenizer has no eos_token: completions could not end")
     if problems:
         raise StageError(
-            f"tokenizer/model mismatch for {model_name}: " + "; ".join(problems)
+            f"tokenizer/model mismatch for {model_name}: "
+            + "; ".join(problems)
             + ". Use the tokenizer saved with this model"
         )

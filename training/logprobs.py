@@ -12,6 +12,10 @@ dtype), then float32 log-softmax at the selected positions, in chunks.
 
 Right-padded batches drop their attention mask: under causal attention no real token attends to
 the pads after it, so the result is the same and SDPA takes its causal fast path.
+
+`pair_logps` reads either batch layout of `training.collate` (concatenated `[chosen; rejected]`
+rows, or one `[prompt | chosen | rejected]` row per pair with a block mask) and returns the same
+`(2B,)` values, chosen first; `completion_logps` is the plain per-sequence form (reference pass).
 """
 
 from __future__ import annotations
@@ -113,7 +117,10 @@ def token_logps(head: nn.Module, hidden: Tensor, targets: Tensor, *, chunk_token
         return _ChunkedTokenLogps.apply(hidden, weight, head.bias, targets, chunk_tokens)
     parts = [
         torch.utils.checkpoint.checkpoint(
-            _head_logps, head, hidden[s : s + chunk_tokens], targets[s : s + chunk_tokens],
+            _head_logps,
+            head,
+            hidden[s : s + chunk_tokens],
+            targets[s : s + chunk_tokens],
             use_reentrant=False,
         )  # fmt: skip
         for s in range(0, hidden.shape[0], chunk_tokens)
@@ -134,9 +141,13 @@ def logps_at(
     if position_ids is not None:
         kwargs["position_ids"] = position_ids
     if has_fast_path(model):
-        hidden = model(**kwargs, output_hidden_states=True, logits_to_keep=1).hidden_states[-1]  # (N, T, H)
+        hidden = model(**kwargs, output_hidden_states=True, logits_to_keep=1).hidden_states[
+            -1
+        ]  # (N, T, H)
         head = unwrap(model).get_output_embeddings()
-        return token_logps(head, hidden[rows, positions], targets, chunk_tokens=chunk_tokens)  # (M,)
+        return token_logps(
+            head, hidden[rows, positions], targets, chunk_tokens=chunk_tokens
+        )  # (M,)
     picked = model(**kwargs).logits[rows, positions]  # (M, V) in the model's dtype
     parts = [
         _logps_from_logits(picked[s : s + chunk_tokens], targets[s : s + chunk_tokens])
@@ -170,14 +181,21 @@ def completion_logps(
     select = labels_mask[:, 1:].bool()  # (N, T-1): position i predicts token i+1
     rows, positions = select.nonzero(as_tuple=True)  # (M,), (M,)
     per_token = logps_at(
-        model, input_ids, rows=rows, positions=positions, targets=input_ids[rows, positions + 1],
-        chunk_tokens=chunk_tokens, attention_mask=causal_mask_or_none(attention_mask),
+        model,
+        input_ids,
+        rows=rows,
+        positions=positions,
+        targets=input_ids[rows, positions + 1],
+        chunk_tokens=chunk_tokens,
+        attention_mask=causal_mask_or_none(attention_mask),
     )  # (M,)
     summed = per_token.new_zeros(input_ids.shape[0]).index_add(0, rows, per_token)  # (N,)
     return summed, select.sum(dim=1)
 
 
-def shared_prompt_logps(model: nn.Module, batch: dict[str, Tensor], *, chunk_tokens: int) -> tuple[Tensor, Tensor]:
+def shared_prompt_logps(
+    model: nn.Module, batch: dict[str, Tensor], *, chunk_tokens: int
+) -> tuple[Tensor, Tensor]:
     """Summed log-probs of pairs packed as `[prompt | chosen | rejected]` rows (see
     `training.collate`): the prompt runs once per pair, and the 4D mask keeps the rejected
     tokens from seeing the chosen ones, so every value equals the unpacked computation.
@@ -188,16 +206,23 @@ def shared_prompt_logps(model: nn.Module, batch: dict[str, Tensor], *, chunk_tok
     rows, cols = completion.nonzero(as_tuple=True)  # (M,), (M,)
     out = rows + input_ids.shape[0] * batch["rejected_mask"][rows, cols].long()  # (M,) in [0, 2B)
     per_token = logps_at(
-        model, input_ids, rows=rows, positions=batch["predictor"][rows, cols],
-        targets=input_ids[rows, cols], chunk_tokens=chunk_tokens,
-        attention_mask=batch["attention_mask"], position_ids=batch["position_ids"],
+        model,
+        input_ids,
+        rows=rows,
+        positions=batch["predictor"][rows, cols],
+        targets=input_ids[rows, cols],
+        chunk_tokens=chunk_tokens,
+        attention_mask=batch["attention_mask"],
+        position_ids=batch["position_ids"],
     )  # (M,)
     n_out = 2 * input_ids.shape[0]
     summed = per_token.new_zeros(n_out).index_add(0, out, per_token)  # (2B,)
     return summed, torch.bincount(out, minlength=n_out)
 
 
-def pair_logps(model: nn.Module, batch: dict[str, Tensor], *, chunk_tokens: int) -> tuple[Tensor, Tensor]:
+def pair_logps(
+    model: nn.Module, batch: dict[str, Tensor], *, chunk_tokens: int
+) -> tuple[Tensor, Tensor]:
     """`(2B,)` summed completion log-probs and token counts of a collated pair batch, chosen
     first, in either layout of `training.collate.PairCollator`."""
     if "predictor" in batch:

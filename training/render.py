@@ -54,7 +54,9 @@ def _chat_text(tokenizer, messages: Sequence[Mapping[str, str]], *, generation_p
     )
 
 
-def completion_after(prompt_ids: list[int], full_ids: list[int], *, eos_id: int, template: str) -> list[int]:
+def completion_after(
+    prompt_ids: list[int], full_ids: list[int], *, eos_id: int, template: str
+) -> list[int]:
     """The completion part of `full_ids`: after the prompt prefix, up to and including EOS."""
     if full_ids[: len(prompt_ids)] != prompt_ids:
         raise StageError(
@@ -133,7 +135,9 @@ def _assemble(rows, ok, ids, rejected, *, tokenizer, max_length, max_prompt_leng
             completion_after(prompt, full, eos_id=tokenizer.eos_token_id, template=name)
             for full in (full_chosen, full_rejected)
         ]
-        cut = truncate(prompt, completions, max_length=max_length, max_prompt_length=max_prompt_length)
+        cut = truncate(
+            prompt, completions, max_length=max_length, max_prompt_length=max_prompt_length
+        )
         if isinstance(cut, str):
             detail = f"prompt {len(prompt)} tokens, completions {[len(c) for c in completions]}"
             rejected.append(Rejected(str(row["pair_id"]), cut, detail))

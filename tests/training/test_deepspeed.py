@@ -60,7 +60,9 @@ def _params(folder):
 def baseline(tiny, tmp_path_factory, pair_rows):
     root = tmp_path_factory.mktemp("ds")
     pairs = write_table(pair_rows(16), root / "pairs.parquet", PAIRS)
-    config = parse_config(ReferenceConfig, {"model": str(tiny.policy), "max_length": 128, "max_prompt_length": 64})
+    config = parse_config(
+        ReferenceConfig, {"model": str(tiny.policy), "max_length": 128, "max_prompt_length": 64}
+    )
     pairs_ref = reference_pass(pairs, config=config, out_dir=root / "ref").output
     summary = _run(pairs_ref, tiny.policy, root / "plain", deepspeed=None)
     return root, pairs_ref, summary

@@ -19,14 +19,18 @@ from training.guards import (
 @pytest.mark.parametrize("loss", [float("nan"), float("inf"), -float("inf")])
 def test_non_finite_loss_names_step_and_metrics(loss):
     with pytest.raises(StageError) as error:
-        check_finite_loss(loss, step=7, metrics={"rewards/margins": float("nan"), "logps/chosen": -3.0})
+        check_finite_loss(
+            loss, step=7, metrics={"rewards/margins": float("nan"), "logps/chosen": -3.0}
+        )
     message = str(error.value)
     assert "step 7" in message and "rewards/margins=nan" in message and "logps/chosen=-3" in message
     check_finite_loss(0.69, step=1, metrics={})  # finite: nothing happens
 
 
 def test_missing_reference_columns_when_the_loss_needs_them():
-    with pytest.raises(StageError, match=r"loss 'dpo' needs reference log-probs: run `prefsmith reference` first"):
+    with pytest.raises(
+        StageError, match=r"loss 'dpo' needs reference log-probs: run `prefsmith reference` first"
+    ):
         check_reference_columns(PAIRS.names, terms=[("dpo", 1.0, {})])
     with pytest.raises(StageError, match="loss 'madpo'"):
         check_reference_columns(PAIRS.names, terms=[("simpo", 1.0, {}), ("madpo", 1.0, {})])

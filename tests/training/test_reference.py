@@ -15,7 +15,9 @@ from schemas.train_configs import ReferenceConfig
 from scoring import reference
 from scoring.reference import reference_pass
 
-RAISE_ON_SYSTEM = "{% if messages[0]['role'] == 'system' %}{{ raise_exception('no system') }}{% endif %}"
+RAISE_ON_SYSTEM = (
+    "{% if messages[0]['role'] == 'system' %}{{ raise_exception('no system') }}{% endif %}"
+)
 
 
 @pytest.fixture
@@ -31,7 +33,9 @@ def ref_model(tiny, tmp_path):
 @pytest.fixture
 def pairs(tmp_path, pair_rows):
     rows = pair_rows(6, seed=3)
-    bad = dict(rows[0], pair_id="bad", messages=[{"role": "system", "content": "x"}, *rows[0]["messages"]])
+    bad = dict(
+        rows[0], pair_id="bad", messages=[{"role": "system", "content": "x"}, *rows[0]["messages"]]
+    )
     path = write_table([*rows, bad], tmp_path / "pairs.parquet", PAIRS)
     Manifest(stage="pairs", unit="prompt", config={}, inputs=[], outputs={}, rows_in=7, rows_out=7,
              extra={"score_transform": {"scale": 2.0, "shift": 0.5}}).write(manifest_path(path))  # fmt: skip
@@ -41,12 +45,16 @@ def pairs(tmp_path, pair_rows):
 def independent_logp(model, tokenizer, messages, response) -> tuple[float, int]:
     """HF's own apply_chat_template(tokenize=True), one unpadded forward, float64 log_softmax."""
     prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True)["input_ids"]
-    full = tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": response}])["input_ids"]
+    full = tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": response}])[
+        "input_ids"
+    ]
     completion = full[len(prompt) :]
     ids = prompt + completion[: completion.index(tokenizer.eos_token_id) + 1]
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([ids])).logits[0].double()  # (T, V)
-    logp = logits.log_softmax(-1)[:-1].gather(1, torch.tensor(ids[1:])[:, None]).squeeze(1)  # (T-1,)
+    logp = (
+        logits.log_softmax(-1)[:-1].gather(1, torch.tensor(ids[1:])[:, None]).squeeze(1)
+    )  # (T-1,)
     return float(logp[len(prompt) - 1 :].sum()), len(ids) - len(prompt)
 
 
@@ -69,11 +77,15 @@ def test_values_equal_an_independent_forward_and_counts_reconcile(ref_model, pai
             value, tokens = independent_logp(model, tokenizer, row["messages"], row[side])
             assert row[f"ref_logp_{side}"] == pytest.approx(value, abs=1e-4)
             assert row[f"ref_tokens_{side}"] == tokens
-    assert table["ref_model"].unique().to_list() == [f"ref-model@{manifest.extra['model_revision'][:12]}"]
+    assert table["ref_model"].unique().to_list() == [
+        f"ref-model@{manifest.extra['model_revision'][:12]}"
+    ]
 
 
 def test_second_run_reuses_without_loading_the_model(ref_model, pairs, tmp_path, monkeypatch):
-    config = parse_config(ReferenceConfig, {"model": str(ref_model), "max_length": 256, "max_prompt_length": 128})
+    config = parse_config(
+        ReferenceConfig, {"model": str(ref_model), "max_length": 256, "max_prompt_length": 128}
+    )
     first = reference_pass(pairs, config=config, out_dir=tmp_path / "out")
     before = first.output.read_bytes()
 
@@ -91,9 +103,15 @@ def test_second_run_reuses_without_loading_the_model(ref_model, pairs, tmp_path,
 
 
 def test_changed_pairs_change_the_key(ref_model, pairs, tmp_path, monkeypatch, pair_rows):
-    config = parse_config(ReferenceConfig, {"model": str(ref_model), "max_length": 256, "max_prompt_length": 128})
+    config = parse_config(
+        ReferenceConfig, {"model": str(ref_model), "max_length": 256, "max_prompt_length": 128}
+    )
     reference_pass(pairs, config=config, out_dir=tmp_path / "out")
     write_table(pair_rows(6, seed=4), pairs, PAIRS)
-    monkeypatch.setattr(reference, "load_reference_model", lambda _c: (_ for _ in ()).throw(AssertionError("loaded")))
+    monkeypatch.setattr(
+        reference,
+        "load_reference_model",
+        lambda _c: (_ for _ in ()).throw(AssertionError("loaded")),
+    )
     with pytest.raises(AssertionError, match="loaded"):
         reference_pass(pairs, config=config, out_dir=tmp_path / "out")

@@ -17,7 +17,9 @@ def _row(chosen="the dog runs", rejected="no", messages=MESSAGES, pair_id="p0"):
 
 
 def _render(tokenizer, rows, *, max_length=128, max_prompt_length=64):
-    return render_pairs(rows, tokenizer=tokenizer, max_length=max_length, max_prompt_length=max_prompt_length)
+    return render_pairs(
+        rows, tokenizer=tokenizer, max_length=max_length, max_prompt_length=max_prompt_length
+    )
 
 
 def test_one_bos_and_prompt_equals_the_generation_prompt(tiny_tokenizer):
@@ -35,7 +37,9 @@ def test_completion_is_the_response_then_eos_nothing_after(tiny_tokenizer):
     (pair,), _ = _render(tok, [_row(chosen="the dog runs", rejected="yes")])
     assert pair.chosen_ids[-1] == tok.eos_token_id and pair.rejected_ids[-1] == tok.eos_token_id
     assert pair.chosen_ids.count(tok.eos_token_id) == 1
-    assert tok.decode(pair.chosen_ids) == "the dog runs" + tok.eos_token  # template's '\n' after EOS dropped
+    assert (
+        tok.decode(pair.chosen_ids) == "the dog runs" + tok.eos_token
+    )  # template's '\n' after EOS dropped
     full = tok.apply_chat_template([*MESSAGES, {"role": "assistant", "content": "the dog runs"}],
                                    tokenize=False)  # fmt: skip
     assert tok.decode(pair.prompt_ids + pair.chosen_ids) + "\n" == full
@@ -74,7 +78,9 @@ def test_truncation_cuts_the_prompt_from_the_left_keeping_bos_then_the_completio
 def test_no_truncation_when_it_fits_and_prompt_never_cut_to_nothing():
     prompt, completions = [1, 10, 11], [[20, 2], [30, 2]]
     assert truncate(prompt, completions, max_length=5, max_prompt_length=2) == (prompt, completions)
-    cut_prompt, (c, _) = truncate([1, 10, 11, 12], [[20, 21, 2], [2]], max_length=3, max_prompt_length=1)
+    cut_prompt, (c, _) = truncate(
+        [1, 10, 11, 12], [[20, 21, 2], [2]], max_length=3, max_prompt_length=1
+    )
     assert cut_prompt == [1] and c == [20, 21]
 
 

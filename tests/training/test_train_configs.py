@@ -27,7 +27,9 @@ def test_loss_params_mirror_the_loss_signatures():
 
 def test_misspelt_loss_parameter_is_one_line_naming_the_field():
     with pytest.raises(ConfigError) as error:
-        parse_config(TrainConfig, {"policy": "p", "loss": [{"name": "dpo", "params": {"betta": 0.1}}]})
+        parse_config(
+            TrainConfig, {"policy": "p", "loss": [{"name": "dpo", "params": {"betta": 0.1}}]}
+        )
     message = str(error.value)
     assert "\n" not in message
     assert "loss.0" in message and "params.betta" in message and "beta, label_smoothing" in message
@@ -35,14 +37,18 @@ def test_misspelt_loss_parameter_is_one_line_naming_the_field():
 
 def test_wrong_kind_of_loss_parameter_and_unknown_loss():
     with pytest.raises(ConfigError, match="use_ref: loss 'adadpo' expects true/false"):
-        parse_config(TrainConfig, {"policy": "p", "loss": [{"name": "adadpo", "params": {"use_ref": 1}}]})
+        parse_config(
+            TrainConfig, {"policy": "p", "loss": [{"name": "adadpo", "params": {"use_ref": 1}}]}
+        )
     with pytest.raises(ConfigError, match="loss.0.name"):
         parse_config(TrainConfig, {"policy": "p", "loss": [{"name": "dpoo"}]})
 
 
 def test_every_problem_is_reported_at_once():
     with pytest.raises(ConfigError) as error:
-        parse_config(TrainConfig, {"policy": "p", "learning_rate": -1, "bogus": 1, "deepspeed": "zero4"})
+        parse_config(
+            TrainConfig, {"policy": "p", "learning_rate": -1, "bogus": 1, "deepspeed": "zero4"}
+        )
     message = str(error.value)
     assert "learning_rate" in message and "bogus: unknown key" in message and "deepspeed" in message
 
@@ -85,11 +91,15 @@ def test_shipped_deepspeed_configs_load(preset, tmp_path):
         assert f"`{key}`" in readme, key  # every knob has its reason
     custom = tmp_path / "ds.json"
     custom.write_text(json.dumps(data))
-    assert parse_config(TrainConfig, {"policy": "p", "deepspeed": str(custom)}).deepspeed == str(custom)
+    assert parse_config(TrainConfig, {"policy": "p", "deepspeed": str(custom)}).deepspeed == str(
+        custom
+    )
 
 
 def test_yaml_config_loads(tmp_path):
     path = tmp_path / "train.yaml"
-    path.write_text("train:\n  policy: p\n  loss:\n    - {name: simpo, params: {beta: 2.0}}\n  max_steps: 3\n")
+    path.write_text(
+        "train:\n  policy: p\n  loss:\n    - {name: simpo, params: {beta: 2.0}}\n  max_steps: 3\n"
+    )
     config = load_config(TrainConfig, path, section="train")
     assert config.terms() == [("simpo", 1.0, {"beta": 2.0})] and config.max_steps == 3

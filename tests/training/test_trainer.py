@@ -10,14 +10,14 @@ import torch
 from schemas.config_base import parse_config
 from schemas.errors import StageError
 from schemas.io import read_table
-from schemas.manifest import Manifest
+from schemas.manifest import Manifest, manifest_path
 from schemas.tables import PAIRS_WITH_REFERENCE
 from schemas.train_configs import ReferenceConfig, TrainConfig
 from scoring.reference import reference_pass
 from training import trainer as trainer_module
 from training.collate import PairCollator
 from training.logprobs import completion_logps
-from training.losses import dpo, PairBatch
+from training.losses import PairBatch, dpo
 from training.render import render_pairs
 from training.stage import main, train
 
@@ -27,7 +27,9 @@ BASE = {"max_length": 128, "max_prompt_length": 64, "per_device_train_batch_size
 
 @pytest.fixture
 def pairs_ref(tiny, pairs_file, tmp_path):
-    config = parse_config(ReferenceConfig, {"model": str(tiny.policy), "max_length": 128, "max_prompt_length": 64})
+    config = parse_config(
+        ReferenceConfig, {"model": str(tiny.policy), "max_length": 128, "max_prompt_length": 64}
+    )
     return reference_pass(pairs_file, config=config, out_dir=tmp_path / "ref").output
 
 
@@ -50,7 +52,9 @@ def dpo_on_pairs(model_dir, pairs) -> tuple[float, float]:
         logps, tokens = completion_logps(model, batch["input_ids"], batch["attention_mask"],
                                          batch["completion_mask"])  # fmt: skip
     chosen, rejected = logps.chunk(2)
-    ref = torch.tensor([[r["ref_logp_chosen"], r["ref_logp_rejected"]] for r in rows], dtype=torch.float32)
+    ref = torch.tensor(
+        [[r["ref_logp_chosen"], r["ref_logp_rejected"]] for r in rows], dtype=torch.float32
+    )
     per_pair, metrics = dpo(PairBatch(policy_chosen_logps=chosen, policy_rejected_logps=rejected,
                                       chosen_tokens=tokens[:16].float(), rejected_tokens=tokens[16:].float(),
                                       ref_chosen_logps=ref[:, 0], ref_rejected_logps=ref[:, 1]))  # fmt: skip
@@ -62,15 +66,24 @@ def test_training_lowers_the_loss_and_raises_accuracy(tiny, pairs_ref, tmp_path)
     result = train(pairs_ref, config=config, out_dir=tmp_path / "run")
     loss_before, accuracy_before = dpo_on_pairs(tiny.policy, pairs_ref)
     loss_after, accuracy_after = dpo_on_pairs(result.output, pairs_ref)
-    assert loss_before == pytest.approx(0.693147, abs=1e-4) and accuracy_before == 0.0  # policy == reference
+    assert (
+        loss_before == pytest.approx(0.693147, abs=1e-4) and accuracy_before == 0.0
+    )  # policy == reference
     assert loss_after < 0.5 * loss_before
     assert accuracy_after >= 0.9
-    assert (result.output / "model.safetensors").is_file() and (result.output / "tokenizer.json").is_file()
+    assert (result.output / "model.safetensors").is_file() and (
+        result.output / "tokenizer.json"
+    ).is_file()
     summary = json.loads((result.output / "prefsmith_train.json").read_text())
     assert summary["global_step"] == 30 and summary["config"]["learning_rate"] == 1e-3
     assert "rewards/accuracies" in summary["last_log"] and "logps/chosen" in summary["last_log"]
     manifest = Manifest.read(result.manifest)
-    assert (manifest.unit, manifest.rows_in, manifest.rows_out, manifest.dropped) == ("pair", 16, 16, {})
+    assert (manifest.unit, manifest.rows_in, manifest.rows_out, manifest.dropped) == (
+        "pair",
+        16,
+        16,
+        {},
+    )
 
 
 def _params(folder) -> dict[str, torch.Tensor]:
@@ -84,7 +97,9 @@ def test_stop_and_resume_reaches_the_uninterrupted_parameters(tiny, pairs_ref, t
     straight = train(pairs_ref, config=_config(tiny, max_steps=6, **common), out_dir=tmp_path / "a")
     train(pairs_ref, config=_config(tiny, max_steps=3, **common), out_dir=tmp_path / "b")
     assert (tmp_path / "b" / "checkpoints" / "checkpoint-3").is_dir()
-    resumed = train(pairs_ref, config=_config(tiny, max_steps=6, resume=True, **common), out_dir=tmp_path / "b")
+    resumed = train(
+        pairs_ref, config=_config(tiny, max_steps=6, resume=True, **common), out_dir=tmp_path / "b"
+    )
     a, b = _params(straight.output), _params(resumed.output)
     start = _params(tiny.policy)
     assert a.keys() == b.keys()
@@ -93,7 +108,9 @@ def test_stop_and_resume_reaches_the_uninterrupted_parameters(tiny, pairs_ref, t
 
 
 def test_missing_reference_stops_before_loading(tiny, pairs_file, tmp_path):
-    with pytest.raises(StageError, match="loss 'dpo' needs reference log-probs: run `prefsmith reference` first"):
+    with pytest.raises(
+        StageError, match="loss 'dpo' needs reference log-probs: run `prefsmith reference` first"
+    ):
         train(pairs_file, config=_config(tiny, max_steps=1), out_dir=tmp_path / "run")
 
 
@@ -111,7 +128,9 @@ def test_nan_loss_stops_with_the_step(tiny, pairs_ref, tmp_path, monkeypatch):
         return per_pair * float("nan"), metrics
 
     monkeypatch.setattr(trainer_module, "combined_loss", poisoned)
-    with pytest.raises(StageError, match=r"non-finite loss \(nan\) at step 0; metrics: .*rewards/accuracies"):
+    with pytest.raises(
+        StageError, match=r"non-finite loss \(nan\) at step 0; metrics: .*rewards/accuracies"
+    ):
         train(pairs_ref, config=_config(tiny, max_steps=2), out_dir=tmp_path / "run")
 
 
@@ -131,6 +150,58 @@ def test_reference_free_loss_trains_on_plain_pairs_via_the_cli(tiny, pairs_file,
 def test_cli_prints_one_line_for_user_errors(tiny, pairs_file, tmp_path, capsys):
     config = tmp_path / "train.yaml"
     config.write_text(f"policy: {tiny.policy}\nloss: [{{name: dpo, params: {{betta: 1}}}}]\n")
-    assert main(["--pairs", str(pairs_file), "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["--pairs", str(pairs_file), "--config", str(config), "--out", str(tmp_path / "o")])
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "params.betta" in err
+
+
+def test_gradient_accumulation_matches_the_larger_batch(tiny, pairs_ref, tmp_path):
+    """2 micro-batches of 2 pairs, accumulated, take the same step as one batch of 4."""
+    common = {"max_steps": 3, "learning_rate": 1e-3, "lr_scheduler_type": "constant"}
+    big = train(pairs_ref, config=_config(tiny, **common), out_dir=tmp_path / "big")
+    accumulated = _config(
+        tiny, per_device_train_batch_size=2, gradient_accumulation_steps=2, **common
+    )
+    small = train(pairs_ref, config=accumulated, out_dir=tmp_path / "small")
+    a, b = _params(big.output), _params(small.output)
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-5
+
+
+def test_scores_reach_the_loss_normalized_as_declared(tiny, pairs_file, tmp_path, monkeypatch):
+    Manifest(stage="pairs", unit="prompt", config={}, inputs=[], outputs={}, rows_in=16,
+             rows_out=16, extra={"score_transform": {"scale": 10.0, "shift": -1.0}},
+             ).write(manifest_path(pairs_file))  # fmt: skip
+    ref = parse_config(
+        ReferenceConfig, {"model": str(tiny.policy), "max_length": 128, "max_prompt_length": 64}
+    )
+    pairs_ref = reference_pass(pairs_file, config=ref, out_dir=tmp_path / "ref").output
+    seen, real = [], trainer_module.combined_loss
+
+    def spy(batch, **kwargs):
+        seen.extend(zip(batch.score_chosen.tolist(), batch.score_rejected.tolist(), strict=True))
+        return real(batch, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "combined_loss", spy)
+    config = _config(tiny, max_steps=4, loss=[{"name": "madpo"}])
+    train(pairs_ref, config=config, out_dir=tmp_path / "run")
+    rows = read_table(pairs_ref, PAIRS_WITH_REFERENCE).to_pylist()
+    expected = {(10 * r["score_chosen"] - 1, 10 * r["score_rejected"] - 1) for r in rows}
+    assert len(seen) == 16
+    for chosen, rejected in seen:  # float32 in the batch
+        assert any(abs(chosen - c) < 1e-4 and abs(rejected - r) < 1e-4 for c, r in expected)
+
+
+def test_tokenizer_model_mismatch_stops(tiny, pairs_ref, tmp_path):
+    import shutil
+
+    policy = tmp_path / "policy"
+    shutil.copytree(tiny.policy, policy)
+    config = json.loads((policy / "config.json").read_text())
+    config["eos_token_id"] = 7
+    (policy / "config.json").write_text(json.dumps(config))
+    bad = parse_config(TrainConfig, {"policy": str(policy), **BASE, "max_steps": 1})
+    with pytest.raises(StageError, match="tokenizer/model mismatch .* eos_token_id is 2"):
+        train(pairs_ref, config=bad, out_dir=tmp_path / "run")

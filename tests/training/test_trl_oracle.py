@@ -37,7 +37,9 @@ def setup(tiny, tmp_path, pair_rows):
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
         (tmp_path / "ref" / name).write_bytes((tiny.policy / name).read_bytes())
     pairs = write_table(pair_rows(4, seed=11), tmp_path / "pairs.parquet", PAIRS)
-    result = reference_pass(pairs, config=parse_config(ReferenceConfig, ref_config), out_dir=tmp_path / "r")
+    result = reference_pass(
+        pairs, config=parse_config(ReferenceConfig, ref_config), out_dir=tmp_path / "r"
+    )
     return pairs, result.output, tmp_path / "ref"
 
 
@@ -52,24 +54,38 @@ def _trl_trainer(policy, ref_model, tokenizer, dataset, tmp_path, *, keep_ids: b
     args = DPOConfig(output_dir=str(tmp_path / "trl"), beta=0.1, per_device_train_batch_size=4,
                      report_to=[], max_length=None, use_cpu=True, bf16=False)  # fmt: skip
     cls = GivenIds if keep_ids else DPOTrainer
-    return cls(model=policy, ref_model=ref_model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    return cls(
+        model=policy,
+        ref_model=ref_model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
 
 
-def test_trl_tokenization_differs_only_by_the_newline_after_eos(tiny, setup, tmp_path, tiny_tokenizer):
+def test_trl_tokenization_differs_only_by_the_newline_after_eos(
+    tiny, setup, tmp_path, tiny_tokenizer
+):
     import datasets
     from transformers import AutoModelForCausalLM
 
     pairs, pairs_ref, ref_dir = setup
-    config = parse_config(TrainConfig, {"policy": str(tiny.policy), "max_length": 128, "max_prompt_length": 64})
+    config = parse_config(
+        TrainConfig, {"policy": str(tiny.policy), "max_length": 128, "max_prompt_length": 64}
+    )
     rows, has_ref = read_pairs(pairs_ref, config=config)
-    ours, _ = build_examples(rows, tokenizer=tiny_tokenizer, config=config, pairs=pairs_ref, has_reference=has_ref)
+    ours, _ = build_examples(
+        rows, tokenizer=tiny_tokenizer, config=config, pairs=pairs_ref, has_reference=has_ref
+    )
     conversational = datasets.Dataset.from_list([
         {"prompt": r["messages"], "chosen": [{"role": "assistant", "content": r["chosen"]}],
          "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in rows
     ])  # fmt: skip
     policy = AutoModelForCausalLM.from_pretrained(str(tiny.policy))
     ref = AutoModelForCausalLM.from_pretrained(str(ref_dir))
-    theirs = _trl_trainer(policy, ref, tiny_tokenizer, conversational, tmp_path, keep_ids=False).train_dataset
+    theirs = _trl_trainer(
+        policy, ref, tiny_tokenizer, conversational, tmp_path, keep_ids=False
+    ).train_dataset
     newline = tiny_tokenizer("\n", add_special_tokens=False).input_ids
     for mine, their in zip(ours, theirs, strict=True):
         assert their["prompt_ids"] == mine["prompt_ids"]
@@ -77,15 +93,19 @@ def test_trl_tokenization_differs_only_by_the_newline_after_eos(tiny, setup, tmp
         assert their["rejected_ids"] == mine["rejected_ids"] + newline
 
 
-def test_dpo_loss_and_gradient_equal_trl(tiny, setup, tmp_path, tiny_tokenizer):
+@pytest.mark.parametrize("layout", ["shared_prompt", "concatenated"])
+def test_dpo_loss_and_gradient_equal_trl(tiny, setup, tmp_path, tiny_tokenizer, layout):
     import datasets
     from transformers import AutoModelForCausalLM
 
     _, pairs_ref, ref_dir = setup
     config = parse_config(TrainConfig, {"policy": str(tiny.policy), "max_length": 128, "max_prompt_length": 64,
-                                        "loss": [{"name": "dpo", "weight": 1.0, "params": {"beta": 0.1}}]})  # fmt: skip
+                                        "loss": [{"name": "dpo", "weight": 1.0, "params": {"beta": 0.1}}],
+                                        "pair_layout": layout})  # fmt: skip
     rows, has_ref = read_pairs(pairs_ref, config=config)
-    examples, _ = build_examples(rows, tokenizer=tiny_tokenizer, config=config, pairs=pairs_ref, has_reference=has_ref)
+    examples, _ = build_examples(
+        rows, tokenizer=tiny_tokenizer, config=config, pairs=pairs_ref, has_reference=has_ref
+    )
     ours_model = AutoModelForCausalLM.from_pretrained(str(tiny.policy))
     dataset = datasets.Dataset.from_list(examples)
     ours = make_trainer(ours_model, tiny_tokenizer, dataset, config=config,
@@ -106,6 +126,11 @@ def test_dpo_loss_and_gradient_equal_trl(tiny, setup, tmp_path, tiny_tokenizer):
     assert abs(our_loss - their_loss) <= 1e-5
     assert abs(our_loss - 0.693147) > 1e-3  # reference != policy: a non-trivial loss
     ours_grads = dict(ours_model.named_parameters())
-    worst = max((ours_grads[n].grad - p.grad).abs().max().item() for n, p in their_model.named_parameters())
+    worst = max(
+        (ours_grads[n].grad - p.grad).abs().max().item() for n, p in their_model.named_parameters()
+    )
     scale = max(p.grad.abs().max().item() for p in their_model.parameters())
     assert worst <= 1e-5 and scale > 1e-3
+    print(
+        f"{layout}: |loss diff| {abs(our_loss - their_loss):.2e}, max |grad diff| {worst:.2e}, max |grad| {scale:.3g}"
+    )

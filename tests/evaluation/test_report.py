@@ -1,0 +1,202 @@
+"""The evaluation report: stable JSON keys, markdown, and the self-contained HTML page opened in a
+real headless Chromium (no console errors, every chart has data, a screenshot kept in
+tests/artifacts/eval_report.png). The browser tests skip where Chromium is missing, except under
+CI=true, where they fail. The Chromium driving follows tests/scoring/test_inspect_html.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evaluation.compare import REPORT_KEYS, compare_policies
+from evaluation.kl import KL_SAMPLES
+from evaluation.lm_eval_hook import lm_eval_stage
+from evaluation.preference_accuracy import MARGINS
+from evaluation.report_html import outcome_bars_svg
+from schemas.io import write_table
+from schemas.tables import RESPONSES, SCORES
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+MARK_CLASSES = {"bar", "dot", "curve", "rug"}
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--hide-scrollbars", "--virtual-time-budget=2000",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    found = os.environ.get("PREFSMITH_CHROMIUM") or next(
+        (p for name in ("chromium", "chromium-browser", "google-chrome") if (p := shutil.which(name))), None
+    )
+    if found is None:
+        message = "Chromium not installed (apt-get install -y chromium): headless report test not run"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def run_chromium(binary: str, page: Path, *args: str) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        command = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, page.resolve().as_uri()]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+class ReportDom(HTMLParser):
+    """Each svg.chart (data-points, title, data marks) and the #console-errors record."""
+
+    def __init__(self):
+        super().__init__()
+        self.charts: list[dict] = []
+        self.errors: dict | None = None
+        self._in_chart = self._in_errors = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        classes = set((attrs.get("class") or "").split())
+        if tag == "svg" and "chart" in classes:
+            self.charts.append({"points": int(attrs["data-points"]), "title": attrs.get("data-title"), "marks": 0})
+            self._in_chart = True
+        elif self._in_chart and classes & MARK_CLASSES:
+            self.charts[-1]["marks"] += 1
+        if attrs.get("id") == "console-errors":
+            self.errors, self._in_errors = {"count": int(attrs["data-count"]), "text": ""}, True
+
+    def handle_endtag(self, tag):
+        self._in_chart = self._in_chart and tag != "svg"
+        self._in_errors = self._in_errors and tag != "pre"
+
+    def handle_data(self, data):
+        if self._in_errors:
+            self.errors["text"] += data
+
+
+def parse(page: str) -> ReportDom:
+    dom = ReportDom()
+    dom.feed(page)
+    return dom
+
+
+def write_side(root: Path, *, rng, n_prompts: int, shift: float, mean_len: float) -> tuple[Path, Path]:
+    """Scores (2 samples per prompt, reward ≈ shift + noise) and responses tables of one policy."""
+    scores, responses = [], []
+    for p in range(n_prompts):
+        for i in range(2):
+            rid, n = f"prompt{p:03d}-{i}", int(max(1, rng.normal(mean_len, 4)))
+            score = float(round(shift + rng.normal(0, 1), 1)) if p % 7 else 0.0  # every 7th prompt ties
+            scores.append({"response_id": rid, "prompt_id": f"prompt{p:03d}", "scorer": "rule", "score": score,
+                           "objectives": [], "n_tokens": n + 10})  # fmt: skip
+            responses.append({"prompt_id": f"prompt{p:03d}", "response_id": rid, "sample_idx": i, "response": "w " * n,
+                              "n_tokens": n, "finish_reason": "stop", "generator": "g", "gen_config_hash": "h"})  # fmt: skip
+    return write_table(scores, root / "scores.parquet", SCORES), write_table(responses, root / "responses.parquet", RESPONSES)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """A comparison of 60 prompts (tuned better and shorter), with KL samples, margins and lm-eval."""
+    root, rng = tmp_path_factory.mktemp("eval"), np.random.default_rng(0)
+    tuned = write_side(root / "tuned", rng=rng, n_prompts=60, shift=0.8, mean_len=12)
+    base = write_side(root / "base", rng=rng, n_prompts=58, shift=0.0, mean_len=20)
+    kl = write_table([{"response_id": f"r{i}", "prompt_id": f"p{i}", "tokens": 10, "logp_policy": -5.0, "logp_reference": -5.0 - k,
+                       "kl_seq": k, "k3_seq": k / 2} for i, k in enumerate(rng.gamma(2.0, 1.0, 50))],
+                     root / "kl.parquet", KL_SAMPLES)  # fmt: skip
+    margins = write_table([{"pair_id": f"x{i}", "prompt_id": f"p{i}", "policy_logp_chosen": m, "policy_logp_rejected": 0.0,
+                            "ref_logp_chosen": 0.0, "ref_logp_rejected": 0.0, "margin": m}
+                           for i, m in enumerate(rng.normal(0.5, 1.0, 40))], root / "margins.parquet", MARGINS)  # fmt: skip
+    hook = lm_eval_stage("ckpt", tasks=["hellaswag"], out_dir=root / "lm")
+    result = compare_policies(tuned[0], tuned_responses=tuned[1], base_scores=base[0], base_responses=base[1],
+                              out_dir=root / "out", n_boot=500, kl=kl, heldout=margins, lm_eval=hook.output)  # fmt: skip
+    return result, root
+
+
+def test_json_keys_are_stable_and_parts_add_up(report):
+    result, _ = report
+    data = json.loads(result.output.read_text())
+    assert tuple(sorted(data)) == tuple(sorted(REPORT_KEYS))
+    wr = data["win_rate"]
+    assert data["n_prompts"] == wr["n"] == 58 and wr["wins"] + wr["ties"] + wr["losses"] == 58
+    assert wr["ties"] >= 8 and wr["low"] > 0.5  # every 7th prompt ties at 0; tuned is better
+    assert data["kl"]["n_samples"] == 50 and data["heldout_pairs"]["n_pairs"] == 40
+    assert data["lm_eval"]["message"] == "lm-eval is not installed; skipped tasks: hellaswag"
+    assert data["tuned"]["mean_tokens"] < data["base"]["mean_tokens"]
+
+
+def test_markdown_says_every_part(report):
+    result, _ = report
+    md = (result.output.parent / "eval_report.md").read_text()
+    data = json.loads(result.output.read_text())
+    assert f"{data['win_rate']['rate']:.1%}" in md and f"{data['lc_win_rate']:.1%}" in md
+    assert f"{data['heldout_pairs']['accuracy']:.1%} over 40 pairs" in md
+    assert "logistic regression" in md and "lm-eval is not installed; skipped tasks: hellaswag" in md
+
+
+def test_missing_parts_are_null_not_absent(tmp_path):
+    rng = np.random.default_rng(1)
+    tuned, base = (write_side(tmp_path / s, rng=rng, n_prompts=10, shift=0.0, mean_len=9) for s in ("t", "b"))
+    result = compare_policies(tuned[0], tuned_responses=tuned[1], base_scores=base[0], base_responses=base[1],
+                              out_dir=tmp_path / "out", n_boot=200)  # fmt: skip
+    data = json.loads(result.output.read_text())
+    assert tuple(sorted(data)) == tuple(sorted(REPORT_KEYS))
+    assert (data["kl"], data["heldout_pairs"], data["lm_eval"]) == (None, None, None)
+    assert "not computed" in (tmp_path / "out" / "eval_report.html").read_text()
+
+
+def test_page_is_self_contained_and_every_chart_has_data(report):
+    result, _ = report
+    page = (result.output.parent / "eval_report.html").read_text(encoding="utf-8")
+    assert not re.search(r"\b(src|href)\s*=|@import|url\(|<link\b", page)  # nothing fetched
+    charts = parse(page).charts
+    assert len(charts) == 6
+    assert [c for c in charts if c["points"] == 0 or c["marks"] == 0] == []
+    assert {c["title"]: c["points"] for c in charts}["Outcome per held-out prompt"] == 58
+    assert "fraction of pairs" not in page.split("Implicit-reward margin")[0]  # responses are counted
+
+
+def test_outcome_bars_count_and_label():
+    dom = parse(outcome_bars_svg({"tuned wins": 3, "tie": 0, "base wins": 2}, title="t"))
+    assert dom.charts == [{"points": 5, "title": "t", "marks": 3}]
+
+
+def test_report_in_headless_chromium(report, chromium):
+    result, _ = report
+    page = result.output.parent / "eval_report.html"
+    done = run_chromium(chromium, page, "--enable-logging=stderr", "--v=0", "--dump-dom")
+    dom = parse(done.stdout)
+    assert dom.errors == {"count": 0, "text": ""}, dom.errors
+    assert [line for line in done.stderr.splitlines() if ":CONSOLE" in line] == []
+    expected = [c["title"] for c in parse(page.read_text(encoding="utf-8")).charts]
+    assert [c["title"] for c in dom.charts] == expected and len(expected) == 6
+    assert [c for c in dom.charts if c["points"] == 0 or c["marks"] == 0] == []
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "eval_report.png"
+    shot.unlink(missing_ok=True)
+    run_chromium(chromium, page, f"--screenshot={shot}", "--window-size=1280,1800")
+    header = shot.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", header[16:24]) == (1280, 1800)
+    assert shot.stat().st_size > 50_000  # a blank page compresses to a few kB
+
+
+def test_chromium_check_catches_console_errors(report, chromium, tmp_path):
+    """Negative control: a failing script in the same page is caught by both detectors."""
+    result, _ = report
+    broken = tmp_path / "broken.html"
+    broken.write_text((result.output.parent / "eval_report.html").read_text(encoding="utf-8").replace(
+        "</body>", "<script>notDefined();</script></body>"), encoding="utf-8")  # fmt: skip
+    done = run_chromium(chromium, broken, "--enable-logging=stderr", "--v=0", "--dump-dom")
+    dom = parse(done.stdout)
+    assert dom.errors["count"] == 1 and "notDefined" in dom.errors["text"]

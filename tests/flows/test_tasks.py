@@ -1,0 +1,83 @@
+"""Task helpers: the stage cache key, the retry rule, pair-score quantiles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from flows.tasks import QUANTILES, StageInputs, _transient, model_revision, pair_quantiles
+from schemas import errors
+from schemas.data_configs import ScoreConfig
+
+
+def key(*args, **kwargs) -> str:
+    return StageInputs().compute_key(None, {"name": "s", "target": "m:f", "args": args, "kwargs": kwargs}, {})
+
+
+@pytest.fixture
+def table(tmp_path):
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"x": [1, 2, 3]}), path)
+    return path
+
+
+def test_key_follows_input_content_config_and_revision(table, tmp_path):
+    config = ScoreConfig(kind="rule", rule="length_target", params={"target": 5})
+    base = key(table, config=config, out_dir=tmp_path / "out")
+    assert key(table, config=config, out_dir=tmp_path / "out") == base  # stable
+    pq.write_table(pa.table({"x": [1, 2, 4]}), table)
+    changed_input = key(table, config=config, out_dir=tmp_path / "out")
+    assert changed_input != base
+    other_config = config.model_copy(update={"params": {"target": 6}})
+    assert key(table, config=other_config, out_dir=tmp_path / "out") != changed_input
+    assert key(table, config=config, out_dir=tmp_path / "elsewhere") != changed_input
+    pinned = config.model_copy(update={"revision": "v2"})
+    assert key(table, config=pinned, out_dir=tmp_path / "out") != changed_input
+
+
+def test_model_revision_changes_when_the_model_folder_does(tmp_path):
+    folder = tmp_path / "rm"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"1234")
+    config = ScoreConfig(kind="reward_model", model=str(folder))
+    before = model_revision(config)
+    (folder / "model.safetensors").write_bytes(b"123456")
+    assert model_revision(config) != before
+    assert model_revision(config.model_copy(update={"revision": "abc"})) == "abc"
+
+
+class _State:
+    def __init__(self, exception: BaseException) -> None:
+        self.exception = exception
+
+    def result(self, *, raise_on_failure: bool) -> BaseException:
+        return self.exception
+
+
+@pytest.mark.parametrize(("exception", "retried"), [
+    (errors.StageError("child died"), True), (OSError("disk"), True),
+    (errors.ConfigError("bad key"), False), (errors.InputError("no file"), False),
+])  # fmt: skip
+def test_only_transient_failures_retry(exception, retried):
+    assert _transient(None, None, _State(exception)) is retried
+
+
+def test_pair_quantiles_match_numpy(tmp_path):
+    rng = np.random.default_rng(0)
+    chosen, rejected = rng.normal(size=37) + 1.0, rng.normal(size=37)
+    path = tmp_path / "pairs.parquet"
+    pq.write_table(pa.table({"score_chosen": chosen, "score_rejected": rejected,
+                             "margin": chosen - rejected}), path)  # fmt: skip
+    rows = pair_quantiles(path)
+    assert [r["quantile"] for r in rows] == list(QUANTILES)
+    for column, values in (("score_chosen", chosen), ("score_rejected", rejected), ("margin", chosen - rejected)):
+        expected = np.quantile(values, QUANTILES)  # linear interpolation, numpy's default
+        assert [r[column] for r in rows] == pytest.approx(expected, abs=1e-6)
+
+
+def test_pair_quantiles_of_no_pairs_are_empty(tmp_path):
+    path = tmp_path / "pairs.parquet"
+    pq.write_table(pa.table({c: pa.array([], pa.float64()) for c in ("score_chosen", "score_rejected", "margin")}), path)
+    assert all(r["margin"] is None for r in pair_quantiles(path))
