@@ -173,9 +173,13 @@ def tiny(out: Annotated[Path, typer.Argument(help="folder for the tiny models")]
 
 
 # `prefsmith inspect` lives in its own module (many options); registered here like the others.
+from flows.cli_eval import eval_command  # noqa: E402
 from flows.cli_inspect import inspect as inspect_command  # noqa: E402
+from flows.cli_serve import serve as serve_command  # noqa: E402
 
 app.command("inspect")(friendly_errors(inspect_command))
+app.command("eval")(friendly_errors(eval_command))
+app.command("serve")(friendly_errors(serve_command))
 
 
 @app.command()
@@ -190,14 +194,15 @@ def validate(config: Annotated[Path, typer.Argument(help="pipeline YAML")]) -> N
 
 @app.command()
 @friendly_errors
-def run(config: Annotated[Path, typer.Argument(help="pipeline YAML")]) -> None:
+def run(config: Annotated[Path, typer.Argument(help="pipeline YAML")],
+        run_dir: Annotated[Path | None, typer.Option("--run-dir", help="build into this folder (a re-run resumes it); default: a new dated folder")] = None) -> None:  # fmt: skip
     """Run the whole pipeline flow from a YAML config into a new dated run folder."""
     from schemas.pipeline_config import PipelineConfig
 
     cfg = parse_config(PipelineConfig, read_yaml(config))
     from flows.pipeline import pipeline  # imports Prefect: only once the config is valid
 
-    show_outputs(pipeline(cfg))
+    show_outputs(pipeline(cfg, run_dir=str(run_dir) if run_dir else None))
 
 
 @app.command()
@@ -215,19 +220,15 @@ def show_outputs(outputs: dict[str, str]) -> None:
 
     from rich.table import Table
 
+    from flows.cli_eval import headline
+
     table = Table(title="outputs", show_header=False)
     for name, path in outputs.items():
         table.add_row(name, path)
     Console().print(table)
     if "eval_report" in outputs:
         report = json.loads(Path(outputs["eval_report"]).read_text())
-        wr, tuned, base = report["win_rate"], report["tuned"], report["base"]
-        Console().print(
-            f"[bold]tuned vs base[/]: win rate {wr['rate']:.1%} (95% CI {wr['low']:.1%}–{wr['high']:.1%}, "
-            f"n={wr['n']}), length-controlled {report['lc_win_rate']:.1%}; mean reward "
-            f"{tuned['mean_reward']:.3f} vs {base['mean_reward']:.3f}; mean tokens "
-            f"{tuned['mean_tokens']:.1f} vs {base['mean_tokens']:.1f}"
-        )
+        Console().print(headline(report), highlight=False)
 
 
 if __name__ == "__main__":

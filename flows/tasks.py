@@ -31,7 +31,7 @@ from pydantic import BaseModel
 
 from flows.isolate import _resolve, run_isolated
 from schemas import errors
-from schemas.ids import content_hash
+from schemas.ids import content_hash, model_revision
 from schemas.manifest import Manifest, input_ref
 
 logger = logging.getLogger(__name__)
@@ -47,14 +47,10 @@ def _transient(task, task_run, state) -> bool:  # noqa: ANN001 (Prefect's retry 
     return not isinstance(exception, PERMANENT_ERRORS)
 
 
-def model_revision(config: BaseModel) -> str:
-    """The config's pinned revision, else a stamp of the model folder (names, sizes, mtimes)."""
+def stage_model_revision(config: BaseModel) -> str:
+    """The revision of the model a stage config names (schemas.ids.model_revision), if any."""
     model, revision = getattr(config, "model", None), getattr(config, "revision", None)
-    if revision or not model:
-        return str(revision)
-    folder = Path(model)
-    files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
-    return content_hash([[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files] or model)
+    return model_revision(model, revision=revision) if model else str(revision)
 
 
 def _fingerprint(value: Any) -> Any:
@@ -62,7 +58,7 @@ def _fingerprint(value: Any) -> Any:
     if isinstance(value, Path):
         return {"path": str(value), "sha256": input_ref(value).sha256}
     if isinstance(value, BaseModel):
-        return {"config": value.model_dump(mode="json"), "revision": model_revision(value)}
+        return {"config": value.model_dump(mode="json"), "revision": stage_model_revision(value)}
     return value
 
 

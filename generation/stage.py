@@ -41,7 +41,7 @@ from generation.render import render_or_reject, require_chat_template
 from schemas.config_base import load_config
 from schemas.data_configs import GenerateConfig
 from schemas.errors import PrefsmithError, StageError
-from schemas.ids import content_hash, response_id
+from schemas.ids import content_hash, model_revision, response_id
 from schemas.io import chunk, read_frame, run_shards
 from schemas.manifest import Manifest, StageResult, count_reasons, input_ref, manifest_path
 from schemas.quarantine import Rejected, write_quarantine
@@ -70,21 +70,6 @@ class RunIdentity:
 def prompt_seed(base_seed: int, prompt_id: str) -> int:
     """The prompt's sampling seed: stable in (base seed, prompt id), independent of order."""
     return int(content_hash([base_seed, prompt_id]), 16) % (2**31 - 1)
-
-
-def model_revision(model: str, *, revision: str | None = None) -> str:
-    """`revision`, or for a local folder a short hash of config.json and the weight files' sizes."""
-    if revision:
-        return revision
-    folder = Path(model)
-    if not folder.is_dir():
-        return "unpinned"
-    config = folder / "config.json"
-    weights = sorted(
-        (p.name, p.stat().st_size) for p in folder.iterdir()
-        if p.suffix in {".safetensors", ".bin", ".pt", ".gguf"}
-    )  # fmt: skip
-    return content_hash([config.read_text() if config.exists() else "", weights])[:12]
 
 
 def generator_name(config: GenerateConfig) -> str:

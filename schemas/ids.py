@@ -6,6 +6,7 @@ import hashlib
 import json
 import unicodedata
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 ID_HEX_CHARS = 16  # 64 bits: collisions are negligible below ~10^8 rows per table
@@ -51,3 +52,20 @@ def file_sha256(path: str, *, chunk_bytes: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def model_revision(model: str | Path, *, revision: str | None = None) -> str:
+    """`revision` when pinned; for a local folder, a stamp of its files (names, sizes, mtimes).
+
+    The stamp is cheap (no hashing of gigabytes of weights) and changes when a model is rebuilt
+    or retrained in place, so caches keyed on it (scoring shards, the reference pass, Prefect
+    task caches) never reuse results of another model. A copied folder gets a new stamp, which
+    only costs a recomputation. A hub id without a pinned revision is "unpinned".
+    """
+    if revision:
+        return revision
+    folder = Path(model)
+    if not folder.is_dir():
+        return "unpinned"
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return content_hash([[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files])

@@ -37,12 +37,13 @@ How a prompt's responses become pairs:
    rank a response first whose raw score is lower: that pair is not flipped but dropped, since
    raw score and penalty disagree about which is better.
 
-How it runs (10 million score rows in a few seconds and well under 1 GB; see
+How it runs (10 million score rows: 11-13 CPU-seconds and 0.65 GB, against 50 and 4.2 before;
 benchmarks/results/pairs_10m.md): the input streams in batches of whole prompts
-(scoring.pairs_stream), each batch is reduced to its pairs with numpy segment reductions
-(scoring.pairs_select), pair ids are hashed while the next batch is read, and prompts are
-matched by a merge join (scoring.pairs_keys). Input not grouped by prompt falls back to an
-in-memory sort with the same per-batch code, so both paths give the same table.
+(scoring.pairs_stream), each batch is reduced to its pairs by numpy segment reductions over
+its prompt runs (scoring.pairs_select), prompts are found by a merge join on sorted ids, and
+each batch's pairs are written as one row group (scoring.pairs_output) while the next batch
+is read. Input not grouped by prompt in increasing order falls back to an in-memory sort
+with the same per-batch code, so both paths write the same table.
 
 Manifest unit "prompt": rows_in = prompts with at least one score of the scorer; rows_out =
 prompts with at least one pair; dropped: `missing_prompt` (no prompts row),
@@ -58,17 +59,18 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from schemas.data_configs import PairsConfig
-from schemas.errors import ConfigError, InputError
-from schemas.io import check_schema, shard_files, write_table
+from schemas.errors import InputError
+from schemas.io import write_table
 from schemas.manifest import Manifest, StageResult, input_ref, manifest_path
 from schemas.tables import PAIRS, PROMPTS, QUARANTINE, RESPONSES, SCORES
 from scoring.normalize import score_transform
@@ -82,7 +84,14 @@ from scoring.pairs_output import (
     strictly_increasing,
 )
 from scoring.pairs_select import rank_key, select_batch
-from scoring.pairs_stream import NotStreamable, prefetch, sorted_runs, stream_runs
+from scoring.pairs_stream import (
+    NotStreamable,
+    pick_scorer,
+    prefetch,
+    sorted_runs,
+    stream_runs,
+    table_files,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +110,14 @@ PROMPT_DROPS = ("missing_prompt", "fewer_than_two_responses", "all_tied", "below
 WRITE_OPTIONS = {
     "compression": "zstd",
     "use_dictionary": ["strategy", "scorer", "messages.list.element.role"],
-    "write_statistics": ["prompt_id", "score_chosen", "score_rejected", "margin", "strategy", "scorer"],
+    "write_statistics": [
+        "prompt_id",
+        "score_chosen",
+        "score_rejected",
+        "margin",
+        "strategy",
+        "scorer",
+    ],
 }
 
 
@@ -122,53 +138,6 @@ class Tally:
     pairs: int = 0  # rows written
 
 
-def table_files(path: str | Path, *, schema, what: str) -> list[Path]:
-    """The Parquet files of a file or shard folder, after checking every file's schema."""
-    files = shard_files(path)
-    if not files:
-        raise InputError(f"{what}: no Parquet files at {path}")
-    for file in files:
-        check_schema(pq.read_schema(file), schema, where=str(file))
-    return files
-
-
-def _scorers_from_statistics(files: list[Path]) -> list[str] | None:
-    """The scorer names, if every row group's statistics name a single one (else None).
-
-    Saves a scan of 10 million strings. min == max is exact even for writers that truncate
-    long statistics, since they round a truncated max up, away from the truncated min.
-    """
-    names = set()
-    for file in files:
-        meta = pq.ParquetFile(file).metadata
-        column = meta.schema.to_arrow_schema().get_field_index("scorer")
-        for group in range(meta.num_row_groups):
-            rows, stats = meta.row_group(group).num_rows, meta.row_group(group).column(column).statistics
-            if rows == 0 or (stats is not None and stats.has_null_count and stats.null_count == rows):
-                continue
-            if stats is None or not stats.has_min_max or stats.min != stats.max:
-                return None
-            names.add(stats.min)
-    return sorted(names)
-
-
-def pick_scorer(files: list[Path], *, requested: str | None) -> str:
-    """The scorer whose scores make pairs: `requested`, or the table's only scorer."""
-    found = _scorers_from_statistics(files)
-    if found is None:
-        scorers = pl.scan_parquet(files).select(pl.col("scorer").unique()).collect()["scorer"]
-        found = sorted(scorers.drop_nulls())
-    if requested is not None:
-        if requested not in found:
-            raise ConfigError(f"pairs.scorer={requested!r} is not in the scores table (has {found})")
-        return requested
-    if not found:
-        raise InputError("the scores table has no rows: nothing to pair")
-    if len(found) > 1:
-        raise ConfigError(f"the scores table has {len(found)} scorers {found}; set pairs.scorer to one of them")
-    return found[0]
-
-
 def _check_order(runs: pl.DataFrame, tally: Tally) -> None:
     """Raise NotStreamable unless prompt ids keep strictly increasing across batches.
 
@@ -181,81 +150,130 @@ def _check_order(runs: pl.DataFrame, tally: Tally) -> None:
     tally.last = ids[-1]
 
 
-def _with_ids(candidates: pl.DataFrame, *, config: PairsConfig) -> pl.DataFrame:
-    """Candidates with `pair_id` and its uint64 `_key`, in (prompt_id, pair_id) order."""
+def pairs_table(
+    candidates: pl.DataFrame, *, rows: np.ndarray, prompts: PromptIndex, constant: dict
+) -> tuple[pa.Table, np.ndarray]:
+    """Known candidates as PAIRS rows in (prompt_id, pair_id) order, and their pair ids' keys.
+
+    Candidates come in prompt order, so only strategies with several pairs per prompt sort.
+    """
     ids, keys = pair_id_column(candidates["chosen_response_id"], candidates["rejected_response_id"])
-    candidates = candidates.with_columns(pair_id=ids, _key=pl.Series(keys))
-    if config.strategy == "best_vs_worst":  # one pair per prompt, prompts in order already
-        return candidates
-    return candidates.sort("prompt_id", "pair_id")
-
-
-def _pairs_table(candidates: pl.DataFrame, *, rows: np.ndarray, prompts: PromptIndex, constant: dict) -> pa.Table:
-    """Known candidates as PAIRS rows: messages from the prompts, strategy, scorer."""
-    table = candidates.drop("_key").to_arrow(compat_level=pl.CompatLevel.oldest())
+    table = candidates.with_columns(pair_id=ids).to_arrow(compat_level=pl.CompatLevel.oldest())
     table = table.append_column("messages", prompts.messages(rows))
     for name, value in constant.items():
         table = table.append_column(name, pa.repeat(pa.scalar(value, pa.string()), len(rows)))
-    return table
+    if constant["strategy"] != "best_vs_worst":
+        table = table.sort_by([("prompt_id", "ascending"), ("pair_id", "ascending")])
+    return table, keys
 
 
-def write_batch(batch: pl.DataFrame, *, config: PairsConfig, prompts: PromptIndex, writer: ParquetBatches, tally: Tally) -> None:
-    """Select one batch's pairs, count its prompts and rows, write its pairs."""
+def select_and_count(
+    batch: pl.DataFrame, *, config: PairsConfig, prompts: PromptIndex, tally: Tally
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """One batch's candidate pairs of known prompts and their prompts rows; counts tallied."""
+    if config.normalization.method == "zscore":
+        tally.finite.append(batch["score"].filter(batch["score"].is_finite()).to_numpy())
     result = select_batch(batch, config=config)
     runs = result.runs
     if tally.check_order:
         _check_order(runs, tally)
     position = prompts.locate(runs["prompt_id"])  # (R,)
-    candidates = _with_ids(result.candidates, config=config)
+    candidates = result.candidates
     if config.strategy == "best_vs_worst":
         rows = position[runs["paired"].to_numpy()]  # one candidate per paired run, in order
     else:
+        candidates = candidates.sort("prompt_id")
         rows = prompts.locate(candidates["prompt_id"])
     known = rows >= 0
     candidates, rows = candidates.filter(pl.Series(known)), rows[known]
     prompts.check_paired(candidates["prompt_id"])
-    writer.write(_pairs_table(candidates, rows=rows, prompts=prompts, constant=tally.constant))
     tally.outcomes.update(prompt_outcomes(runs, known=position >= 0))
     tally.copies += int(runs["copies"].sum())
     tally.ranked += int(runs["n"].sum())
-    tally.keys.append(candidates["_key"].to_numpy()), tally.dropped.append(detach(result.dropped))
+    tally.dropped.append(detach(result.dropped))
+    return candidates, rows
 
 
-def write_pairs(batches: Iterable[pl.DataFrame], *, path: Path, prompts: PromptIndex, config: PairsConfig, tally: Tally) -> Tally:
-    """Write the pairs of every batch to `path` (each batch read in a thread while the last
-    one is worked on); all checks run before the file is renamed into place."""
-    with ParquetBatches(path, PAIRS, **WRITE_OPTIONS) as writer:
+def _check_totals(tally: Tally, *, config: PairsConfig) -> None:
+    """After the last batch: something was scored, no pair twice, the score transform."""
+    if not tally.outcomes:
+        raise InputError("the scores table has no rows of the scorer: nothing to pair")
+    keys = np.concatenate(tally.keys or [np.empty(0, dtype=np.uint64)])
+    twice = first_duplicate(keys)
+    if twice is not None:
+        raise InputError(
+            f"pair {int(keys[twice]):016x} occurs twice: the prompts (or responses) table has "
+            "duplicate ids; run the prompts stage, which merges duplicates"
+        )
+    tally.transform = score_transform(
+        np.concatenate(tally.finite or [np.empty(0)]), config=config.normalization
+    )
+
+
+def write_pairs(
+    batches: Iterable[pl.DataFrame],
+    *,
+    path: Path,
+    prompts: PromptIndex,
+    config: PairsConfig,
+    tally: Tally,
+) -> Tally:
+    """Write the pairs of every batch to `path`; all checks pass before it is renamed into place.
+
+    Three threads share the work: one reads and joins the next batch (pairs_stream.prefetch),
+    this one selects (numpy, polars), one hashes pair ids and converts and encodes the last
+    batch's pairs (hashlib, Arrow, Parquet). Reading, selecting and encoding mostly release
+    the GIL, so on two cores they overlap with the GIL-bound hashing.
+    """
+    with (
+        ParquetBatches(path, PAIRS, **WRITE_OPTIONS) as writer,
+        ThreadPoolExecutor(1, "pairs-write") as pool,
+    ):
+        pending = None
         for batch in prefetch(iter(batches)):
-            if config.normalization.method == "zscore":
-                tally.finite.append(batch["score"].filter(batch["score"].is_finite()).to_numpy())
-            write_batch(batch, config=config, prompts=prompts, writer=writer, tally=tally)
-        if not tally.outcomes:
-            raise InputError("the scores table has no rows of the scorer: nothing to pair")
-        keys = np.concatenate(tally.keys)
-        twice = first_duplicate(keys)
-        if twice is not None:
-            raise InputError(
-                f"pair {int(keys[twice]):016x} occurs twice: the prompts (or responses) table has "
-                "duplicate ids; run the prompts stage, which merges duplicates"
+            candidates, rows = select_and_count(batch, config=config, prompts=prompts, tally=tally)
+            if pending is not None:
+                tally.keys.append(pending.result())  # one batch in flight; errors surface here
+            make = partial(
+                pairs_table, candidates, rows=rows, prompts=prompts, constant=tally.constant
             )
-        finite = np.concatenate(tally.finite or [np.empty(0)])
-        tally.transform = score_transform(finite, config=config.normalization)
+            pending = pool.submit(_write, make, writer)
+        if pending is not None:
+            tally.keys.append(pending.result())
+        _check_totals(tally, config=config)
         tally.pairs = writer.rows
     return tally
 
 
-def stream_or_sort(files: dict[str, list[Path]], *, out_dir: Path, config: PairsConfig, scorer: str) -> Tally:
+def _write(make, writer: ParquetBatches) -> np.ndarray:
+    """Build a batch's pairs table, write it, return its pair id keys (in the writer thread)."""
+    table, keys = make()
+    writer.write(table)
+    return keys
+
+
+def stream_or_sort(
+    files: dict[str, list[Path]], *, out_dir: Path, config: PairsConfig, scorer: str
+) -> Tally:
     """write_pairs over the streamed input; if it is not grouped by prompt, over a sorted copy."""
     prompts, path = PromptIndex(files["prompts"]), Path(out_dir) / "pairs.parquet"
     constant = {"strategy": config.strategy, "scorer": scorer}
     try:
         batches = stream_runs(files["scores"], responses=files["responses"], scorer=scorer)
-        return write_pairs(batches, path=path, prompts=prompts, config=config, tally=Tally(constant, check_order=True))
+        return write_pairs(
+            batches,
+            path=path,
+            prompts=prompts,
+            config=config,
+            tally=Tally(constant, check_order=True),
+        )
     except NotStreamable as error:
         logger.warning("pairs: %s; sorting the joined input in memory (slower, more memory)", error)
     scan = {name: pl.scan_parquet(files[name]) for name in ("scores", "responses")}
     batches = sorted_runs(scan["scores"], responses=scan["responses"], scorer=scorer)
-    return write_pairs(batches, path=path, prompts=prompts, config=config, tally=Tally(constant, check_order=False))
+    return write_pairs(
+        batches, path=path, prompts=prompts, config=config, tally=Tally(constant, check_order=False)
+    )
 
 
 def prompt_outcomes(runs: pl.DataFrame, *, known: np.ndarray) -> dict:
@@ -285,7 +303,10 @@ def response_counts(tally: Tally, *, dropped: pl.DataFrame) -> dict[str, int]:
     """Response-level counts: score rows in, each drop reason, duplicates merged, ranked."""
     counts = {"scores_in": tally.copies + dropped.height}
     counts |= {reason: int((dropped["status"] == reason).sum()) for reason in RESPONSE_DROPS}
-    return counts | {"duplicate_response_merged": tally.copies - tally.ranked, "responses_ranked": tally.ranked}
+    return counts | {
+        "duplicate_response_merged": tally.copies - tally.ranked,
+        "responses_ranked": tally.ranked,
+    }
 
 
 def build_pairs(

@@ -174,7 +174,9 @@ def run_stats(merged: Merged, *, starts: np.ndarray) -> dict[str, np.ndarray]:
     }  # fmt: skip
 
 
-def _sides(batch: pl.DataFrame, merged: Merged, chosen: np.ndarray, rejected: np.ndarray) -> pl.DataFrame:
+def _sides(
+    batch: pl.DataFrame, merged: Merged, chosen: np.ndarray, rejected: np.ndarray
+) -> pl.DataFrame:
     """Candidate rows (margin not yet checked) from chosen/rejected row indices."""
     columns = {"prompt_id": batch["prompt_id"].gather(chosen)}
     for name, rows in (("chosen", chosen), ("rejected", rejected)):
@@ -187,13 +189,22 @@ def _sides(batch: pl.DataFrame, merged: Merged, chosen: np.ndarray, rejected: np
 
 
 def best_vs_worst_rows(
-    batch: pl.DataFrame, merged: Merged, *, starts: np.ndarray, run: np.ndarray, length_penalty: float
+    batch: pl.DataFrame,
+    merged: Merged,
+    *,
+    starts: np.ndarray,
+    run: np.ndarray,
+    length_penalty: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per run, the row of the highest and of the lowest rank key among active rows."""
     hi = ordered_bits(merged.score - length_penalty * merged.tokens)  # (N,)
     tie_break = lambda: batch["response_id"].hash().to_numpy()  # noqa: E731  (N,) uint64
-    top = extreme_rows(np.where(merged.active, hi, _INT64.min), starts, run, tie_break=tie_break, largest=True)
-    low = extreme_rows(np.where(merged.active, hi, _INT64.max), starts, run, tie_break=tie_break, largest=False)
+    top = extreme_rows(
+        np.where(merged.active, hi, _INT64.min), starts, run, tie_break=tie_break, largest=True
+    )
+    low = extreme_rows(
+        np.where(merged.active, hi, _INT64.max), starts, run, tie_break=tie_break, largest=False
+    )
     return top, low  # (R,), (R,)
 
 
@@ -242,8 +253,12 @@ def top_k_pairs(merged: pl.LazyFrame, *, length_penalty: float, k: int) -> pl.La
 def _polars_candidates(batch: pl.DataFrame, merged: Merged, *, config: PairsConfig) -> pl.DataFrame:
     """best_vs_random / top_k_pairs on the batch's merged responses (polars window queries)."""
     rows = np.flatnonzero(merged.active).tolist()
-    frame = batch.select([c for c in ("prompt_id", "response_id", "response") if c in batch.columns])[rows]
-    frame = frame.with_columns(score=pl.Series(merged.score[rows]), n_tokens=pl.Series(merged.tokens[rows]))
+    frame = batch.select(
+        [c for c in ("prompt_id", "response_id", "response") if c in batch.columns]
+    )[rows]
+    frame = frame.with_columns(
+        score=pl.Series(merged.score[rows]), n_tokens=pl.Series(merged.tokens[rows])
+    )
     penalty = config.length_penalty
     if config.strategy == "best_vs_random":
         pairs = best_vs_random(frame.lazy(), length_penalty=penalty, seed=config.seed)

@@ -5,18 +5,21 @@ and complete. The stage's own inputs usually are: the score stage writes shards 
 order, so a prompt's rows are adjacent, and the responses table follows the same order. Two
 paths, with the same batches as their product:
 
-- **streaming** (`stream_runs`): read the scores one row group at a time, hold back the last
+- **streaming** (`stream_runs`): read the scores BATCH_ROWS rows at a time, hold back the last
   run of each batch until the next one shows whether it continues (`complete_runs`), and fetch
   each batch's responses from a cursor over the responses table (`ResponseCursor`): a plain
   element-wise id check when both tables are in the same order, else a 64-bit-hash join over a
-  small window ahead of the cursor, verified on the ids. Memory is a few batches, whatever the
-  table size. If the responses are not where the cursor looks it raises `NotStreamable`; the
-  caller also checks afterwards that no prompt formed two runs (input not grouped by prompt).
+  small window ahead of the cursor, verified on the ids (this skips responses the scorer
+  quarantined). Memory is a few batches, whatever the table size. If the responses are not
+  where the cursor looks it raises `NotStreamable`; so does the caller when prompt ids stop
+  increasing from run to run (a prompt split in two runs, or prompts out of order).
 - **sorted** (`sorted_runs`): the general fallback: join on response_id and sort by prompt_id
   in polars (the whole table in memory), then cut into batches. Same batches, same result;
   only slower and larger.
 
 Both attach the response text and n_tokens and a `status` drop reason to every score row.
+The input checks that come first live here too: every file's schema (`table_files`) and the
+scorer to pair (`pick_scorer`, from the Parquet statistics when they name a single one).
 """
 
 from __future__ import annotations
@@ -31,22 +34,82 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
+from schemas.errors import ConfigError, InputError
+from schemas.io import check_schema, shard_files
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 SCORE_COLUMNS = ["response_id", "prompt_id", "scorer", "score"]
 RESPONSE_COLUMNS = ["response_id", "prompt_id", "response", "n_tokens"]
 RESPONSE_TYPES = [pl.String, pl.String, pl.String, pl.Int32]
-BATCH_ROWS = 1 << 20  # rows read at a time; a row group larger than this is read in slices
+BATCH_ROWS = 1 << 18  # rows read at a time; larger row groups are read in slices (memory)
 
 
 class NotStreamable(Exception):
     """The input is not in an order the streaming path can follow; use the sorted path."""
 
 
-def row_units(files: list[Path], *, max_rows: int = BATCH_ROWS) -> list[tuple[Path, int, int]]:
-    """(file, first row, rows) slices along row-group boundaries, each at most `max_rows`."""
-    units = []
+def table_files(path: str | Path, *, schema, what: str) -> list[Path]:
+    """The Parquet files of a file or shard folder, after checking every file's schema."""
+    files = shard_files(path)
+    if not files:
+        raise InputError(f"{what}: no Parquet files at {path}")
+    for file in files:
+        check_schema(pq.read_schema(file), schema, where=str(file))
+    return files
+
+
+def _scorers_from_statistics(files: list[Path]) -> list[str] | None:
+    """The scorer names, if every row group's statistics name a single one (else None).
+
+    Saves a scan of 10 million strings. min == max is exact even for writers that truncate
+    long statistics, since they round a truncated max up, away from the truncated min.
+    """
+    names = set()
+    for file in files:
+        meta = pq.ParquetFile(file).metadata
+        column = [meta.schema.column(i).path for i in range(meta.num_columns)].index("scorer")
+        for group in range(meta.num_row_groups):
+            rows, stats = (
+                meta.row_group(group).num_rows,
+                meta.row_group(group).column(column).statistics,
+            )
+            if rows == 0 or (
+                stats is not None and stats.has_null_count and stats.null_count == rows
+            ):
+                continue
+            if stats is None or not stats.has_min_max or stats.min != stats.max:
+                return None
+            names.add(stats.min)
+    return sorted(names)
+
+
+def pick_scorer(files: list[Path], *, requested: str | None) -> str:
+    """The scorer whose scores make pairs: `requested`, or the table's only scorer."""
+    found = _scorers_from_statistics(files)
+    if found is None:
+        scorers = pl.scan_parquet(files).select(pl.col("scorer").unique()).collect()["scorer"]
+        found = sorted(scorers.drop_nulls())
+    if requested is not None:
+        if requested not in found:
+            raise ConfigError(
+                f"pairs.scorer={requested!r} is not in the scores table (has {found})"
+            )
+        return requested
+    if not found:
+        raise InputError("the scores table has no rows: nothing to pair")
+    if len(found) > 1:
+        raise ConfigError(
+            f"the scores table has {len(found)} scorers {found}; set pairs.scorer to one of them"
+        )
+    return found[0]
+
+
+def row_units(files: list[Path], *, max_rows: int | None = None) -> list[tuple[Path, int, int]]:
+    """(file, first row, rows) slices along row-group boundaries, each at most `max_rows`
+    (default BATCH_ROWS)."""
+    max_rows, units = max_rows or BATCH_ROWS, []
     for file in files:
         offset = 0
         meta = pq.ParquetFile(file).metadata
@@ -57,7 +120,9 @@ def row_units(files: list[Path], *, max_rows: int = BATCH_ROWS) -> list[tuple[Pa
     return units
 
 
-def read_units(files: list[Path], columns: list[str], *, max_rows: int = BATCH_ROWS) -> Iterator[pl.DataFrame]:
+def read_units(
+    files: list[Path], columns: list[str], *, max_rows: int | None = None
+) -> Iterator[pl.DataFrame]:
     """The tables' rows in order, `columns` only, one row-group slice at a time."""
     for file, offset, rows in row_units(files, max_rows=max_rows):
         yield pl.scan_parquet(file).select(columns).slice(offset, rows).collect()
@@ -133,7 +198,9 @@ def status_expr(*, response_prompt_id: str = "_response_prompt_id") -> pl.Expr:
 def _attach(scores: pl.DataFrame, found: pl.DataFrame) -> pl.DataFrame:
     """`scores` with its matched responses' text, n_tokens and the drop status."""
     joined = scores.with_columns(
-        _response_prompt_id=found["prompt_id"], response=found["response"], n_tokens=found["n_tokens"]
+        _response_prompt_id=found["prompt_id"],
+        response=found["response"],
+        n_tokens=found["n_tokens"],
     )
     return joined.with_columns(status=status_expr()).drop("_response_prompt_id")
 
@@ -188,7 +255,9 @@ class ResponseCursor:
 def _positions(ids: pl.Series, window: pl.Series) -> np.ndarray | None:
     """Position in `window` of each id (a 64-bit-hash join, checked on the ids), or None."""
     left = pl.DataFrame({"h": ids.hash()})
-    right = pl.DataFrame({"h": window.hash(), "p": pl.int_range(window.len(), eager=True, dtype=pl.UInt32)})
+    right = pl.DataFrame(
+        {"h": window.hash(), "p": pl.int_range(window.len(), eager=True, dtype=pl.UInt32)}
+    )
     joined = left.join(right, on="h", how="left", maintain_order="left")
     if joined.height != len(ids) or joined["p"].null_count():
         return None
@@ -196,7 +265,9 @@ def _positions(ids: pl.Series, window: pl.Series) -> np.ndarray | None:
     return positions if window.gather(positions).eq_missing(ids).all() else None
 
 
-def stream_runs(scores: list[Path], *, responses: list[Path], scorer: str) -> Iterator[pl.DataFrame]:
+def stream_runs(
+    scores: list[Path], *, responses: list[Path], scorer: str
+) -> Iterator[pl.DataFrame]:
     """Batches of whole runs, joined to responses on the fly (raises `NotStreamable`)."""
     cursor = ResponseCursor(responses)
     for batch in complete_runs(score_batches(scores, scorer=scorer)):
@@ -204,9 +275,10 @@ def stream_runs(scores: list[Path], *, responses: list[Path], scorer: str) -> It
 
 
 def sorted_runs(
-    scores: pl.LazyFrame, *, responses: pl.LazyFrame, scorer: str, batch_rows: int = BATCH_ROWS
+    scores: pl.LazyFrame, *, responses: pl.LazyFrame, scorer: str, batch_rows: int | None = None
 ) -> Iterator[pl.DataFrame]:
     """The fallback: join on response_id, sort by (prompt_id, response_id), cut into batches."""
+    batch_rows = batch_rows or BATCH_ROWS
     left = scores.filter(pl.col("scorer") == scorer).select("response_id", "prompt_id", "score")
     right = responses.select(
         "response_id", pl.col("prompt_id").alias("_response_prompt_id"), "response", "n_tokens"

@@ -29,7 +29,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from schemas.errors import InputError
-from schemas.ids import content_hash, file_sha256
+from schemas.ids import content_hash, file_sha256, model_revision
 from schemas.io import read_table, write_table
 from schemas.manifest import Manifest, StageResult, count_reasons, input_ref, manifest_path
 from schemas.quarantine import Rejected, write_quarantine
@@ -44,22 +44,18 @@ OUTPUT_NAME = "pairs_ref.parquet"
 QUARANTINE_NAME = "pairs_ref.quarantine.parquet"
 
 
-def model_revision(model: str | Path, *, revision: str | None = None) -> str:
-    """The given revision, else a hash of the folder's files (names and bytes, weights included)."""
-    if revision:
-        return revision
-    folder = Path(model)
-    if not folder.is_dir():
-        raise InputError(f"reference model folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    return content_hash([[p.name, file_sha256(str(p))] for p in files])
+def reference_revision(config: ReferenceConfig) -> str:
+    """The reference model's revision (schemas.ids.model_revision); the folder must exist."""
+    if not config.revision and not Path(config.model).is_dir():
+        raise InputError(f"reference model folder not found: {config.model}")
+    return model_revision(config.model, revision=config.revision)
 
 
 def cache_key(pairs: Path, *, config: ReferenceConfig, tokenizer) -> dict[str, Any]:
     """What the output depends on; its hash is the cache key."""
     parts = {
         "pairs_sha256": input_ref(pairs).sha256,
-        "model_revision": model_revision(config.model, revision=config.revision),
+        "model_revision": reference_revision(config),
         "template_hash": template_hash(tokenizer),
         "max_length": config.max_length,
         "max_prompt_length": config.max_prompt_length,

@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from schemas.data_configs import ScoreConfig
-from schemas.ids import content_hash
+from schemas.ids import content_hash, model_revision
 from schemas.io import chunk, read_frame, run_shards, shard_name, write_table
 from schemas.manifest import Manifest, StageResult, count_reasons, input_ref, manifest_path
 from schemas.quarantine import Rejected, write_quarantine
@@ -193,13 +193,11 @@ def score_shard(
     return rows
 
 
-def model_stamp(config: ScoreConfig) -> list[Any]:
-    """Cheap identity of the model folder (file names, sizes, mtimes): a rebuilt model is new."""
+def model_stamp(config: ScoreConfig) -> str:
+    """Identity of the scorer's model (schemas.ids.model_revision): a rebuilt model is new."""
     if config.kind == "rule" or config.model is None:
-        return []
-    path = Path(config.model)
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else []
-    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+        return ""
+    return model_revision(config.model, revision=config.revision)
 
 
 def prepare_shard_dirs(scores_dir: Path, quarantine_dir: Path, *, key: str) -> int:

@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from jinja2 import TemplateError
+
 from schemas.errors import StageError
 from schemas.quarantine import Rejected
 
@@ -110,7 +112,12 @@ def render_pairs(
                            generation_prompt=False)
                 for side in ("chosen", "rejected")
             )  # fmt: skip
-        except Exception as error:  # jinja raises its own errors (e.g. roles must alternate)
+        except (
+            TemplateError,
+            ValueError,
+            TypeError,
+            KeyError,
+        ) as error:  # e.g. roles must alternate
             rejected.append(Rejected(str(row["pair_id"]), "template_error", str(error)[:300]))
             ok.append(False)
             continue

@@ -6,7 +6,7 @@ Output in `out_dir`:
 |-------------------------------|----------------------------------------------------------------|
 | final/                        | safetensors weights + tokenizer + `prefsmith_train.json`        |
 | final.manifest.json           | manifest (unit "pair": pairs in, pairs trained, dropped by reason) |
-| train.quarantine.parquet      | pairs not trained on, with reasons                              |
+| final.quarantine.parquet      | pairs not trained on, with reasons                              |
 | checkpoints/checkpoint-N/     | HF Trainer checkpoints (resume from the last with `resume: true`) |
 
 Quarantine reasons: template_error, prompt_too_long, empty_completion (rendering),
@@ -216,7 +216,7 @@ def train(pairs: str | Path, *, config: TrainConfig, out_dir: str | Path) -> Sta
     result = trainer.train(resume_from_checkpoint=resume_checkpoint(config, out_dir=out_dir))
     final = out_dir / FINAL
     _save_final(trainer, tokenizer, config=config, final=final, metrics=result.metrics)
-    quarantine = out_dir / "train.quarantine.parquet"
+    quarantine = out_dir / "final.quarantine.parquet"
     if trainer.is_world_process_zero():
         write_quarantine(rejected, quarantine, stage="train")
         manifest = Manifest(

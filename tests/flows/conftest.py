@@ -1,4 +1,6 @@
-"""A cheap pipeline config for flow tests: tiny models, transformers backend, rule scorer, no train."""
+"""Flow-test fixtures: a cheap pipeline config (tiny models, transformers backend, rule scorer,
+no train) and one real Prefect server on loopback shared by the session, stopped at its end
+(a server start costs 20–40 s here, more than most flow runs)."""
 
 from __future__ import annotations
 
@@ -112,9 +114,16 @@ def prefect_server(tmp_path_factory):
 @pytest.fixture
 def on_server(prefect_server):
     """Run this test's in-process flows and client calls against the real server."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_LOCAL_STORAGE_PATH,
+        PREFECT_LOGGING_TO_API_ENABLED,
+        temporary_settings,
+    )
 
     storage = Path(prefect_server["PREFECT_HOME"]) / "storage"  # results of cached tasks
-    updates = {PREFECT_API_URL: prefect_server["PREFECT_API_URL"], PREFECT_LOCAL_STORAGE_PATH: str(storage)}
+    # No log shipping from this process: its handler would outlive the server at session end.
+    updates = {PREFECT_API_URL: prefect_server["PREFECT_API_URL"], PREFECT_LOCAL_STORAGE_PATH: str(storage),
+               PREFECT_LOGGING_TO_API_ENABLED: False}  # fmt: skip
     with temporary_settings(updates=updates):
         yield prefect_server

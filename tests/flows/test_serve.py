@@ -50,10 +50,16 @@ def wait_for_deployment(client, name: str, *, process, timeout_s: float = 120):
 
 
 def artifacts_by_key(client, keys: list[str]) -> dict[str, object]:
+    """The newest artifact of each key (the server is shared with other tests' builds)."""
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
-    found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
-    return {a.key: json.loads(a.data) if a.type == "table" else a.data for a in found}
+    found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)),
+                                  sort=ArtifactSort.CREATED_DESC)  # fmt: skip
+    newest: dict[str, object] = {}
+    for artifact in found:
+        newest.setdefault(artifact.key, json.loads(artifact.data) if artifact.type == "table" else artifact.data)
+    return newest
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flows.tasks import QUANTILES, StageInputs, _transient, model_revision, pair_quantiles
+from flows.tasks import QUANTILES, StageInputs, _transient, pair_quantiles
+from flows.tasks import stage_model_revision as model_revision
 from schemas import errors
 from schemas.data_configs import ScoreConfig
 

@@ -23,7 +23,7 @@ from scoring.reference import reference_pass
 
 pytest.importorskip("deepspeed")
 # ZeRO-3 takes the checkpointed LM-head path instead of the fused one, and AdamW magnifies the
-# last-bit differences of tiny gradients: measured 2.4e-5 after 4 steps at lr 1e-3 (ZeRO-2: 5e-7).
+# last-bit differences of tiny gradients: measured 5e-6 after 4 steps at lr 1e-3 (ZeRO-2: 5e-7).
 TOLERANCE = {"zero2": 1e-5, "zero3": 1e-4}
 
 
@@ -80,4 +80,6 @@ def test_zero_on_cpu_trains_like_the_plain_run(tiny, baseline, preset):
     assert losses == pytest.approx(plain_losses, abs=1e-4)
     ours, reference = _params(root / preset), _params(root / "plain")
     assert ours.keys() == reference.keys()
-    assert max((ours[k] - reference[k]).abs().max().item() for k in ours) <= TOLERANCE[preset]
+    worst = max((ours[k] - reference[k]).abs().max().item() for k in ours)
+    print(f"{preset}: losses {losses}, max |param - plain run| {worst:.2e}")
+    assert worst <= TOLERANCE[preset]

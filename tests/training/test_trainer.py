@@ -205,3 +205,12 @@ def test_tokenizer_model_mismatch_stops(tiny, pairs_ref, tmp_path):
     bad = parse_config(TrainConfig, {"policy": str(policy), **BASE, "max_steps": 1})
     with pytest.raises(StageError, match="tokenizer/model mismatch .* eos_token_id is 2"):
         train(pairs_ref, config=bad, out_dir=tmp_path / "run")
+
+
+def test_gradient_checkpointing_changes_memory_not_the_result(tiny, pairs_ref, tmp_path):
+    common = {"max_steps": 2, "learning_rate": 1e-3, "lr_scheduler_type": "constant"}
+    plain = train(pairs_ref, config=_config(tiny, **common), out_dir=tmp_path / "plain")
+    checkpointed = _config(tiny, gradient_checkpointing=True, **common)
+    recomputed = train(pairs_ref, config=checkpointed, out_dir=tmp_path / "gc")
+    a, b = _params(plain.output), _params(recomputed.output)
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
