@@ -112,12 +112,8 @@ def render_pairs(
                            generation_prompt=False)
                 for side in ("chosen", "rejected")
             )  # fmt: skip
-        except (
-            TemplateError,
-            ValueError,
-            TypeError,
-            KeyError,
-        ) as error:  # e.g. roles must alternate
+        # a template may refuse a conversation (e.g. roles must alternate): quarantine that row
+        except (TemplateError, ValueError, TypeError, KeyError) as error:
             rejected.append(Rejected(str(row["pair_id"]), "template_error", str(error)[:300]))
             ok.append(False)
             continue
