@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))  # shared test helpers: browser_check
 CACHE = Path(os.environ.get("PREFSMITH_TEST_CACHE", REPO / ".prefsmith" / "test-cache"))
 
 # Before any engine is imported: vLLM on the CPU, offline hub, no telemetry (shared/ENVIRONMENT.md).
@@ -46,6 +48,9 @@ def tiny():
     from flows.tiny import build_tiny_setup
 
     return build_tiny_setup(CACHE / f"tiny-{_builder_digest()}")
+
+
+from browser_check import chromium  # noqa: E402,F401  (a fixture: the HTML-report tests use it)
 
 
 @pytest.fixture
