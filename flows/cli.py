@@ -223,6 +223,8 @@ def show_outputs(outputs: dict[str, str]) -> None:
     from flows.cli_eval import headline
 
     table = Table(title="outputs", show_header=False)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # a path is only useful whole
     for name, path in outputs.items():
         table.add_row(name, path)
     Console().print(table)

@@ -31,7 +31,7 @@ def quickstart_config(root: Path, policy: Path) -> dict:
     """The quickstart's pipeline config as plain data (what a user would write in YAML)."""
     lengths = {"max_length": 192, "max_prompt_length": 64}
     return {
-        "name": "quickstart", "out_dir": str(root / "runs"), "heldout_fraction": 0.25,
+        "name": "builds", "out_dir": str(root), "heldout_fraction": 0.25,
         "prompts": {"path": str(bundled_prompts()), "source": "quickstart"},
         "generate": {"model": str(policy), "backend": "vllm", "dtype": "float32", "max_model_len": 256,
                      "shard_size": 64, "sampling": {"n": 4, "temperature": 1.0, "max_new_tokens": 48}},
