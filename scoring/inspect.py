@@ -28,6 +28,7 @@ from schemas.manifest import Manifest, manifest_path
 from schemas.tables import PAIRS, SCORES
 from scoring import inspect_stats as st
 from scoring.inspect_report import render_html
+from scoring.inspect_warnings import warnings as find_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def inspect_pairs(
         older_arrays = st.distributions(older.columns, **weights)
         same_unit = older.columns.length_unit == current.columns.length_unit
         stats["drift"] = st.drift(arrays, older_arrays, same_length_unit=same_unit)
-    found = st.warnings(stats)
+    found = find_warnings(stats)
     for text in found:
         logger.info("inspect warning: %s", text)
     html_path = None

@@ -18,7 +18,9 @@ from schemas.io import write_table
 from schemas.manifest import Manifest, manifest_path
 from schemas.tables import PAIRS, PROMPTS, RESPONSES, SCORES
 from scoring import inspect_stats as st
+from scoring import inspect_warnings
 from scoring.inspect import inspect_pairs
+from scoring.inspect_warnings import warnings as find_warnings
 
 OBJECTIVES = ("helpfulness", "correctness", "verbosity")
 
@@ -189,21 +191,21 @@ def armorm_like(n=120, seed=1):
 def test_raw_armorm_margins_make_w_qual_constant():
     chosen, rejected = armorm_like()
     raw = st.pair_statistics(make_pairs(chosen, rejected), eta=0.7)
-    found = st.warnings(raw)
+    found = find_warnings(raw)
     assert raw["w_qual"]["std"] < 0.002
     assert any(w.startswith("w_qual effectively constant") for w in found)
     assert any(w.startswith("MADPO weight effectively constant") for w in found)
     assert any(w.startswith("τ_good never active") for w in found)  # raw chosen scores ≤ 0.2 < 3.2
     spread = np.std(chosen + rejected)
     zscored = st.pair_statistics(make_pairs(chosen, rejected), eta=0.7, transform=(1 / spread, 0.0))
-    assert not any("effectively constant" in w for w in st.warnings(zscored))
+    assert not any("effectively constant" in w for w in find_warnings(zscored))
 
 
 def test_tau_good_always_active():
     chosen, rejected = armorm_like()
     stats = st.pair_statistics(make_pairs(chosen, rejected), transform=(1.0, 10.0))
     assert stats["c_nll"]["active_fraction"] == 1.0
-    assert any(w.startswith("τ_good always active") for w in st.warnings(stats))
+    assert any(w.startswith("τ_good always active") for w in find_warnings(stats))
 
 
 def test_length_bias_warning():
@@ -215,14 +217,14 @@ def test_length_bias_warning():
     biased = make_pairs(list(rejected + 2.0 + 0.01 * diff + rng.normal(0, 0.2, n)), list(rejected), lengths=lengths)
     stats = st.pair_statistics(biased)
     assert stats["length"]["corr_margin_len_diff"] > 0.5
-    assert any(w.startswith("strong length bias") for w in st.warnings(stats))
+    assert any(w.startswith("strong length bias") for w in find_warnings(stats))
     fair = make_pairs(list(rejected + np.abs(rng.normal(1, 0.5, n))), list(rejected), lengths=lengths)
-    assert not any("length bias" in w for w in st.warnings(st.pair_statistics(fair)))
+    assert not any("length bias" in w for w in find_warnings(st.pair_statistics(fair)))
 
 
 def test_near_ties_few_pairs_and_broken_rows():
     chosen, rejected = [1.0] * 40, [1.0] * 12 + [0.0] * 28  # 30% exact ties
-    found = st.warnings(st.pair_statistics(make_pairs(chosen, rejected, strategy="top_k_pairs")))
+    found = find_warnings(st.pair_statistics(make_pairs(chosen, rejected, strategy="top_k_pairs")))
     assert any(w.startswith("many near-ties: 30%") for w in found)
     assert any(w.startswith("few pairs: 40 usable pairs") for w in found)
     assert any(w.startswith("few pairs per prompt") for w in found)  # top_k_pairs, 1 pair/prompt
@@ -231,7 +233,7 @@ def test_near_ties_few_pairs_and_broken_rows():
     stats = st.pair_statistics(broken)
     assert (stats["counts"]["non_finite"], stats["counts"]["negative_margin"], stats["counts"]["margin_mismatch"]) == (1, 1, 60)
     assert stats["distributions"]["margin_raw"]["n"] == 62
-    assert sum(w.startswith(("1 pairs", "60 pairs")) for w in st.warnings(stats)) == 3
+    assert sum(w.startswith(("1 pairs", "60 pairs")) for w in find_warnings(stats)) == 3
 
 
 def test_ks_statistic_hand_example():
@@ -268,7 +270,7 @@ def test_ks_detects_a_shifted_distribution():
     assert same < 0.05 and st.ks_pvalue(same, n=4000, m=4000) > 0.001
     drift = st.drift({k: a for k in st.DRIFT_NAMES}, {k: b for k in st.DRIFT_NAMES}, same_length_unit=False)
     assert set(drift) == {k for k in st.DRIFT_NAMES if not k.startswith("len_")}
-    assert any(w.startswith("drift in margin_raw") for w in st._drift({"drift": drift}))
+    assert any(w.startswith("drift in margin_raw") for w in inspect_warnings._drift({"drift": drift}))
 
 
 def write_stage_tables(root, *, normalization="zscore"):
