@@ -10,7 +10,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows.tasks import run_stage
+from flows.tasks import isolate_scorer, run_stage
 from schemas.data_configs import GenerateConfig
 from schemas.pipeline_config import PipelineConfig
 from schemas.train_configs import ReferenceConfig
@@ -35,7 +35,8 @@ def evaluate(config: PipelineConfig, checkpoint: str, heldout: str, run_dir: str
         responses = run_stage(f"generate-{side}", "generation.stage:generate", Path(heldout),
                               config=gen, out_dir=out / side, isolated=iso)  # fmt: skip
         scores = run_stage(f"score-{side}", "scoring.stage:score", Path(responses["output"]),
-                           prompts=Path(heldout), config=scorer, out_dir=out / side, isolated=iso)  # fmt: skip
+                           prompts=Path(heldout), config=scorer, out_dir=out / side,
+                           isolated=isolate_scorer(scorer, isolate_stages=iso))  # fmt: skip
         sides[side] = (Path(scores["output"]), Path(responses["output"]))
     extra: dict[str, Path] = {}
     if ev.heldout_pairs:

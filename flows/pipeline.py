@@ -17,7 +17,8 @@ from pathlib import Path
 from prefect import flow
 
 from flows.evaluate import evaluate
-from flows.tasks import StageProgress, cached_stage, publish_summary, run_stage
+from flows.shards import sharded_stage, task_runner
+from flows.tasks import StageProgress, isolate_scorer, publish_summary, run_stage
 from schemas.config_base import parse_config, read_yaml
 from schemas.pipeline_config import PipelineConfig
 from schemas.train_configs import ReferenceConfig
@@ -63,11 +64,12 @@ def build_dataset(config: PipelineConfig, run_dir: str) -> dict[str, str]:
         heldout_fraction=config.heldout_fraction, out_dir=out,
     )  # fmt: skip
     progress.advance()
-    responses = cached_stage("generate", "generation.stage:generate", Path(train_prompts),
-                             config=config.generate, out_dir=out, isolated=iso)  # fmt: skip
+    responses = sharded_stage("generate", "generation.stage", Path(train_prompts), scale=config.scale,
+                              config=config.generate, out_dir=out, isolated=iso)  # fmt: skip
     progress.advance()
-    scores = cached_stage("score", "scoring.stage:score", Path(responses["output"]),
-                          prompts=Path(train_prompts), config=config.score, out_dir=out, isolated=iso)  # fmt: skip
+    scores = sharded_stage("score", "scoring.stage", Path(responses["output"]), scale=config.scale,
+                           prompts=Path(train_prompts), config=config.score, out_dir=out,
+                           isolated=isolate_scorer(config.score, isolate_stages=iso))  # fmt: skip
     progress.advance()
     pairs = run_stage("pairs", "scoring.pairs:build_pairs", Path(scores["output"]),
                       responses=Path(responses["output"]), prompts=Path(train_prompts),
@@ -100,7 +102,8 @@ def pipeline(config: PipelineConfig, run_dir: str | None = None) -> dict[str, st
     """All stages into a new dated run folder; `latest` moves only if everything succeeded."""
     run_path = Path(run_dir) if run_dir else new_run_dir(config)
     run_path.mkdir(parents=True, exist_ok=True)
-    outputs = build_dataset(config, str(run_path))
+    build = build_dataset.with_options(task_runner=task_runner(config.scale))  # where shards run
+    outputs = build(config, str(run_path))
     if config.train is not None:
         outputs["checkpoint"] = train(config, outputs["pairs_ref"], str(run_path))
         if config.evaluate is not None:

@@ -47,6 +47,12 @@ def _transient(task, task_run, state) -> bool:  # noqa: ANN001 (Prefect's retry 
     return not isinstance(exception, PERMANENT_ERRORS)
 
 
+def isolate_scorer(config: BaseModel, *, isolate_stages: bool) -> bool:
+    """Whether a score stage gets its own process: only when it loads a model (a rule scorer
+    holds no memory worth returning, and a process start costs seconds)."""
+    return isolate_stages and getattr(config, "kind", None) != "rule"
+
+
 def stage_model_revision(config: BaseModel) -> str:
     """The revision of the model a stage config names (schemas.ids.model_revision), if any."""
     model, revision = getattr(config, "model", None), getattr(config, "revision", None)

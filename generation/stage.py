@@ -193,12 +193,22 @@ class LazyBackend:
             self.backend.close()
 
 
-def generate(prompts: Path, *, config: GenerateConfig, out_dir: Path) -> StageResult:
-    """Run the generate stage: `out_dir/responses/` shards + quarantine + manifest."""
-    start = time.perf_counter()
-    prompts, out_dir = Path(prompts), Path(out_dir)
+@dataclass(frozen=True)
+class Plan:
+    """What a generate run (or one part of it) works from: the rendered prompts cut into shards."""
+
+    frame: Any
+    identity: RunIdentity
+    kept: list[RenderedPrompt]
+    rejected: list[Rejected]
+    shards: list[Sequence[RenderedPrompt]]
+    output: Path
+    source: Any
+
+
+def make_plan(prompts: Path, *, config: GenerateConfig, out_dir: Path, tokenizer: Any) -> Plan:
+    """Render and shard the prompts; write (or check) the plan file beside the shards."""
     frame = read_frame(prompts, PROMPTS).sort("prompt_id")
-    tokenizer = load_tokenizer(config)
     generator = generator_name(config)
     identity = RunIdentity(
         generator,
@@ -207,38 +217,82 @@ def generate(prompts: Path, *, config: GenerateConfig, out_dir: Path) -> StageRe
     )
     kept, rejected = render_prompts(frame, tokenizer=tokenizer, max_context=identity.max_context)
     shards = chunk(kept, config.shard_size)
-    output, source = out_dir / "responses", input_ref(prompts)
+    output, source = Path(out_dir) / "responses", input_ref(prompts)
     check_plan(output, {
         "prompts_sha256": source.sha256, "gen_config_hash": identity.gen_config_hash,
         "backend": config.backend, "shard_size": config.shard_size,
         "max_context": identity.max_context, "shards_total": len(shards),
     })  # fmt: skip
+    return Plan(frame, identity, kept, rejected, shards, output, source)
+
+
+def shards_in_flight(config: GenerateConfig) -> int:
+    """Shards generated at once: one per server for the OpenAI backend (spreads them across
+    servers), else one (an in-process engine batches a whole shard by itself)."""
+    return len(config.servers) if config.backend == "openai" else 1
+
+
+def run_plan(
+    plan: Plan, *, config: GenerateConfig, tokenizer: Any, only: Sequence[int] | None = None
+) -> tuple[list[Path], int]:
+    """Generate the plan's missing shards (or only those in `only`); the backend loads lazily."""
     lazy = LazyBackend(config, tokenizer=tokenizer)
+    total = len(plan.kept) if only is None else sum(len(plan.shards[i]) for i in only)
     try:
-        with tqdm(total=len(kept), unit="prompt", desc="generate", disable=None) as bar:
-            paths, skipped = run_shards(
-                shards, output,
-                lambda _, shard: shard_rows(shard, backend=lazy.get(), config=config, identity=identity),
-                RESPONSES, progress=bar.update,
+        with tqdm(total=total, unit="prompt", desc="generate", disable=None) as bar:
+            return run_shards(
+                plan.shards, plan.output,
+                lambda _, shard: shard_rows(shard, backend=lazy.get(), config=config, identity=plan.identity),
+                RESPONSES, progress=bar.update, only=only, workers=shards_in_flight(config),
             )  # fmt: skip
     finally:
         lazy.close()
+
+
+def shard_plan(prompts: Path, *, config: GenerateConfig, out_dir: Path) -> list[str]:
+    """One content hash per shard (prompt ids and rendered token ids): the cache keys of the
+    mapped shard tasks in flows/, and the number of shards."""
+    plan = make_plan(prompts, config=config, out_dir=out_dir, tokenizer=load_tokenizer(config))
+    return [content_hash([[p.prompt_id, list(p.token_ids)] for p in shard]) for shard in plan.shards]
+
+
+def generate_shards(
+    prompts: Path, *, config: GenerateConfig, out_dir: Path, shards: Sequence[int]
+) -> list[str]:
+    """Generate only the shards `shards` of the plan (a mapped task's part); no manifest.
+
+    Call `generate` afterwards: it finds every shard done, loads no model and writes the manifest.
+    """
+    tokenizer = load_tokenizer(config)
+    plan = make_plan(prompts, config=config, out_dir=out_dir, tokenizer=tokenizer)
+    paths, _ = run_plan(plan, config=config, tokenizer=tokenizer, only=shards)
+    return [str(paths[index]) for index in shards]
+
+
+def generate(prompts: Path, *, config: GenerateConfig, out_dir: Path) -> StageResult:
+    """Run the generate stage: `out_dir/responses/` shards + quarantine + manifest."""
+    start = time.perf_counter()
+    prompts, out_dir = Path(prompts), Path(out_dir)
+    tokenizer = load_tokenizer(config)
+    plan = make_plan(prompts, config=config, out_dir=out_dir, tokenizer=tokenizer)
+    paths, skipped = run_plan(plan, config=config, tokenizer=tokenizer)
     quarantine = write_quarantine(
-        rejected, out_dir / "responses.quarantine.parquet", stage="generate"
+        plan.rejected, out_dir / "responses.quarantine.parquet", stage="generate"
     )
+    identity, kept, frame = plan.identity, plan.kept, plan.frame
     manifest = Manifest(
-        stage="generate", unit="prompt", config=config.model_dump(mode="json"), inputs=[source],
-        outputs={"responses": str(output), "quarantine": str(quarantine)},
-        rows_in=len(frame), rows_out=len(kept), dropped=count_reasons([r.reason for r in rejected]),
-        rows_written={"responses": count_rows(paths), "quarantine": len(rejected)},
-        extra={"shards_total": len(shards), "shards_skipped": skipped, "backend": config.backend,
-               "generator": generator, "gen_config_hash": identity.gen_config_hash,
+        stage="generate", unit="prompt", config=config.model_dump(mode="json"), inputs=[plan.source],
+        outputs={"responses": str(plan.output), "quarantine": str(quarantine)},
+        rows_in=len(frame), rows_out=len(kept), dropped=count_reasons([r.reason for r in plan.rejected]),
+        rows_written={"responses": count_rows(paths), "quarantine": len(plan.rejected)},
+        extra={"shards_total": len(plan.shards), "shards_skipped": skipped, "backend": config.backend,
+               "generator": identity.generator, "gen_config_hash": identity.gen_config_hash,
                "max_context": identity.max_context},
         wall_time_s=time.perf_counter() - start,
     )  # fmt: skip
     logger.info("generate: %d prompts in, %d generated (%d shards, %d resumed), dropped %s",
-                len(frame), len(kept), len(shards), skipped, manifest.dropped)  # fmt: skip
-    return StageResult(output, quarantine, manifest.write(manifest_path(output)))
+                len(frame), len(kept), len(plan.shards), skipped, manifest.dropped)  # fmt: skip
+    return StageResult(plan.output, quarantine, manifest.write(manifest_path(plan.output)))
 
 
 def count_rows(paths: Sequence[Path]) -> int:

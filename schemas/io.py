@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -112,25 +113,41 @@ def run_shards(
     schema: pa.Schema,
     *,
     progress: Callable[[int], None] | None = None,
+    only: Collection[int] | None = None,
+    workers: int = 1,
 ) -> tuple[list[Path], int]:
     """Run `work(index, shard)` for each shard whose output file is missing; write it atomically.
 
     Returns (all shard paths in order, number of shards skipped because they were already done).
     A killed run leaves only complete shard files, so running again finishes exactly the rest.
+    `only` restricts the work to those shard indices (one mapped task's part of a stage; the
+    paths returned are still all of them). `workers > 1` runs that many shards at once in
+    threads, for work that waits on something else (servers): each shard is still written whole.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths, skipped = [], 0
-    for index, shard in enumerate(shards):
-        path = out_dir / shard_name(index)
-        paths.append(path)
-        if path.exists():
-            skipped += 1
-        else:
-            rows = work(index, shard)
-            write_table(rows if isinstance(rows, pa.Table) else list(rows), path, schema)
+    paths = [out_dir / shard_name(index) for index in range(len(shards))]
+    wanted = range(len(shards)) if only is None else sorted(set(only))
+    if any(not 0 <= index < len(shards) for index in wanted):
+        raise ValueError(f"shard indices {list(wanted)} outside 0..{len(shards) - 1}")
+    pending = [index for index in wanted if not paths[index].exists()]
+    skipped = len(wanted) - len(pending)
+    if progress is not None:
+        progress(sum(len(shards[index]) for index in wanted if index not in pending))
+
+    def run_one(index: int) -> None:
+        rows = work(index, shards[index])
+        write_table(rows if isinstance(rows, pa.Table) else list(rows), paths[index], schema)
         if progress is not None:
-            progress(len(shard))
+            progress(len(shards[index]))
+
+    if workers <= 1:
+        for index in pending:
+            run_one(index)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for future in [pool.submit(run_one, index) for index in pending]:
+                future.result()  # the first failure propagates; finished shards stay written
     return paths, skipped
 
 

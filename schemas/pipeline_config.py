@@ -6,6 +6,8 @@ that is unknown anywhere stops the run with a one-line message naming it.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from schemas.config_base import StrictModel
@@ -37,6 +39,36 @@ class EvalConfig(StrictModel):
     )
 
 
+class ScaleConfig(StrictModel):
+    """Where the sharded stages (generate, score) of the dataset build run.
+
+    `local` with `shards_per_task: null` runs each stage as one task (one model load); setting
+    `shards_per_task` maps a stage over tasks of that many shards, each cached on its shards'
+    content. `ray` maps them onto a Ray cluster through Prefect's Ray task runner.
+    """
+
+    task_runner: Literal["local", "ray"] = Field(
+        "local", description="local: this process (and its stage processes); ray: a Ray cluster"
+    )
+    ray_address: str | None = Field(
+        None, description="ray: null starts a local Ray; 'auto' or 'ray://HOST:10001' joins one"
+    )
+    shards_per_task: int | None = Field(
+        None, ge=1, description="shards per mapped task; null: whole stage (local), 1 (ray)"
+    )
+    local_parallel_tasks: int = Field(
+        1, ge=1, description="local: mapped tasks run at once (1: one model in memory at a time)"
+    )
+    cpus_per_task: float = Field(1.0, gt=0, description="ray: CPUs each shard task reserves")
+    gpus_per_task: float = Field(0.0, ge=0, description="ray: GPUs each shard task reserves")
+
+    def part_size(self) -> int | None:
+        """Shards per mapped task, or None when the stage runs as a single task."""
+        if self.shards_per_task is not None:
+            return self.shards_per_task
+        return 1 if self.task_runner == "ray" else None
+
+
 class PipelineConfig(StrictModel):
     name: str = Field("prefsmith", pattern=r"^[A-Za-z0-9_.-]+$", description="run folder name")
     out_dir: str = Field("runs", description="each build goes to <out_dir>/<name>/<timestamp>/")
@@ -45,6 +77,9 @@ class PipelineConfig(StrictModel):
     )
     isolate_stages: bool = Field(
         True, description="run model stages in their own process so memory is returned between them"
+    )
+    scale: ScaleConfig = Field(
+        default_factory=ScaleConfig, description="where generate and score shards run"
     )
     prompts: PromptsConfig
     generate: GenerateConfig

@@ -183,11 +183,11 @@ def reference_pass(
     pairs: str | Path, *, config: ReferenceConfig, out_dir: str | Path
 ) -> StageResult:
     """Add reference log-probs to `pairs`; write `pairs_ref.parquet`, quarantine and manifest."""
+    start = time.perf_counter()  # before the imports: loading transformers is this stage's work
     from transformers import AutoTokenizer
 
     from training.guards import check_tokenizer_model
 
-    start = time.perf_counter()
     pairs, out_dir = Path(pairs), Path(out_dir)
     if not pairs.exists():
         raise InputError(f"pairs table not found: {pairs}")

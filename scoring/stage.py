@@ -224,31 +224,69 @@ def prepare_shard_dirs(scores_dir: Path, quarantine_dir: Path, *, key: str) -> i
     return removed
 
 
-def score(responses: Path, *, prompts: Path, config: ScoreConfig, out_dir: Path) -> StageResult:
-    """Run the score stage: write `scores/` shards, `scores.quarantine.parquet` and the manifest."""
-    start = time.perf_counter()
-    out_dir = Path(out_dir)
+@dataclass(frozen=True)
+class ScorePlan:
+    """The joined responses cut into shards, the shard folders prepared for this run key."""
+
+    joined: pl.DataFrame
+    shards: list[pl.DataFrame]
+    refs: list
+    removed: int
+
+
+def make_plan(responses: Path, *, prompts: Path, config: ScoreConfig, out_dir: Path) -> ScorePlan:
     check_scorer(config)
     joined = join_responses(read_frame(responses, RESPONSES), read_frame(prompts, PROMPTS))
     shards = chunk(joined, config.shard_size) or [joined]  # an empty input still gets one shard
-    scores_dir, quarantine_dir = out_dir / "scores", out_dir / "scores.quarantine"
     refs = [input_ref(responses), input_ref(prompts)]
     key = content_hash(
         [config.model_dump(mode="json"), [r.sha256 for r in refs], model_stamp(config)]
     )
-    removed = prepare_shard_dirs(scores_dir, quarantine_dir, key=key)
+    out_dir = Path(out_dir)
+    removed = prepare_shard_dirs(out_dir / "scores", out_dir / "scores.quarantine", key=key)
+    return ScorePlan(joined, shards, refs, removed)
+
+
+def run_plan(
+    plan: ScorePlan, *, config: ScoreConfig, out_dir: Path, only: list[int] | None = None
+) -> tuple[list[Path], int]:
+    """Score the plan's missing shards (or only those in `only`); the scorer loads lazily."""
     scorer = LazyScorer(config)
-    work = partial(
-        score_shard, scorer=scorer, name=scorer_name(config), quarantine_dir=quarantine_dir
-    )
+    work = partial(score_shard, scorer=scorer, name=scorer_name(config),
+                   quarantine_dir=Path(out_dir) / "scores.quarantine")  # fmt: skip
+    total = plan.joined.height if only is None else sum(plan.shards[i].height for i in only)
     try:
-        with tqdm(total=joined.height, unit="response", desc="score", disable=None) as bar:
-            paths, skipped = run_shards(shards, scores_dir, work, SCORES, progress=bar.update)
+        with tqdm(total=total, unit="response", desc="score", disable=None) as bar:
+            return run_shards(plan.shards, Path(out_dir) / "scores", work, SCORES,
+                              progress=bar.update, only=only)  # fmt: skip
     finally:
         scorer.close()
+
+
+def shard_plan(responses: Path, *, prompts: Path, config: ScoreConfig, out_dir: Path) -> list[str]:
+    """One content hash per shard (response ids and texts): the cache keys of mapped tasks."""
+    plan = make_plan(responses, prompts=prompts, config=config, out_dir=out_dir)
+    return [content_hash(shard.select("response_id", "response").rows()) for shard in plan.shards]
+
+
+def score_shards(
+    responses: Path, *, prompts: Path, config: ScoreConfig, out_dir: Path, shards: list[int]
+) -> list[str]:
+    """Score only the shards `shards` (a mapped task's part); `score` afterwards writes the
+    manifest without loading the scorer."""
+    plan = make_plan(responses, prompts=prompts, config=config, out_dir=out_dir)
+    paths, _ = run_plan(plan, config=config, out_dir=out_dir, only=shards)
+    return [str(paths[index]) for index in shards]
+
+
+def score(responses: Path, *, prompts: Path, config: ScoreConfig, out_dir: Path) -> StageResult:
+    """Run the score stage: write `scores/` shards, `scores.quarantine.parquet` and the manifest."""
+    start = time.perf_counter()
+    plan = make_plan(responses, prompts=prompts, config=config, out_dir=out_dir)
+    paths, skipped = run_plan(plan, config=config, out_dir=out_dir)
     facts = {"scorer": scorer_name(config), "shards": len(paths), "shards_skipped": skipped,
-             "stale_shards_removed": removed}  # fmt: skip
-    return _finish(out_dir, paths, config=config, refs=refs, rows_in=joined.height,
+             "stale_shards_removed": plan.removed}  # fmt: skip
+    return _finish(Path(out_dir), paths, config=config, refs=plan.refs, rows_in=plan.joined.height,
                    facts=facts, start=start)  # fmt: skip
 
 

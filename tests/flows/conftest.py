@@ -5,10 +5,13 @@ no train) and one real Prefect server on loopback shared by the session, stopped
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))  # shared flow-test helpers: flow_oracle
 
 
 def write_pipeline_yaml(root: Path, *, policy: Path, n_prompts: int = 8, **overrides) -> Path:
