@@ -1,13 +1,14 @@
 """Prefect tasks: thin wrappers that run a stage function (in-process or in its own process) and
 pass Parquet paths, never data frames.
 
-Caching and resume, and why they sit at two levels: a *finished* generate or score stage is a
-Prefect cache hit (state `Cached`) keyed on the content hash of its input tables, its config and
-its model revision (`StageInputs`). A stage killed half-way resumes from its finished shards by
-itself (`schemas.io.run_shards`; the manifest records `shards_skipped`). Shards are not mapped
-as one Prefect task each because a shard task would have to load the model (a vLLM engine, a
-reward model) per shard or share it across tasks, i.e. move the stage's batching and model
-lifetime into flows/; the stage-level resume gives the same "redo only what is missing" result.
+Caching and resume sit at three levels. A *finished* stage is a Prefect cache hit (state
+`Cached`) keyed on the content hash of its input tables, its config and its model revision
+(`StageInputs`). With `scale.shards_per_task` set (or on Ray), a sharded stage is a set of mapped
+tasks, each cached on its own shards' content (flows/shards.py), so a killed build shows its
+finished parts as `Cached`. And a stage killed half-way resumes from its finished shards by
+itself (`schemas.io.run_shards`; the manifest records `shards_skipped`). On one machine the
+default is one task per stage: each mapped task loads the model again, which costs more than it
+saves when there is only one GPU (or CPU) to run them on.
 """
 
 from __future__ import annotations
