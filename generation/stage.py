@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -182,11 +183,13 @@ class LazyBackend:
 
     def __init__(self, config: GenerateConfig, *, tokenizer: Any) -> None:
         self.config, self.tokenizer, self.backend = config, tokenizer, None
+        self.lock = threading.Lock()  # shard threads (OpenAI backend) must share one backend
 
     def get(self) -> Backend:
-        if self.backend is None:
-            self.backend = load_backend(self.config, tokenizer=self.tokenizer)
-        return self.backend
+        with self.lock:
+            if self.backend is None:
+                self.backend = load_backend(self.config, tokenizer=self.tokenizer)
+            return self.backend
 
     def close(self) -> None:
         if self.backend is not None:

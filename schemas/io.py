@@ -146,8 +146,13 @@ def run_shards(
             run_one(index)
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for future in [pool.submit(run_one, index) for index in pending]:
-                future.result()  # the first failure propagates; finished shards stay written
+            futures = [pool.submit(run_one, index) for index in pending]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:  # stop queued shards; finished ones stay written (resume)
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     return paths, skipped
 
 

@@ -4,18 +4,33 @@ The prompt is sent as token ids (`prompt: [ids]`), so the chat template applied 
 the server's. `return_token_ids` asks vLLM for the completion's ids; a server that ignores it
 gets its text re-tokenized with the policy tokenizer (counted, but not bit-exact).
 
-Scale-out: each `generate` call (one shard) goes to the next server in round-robin order; a
-request that fails to connect, times out or gets a 5xx is retried on the next server with
-exponential backoff. Requests of one call run concurrently so the server can batch them.
+Scale-out model. One backend instance is shared by the stage's shard threads (one per server,
+generation.stage.shards_in_flight), so every `generate` call is one shard running concurrently
+with others. A `ServerPool` gives each shard a first server: an up server with the fewest shards
+in flight (ties in round-robin order), so shards spread across servers and a slow server is not
+handed a second shard while another idles. All requests of a shard go to that server, concurrently
+so it can batch them. A request that fails to connect, times out or gets a retryable status is
+retried on the next up server, with exponential backoff (BACKOFF_S).
+
+Health: a transport error marks the server down for a cooldown (COOLDOWN_S, doubled on each
+failed probe, capped at COOLDOWN_MAX_S); a down server is skipped both for new shards and for
+retries, unless every server is down, in which case they are tried in turn anyway so a recovered
+one is found. Any HTTP answer marks it up again. Going down and coming back are logged once each.
+
+No duplicates: `generate` returns exactly one reply per prompt, in prompt order. A retried request
+replaces the failed one (same body, same seed, so the same samples); nothing is appended, and the
+stage writes the shard once, when all of its prompts have their reply.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -26,9 +41,88 @@ from schemas.errors import StageError
 
 logger = logging.getLogger(__name__)
 
-MAX_IN_FLIGHT = 32  # concurrent requests per call: enough for the server to batch
+MAX_IN_FLIGHT = 32  # concurrent requests per shard: enough for the server to batch
 BACKOFF_S = 0.5  # first retry delay, doubled each attempt
+COOLDOWN_S = 2.0  # a server down after a transport error is skipped this long, then probed
+COOLDOWN_MAX_S = 60.0  # the cooldown doubles on each failed probe, up to this
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+@dataclass
+class ServerState:
+    """One server's load and health, read and written only under ServerPool's lock."""
+
+    url: str
+    in_flight: int = 0  # shards whose first server this is, now
+    failures: int = 0  # transport failures since the last answer (0: up)
+    down_until: float = 0.0  # skipped until this clock time
+    down_since: float = 0.0
+
+
+class ServerPool:
+    """Which server a shard starts on and which servers are down; shared between threads."""
+
+    def __init__(self, urls: Sequence[str], *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.states = [ServerState(url) for url in urls]
+        self.clock = clock  # tests move time forward through this
+        self._lock = threading.Lock()
+        self._cursor = 0  # round-robin start for ties
+
+    def _up(self, index: int, now: float) -> bool:
+        return self.states[index].down_until <= now
+
+    @contextmanager
+    def lease(self) -> Iterator[int]:
+        """The index of a shard's first server, held (counted in flight) while the shard runs."""
+        with self._lock:
+            now, count = self.clock(), len(self.states)
+            order = [(self._cursor + k) % count for k in range(count)]
+            candidates = [i for i in order if self._up(i, now)] or order
+            first = min(candidates, key=lambda i: self.states[i].in_flight)  # ties: earliest
+            self._cursor = (first + 1) % count
+            self.states[first].in_flight += 1
+        try:
+            yield first
+        finally:
+            with self._lock:
+                self.states[first].in_flight -= 1
+
+    def choose(self, start: int) -> int:
+        """The first up server in cyclic order from `start`; `start` itself when all are down."""
+        with self._lock:
+            now, count = self.clock(), len(self.states)
+            for k in range(count):
+                if self._up((start + k) % count, now):
+                    return (start + k) % count
+            return start % count
+
+    def failed(self, index: int, problem: str) -> None:
+        """A transport error: mark the server down, unless it already is (other requests that were
+        in flight on it when it died fail too and must not stretch the cooldown)."""
+        with self._lock:
+            state, now = self.states[index], self.clock()
+            if state.down_until > now:
+                return
+            state.failures += 1
+            newly_down = state.failures == 1
+            cooldown = min(COOLDOWN_S * 2 ** (state.failures - 1), COOLDOWN_MAX_S)
+            state.down_until = now + cooldown
+            if newly_down:
+                state.down_since = now
+        if newly_down:
+            logger.warning("server %s is down (%s); skipping it for %.0f s, then probing again "
+                           "with doubling pauses", state.url, problem, cooldown)  # fmt: skip
+        else:
+            logger.info("server %s still down; next probe in %.0f s", state.url, cooldown)
+
+    def answered(self, index: int) -> None:
+        """Any HTTP answer: the server is reachable, so it is up."""
+        with self._lock:
+            state, now = self.states[index], self.clock()
+            was_down, down_for = state.failures > 0, now - state.down_since
+            state.failures, state.down_until = 0, 0.0
+        if was_down:
+            logger.warning("server %s is back after %.1f s down", state.url, down_for)
 
 
 class OpenAIServerBackend:
@@ -39,8 +133,13 @@ class OpenAIServerBackend:
         self.model = config.served_model_name or config.model
         self.tokenizer = tokenizer
         self.attempts = max(3, 2 * len(self.servers))
-        self.client = httpx.Client(timeout=config.request_timeout_s, transport=transport)
-        self._next_server = itertools.cycle(range(len(self.servers)))
+        self.pool = ServerPool(self.servers)
+        # no connection cap: concurrency is bounded by the shard threads, and a pool timeout would
+        # read as a transport error and mark a healthy server down
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=MAX_IN_FLIGHT)
+        self.client = httpx.Client(
+            timeout=config.request_timeout_s, transport=transport, limits=limits
+        )
 
     def generate(
         self,
@@ -53,38 +152,45 @@ class OpenAIServerBackend:
         caps = per_prompt_max_tokens(
             prompt_token_ids, sampling=sampling, seeds=seeds, max_tokens=max_tokens
         )
-        first = next(self._next_server)
         bodies = [
             request_body(ids, model=self.model, sampling=sampling, seed=seed, max_tokens=cap)
             for ids, seed, cap in zip(prompt_token_ids, seeds, caps, strict=True)
         ]
-        with ThreadPoolExecutor(max_workers=min(MAX_IN_FLIGHT, max(1, len(bodies)))) as pool:
-            replies = list(pool.map(lambda body: self._post(body, first=first), bodies))
+        workers = min(MAX_IN_FLIGHT, max(1, len(bodies)))
+        with self.pool.lease() as first, ThreadPoolExecutor(max_workers=workers) as threads:
+            replies = list(threads.map(lambda body: self._post(body, first=first), bodies))
         for ids, reply in zip(prompt_token_ids, replies, strict=True):
             check_prompt_echo(reply, sent=ids)
         return [self._completions(reply, n=sampling.n) for reply in replies]
 
     def _post(self, body: dict[str, Any], *, first: int) -> dict[str, Any]:
-        """POST /completions, moving to the next server after each retryable failure."""
-        problem = ""
+        """POST /completions to the shard's first server, moving on after retryable failures."""
+        problem, server = "", first
         for attempt in range(self.attempts):
-            url = f"{self.servers[(first + attempt) % len(self.servers)]}/completions"
+            server = self.pool.choose(first if attempt == 0 else server + 1)
+            url = f"{self.servers[server]}/completions"
             try:
                 response = self.client.post(url, json=body)
             except httpx.TransportError as error:
-                problem = f"{url}: {type(error).__name__}: {error}"
+                problem = one_line(f"{url}: {type(error).__name__}: {error}")
+                self.pool.failed(server, problem)
+                logger.info("attempt %d/%d failed: %s", attempt + 1, self.attempts, problem)
             else:
+                self.pool.answered(server)
                 if response.status_code == 200:
                     return response.json()
                 if response.status_code not in RETRYABLE_STATUS:
-                    raise StageError(
+                    raise StageError(one_line(
                         f"{url} refused the request ({response.status_code}): {response.text[:500]}"
-                    )
-                problem = f"{url}: HTTP {response.status_code}: {response.text[:200]}"
-            logger.warning("attempt %d/%d failed: %s", attempt + 1, self.attempts, problem)
+                    ))  # fmt: skip
+                problem = one_line(f"{url}: HTTP {response.status_code}: {response.text[:200]}")
+                logger.warning("attempt %d/%d failed: %s", attempt + 1, self.attempts, problem)
             if attempt + 1 < self.attempts:
                 time.sleep(BACKOFF_S * 2**attempt)
-        raise StageError(f"no server answered after {self.attempts} attempts; last: {problem}")
+        raise StageError(
+            f"no server answered after {self.attempts} attempts over {len(self.servers)} "
+            f"server(s); last: {problem}"
+        )
 
     def _completions(self, reply: dict[str, Any], *, n: int) -> list[Completion]:
         choices = sorted(reply.get("choices", []), key=lambda c: c.get("index", 0))
@@ -103,6 +209,11 @@ class OpenAIServerBackend:
 
     def close(self) -> None:
         self.client.close()
+
+
+def one_line(text: str) -> str:
+    """Collapse whitespace, so a server's multi-line error body stays a one-line message."""
+    return " ".join(text.split())
 
 
 def request_body(

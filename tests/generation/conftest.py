@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # this folder's helpers: vllm_server
 
 
 @pytest.fixture
