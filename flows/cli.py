@@ -153,9 +153,10 @@ def reference(pairs_table: Annotated[Path, typer.Argument(metavar="PAIRS")], out
 @friendly_errors
 def train(pairs_table: Annotated[Path, typer.Argument(metavar="PAIRS")], out: OutOpt,
           config: ConfigOpt = None, policy: str | None = None) -> None:  # fmt: skip
-    """Train the policy with the weighted-DPO loss family on HF Trainer (+ DeepSpeed)."""
+    """Train the policy with the weighted-DPO loss family on HF Trainer (+ DeepSpeed; the
+    config's `launch` section starts it across processes or nodes)."""
     from schemas.train_configs import TrainConfig
-    from training.stage import train as run
+    from training.launch import launch_train as run
 
     cfg = stage_config(TrainConfig, config, "train", policy=policy)
     report(run(pairs_table, config=cfg, out_dir=out))

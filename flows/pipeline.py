@@ -92,7 +92,7 @@ def build_dataset(config: PipelineConfig, run_dir: str) -> dict[str, str]:
 
 @flow(name="train")
 def train(config: PipelineConfig, pairs: str, run_dir: str) -> str:
-    result = run_stage("train", "training.stage:train", Path(pairs), config=config.train,
+    result = run_stage("train", "training.launch:launch_train", Path(pairs), config=config.train,
                        out_dir=Path(run_dir) / "checkpoint", isolated=config.isolate_stages)  # fmt: skip
     return result["output"]
 

@@ -91,6 +91,68 @@ class ReferenceConfig(StrictModel):
         return self
 
 
+LOOPBACK = ("127.", "localhost", "::1")
+
+
+class LaunchConfig(StrictModel):
+    """How `training.launch.launch_train` starts the train stage across processes and nodes.
+
+    torchrun is started once per node (each with its `node_rank`); the deepspeed launcher is
+    started once, on the head node, and reaches the other hosts of `hostfile` over ssh (pdsh).
+    """
+
+    launcher: Literal["torchrun", "deepspeed"] = Field(
+        "torchrun",
+        description="torchrun: `python -m torch.distributed.run`, run on every node; deepspeed: "
+        "DeepSpeed's runner, run on the head node only, starts `hostfile`'s hosts over ssh",
+    )
+    nproc_per_node: int = Field(1, ge=1, description="processes per node: one per GPU (CPU: gloo)")
+    nnodes: int = Field(1, ge=1, description="nodes taking part (global ranks = nnodes x nproc)")
+    node_rank: int = Field(
+        0, ge=0, description="torchrun: this node's index in [0, nnodes); node 0 writes the outputs"
+    )
+    master_addr: str | None = Field(
+        None,
+        description="address of node 0 that every node can reach; None: 127.0.0.1 on one node, "
+        "the first hostfile host (deepspeed launcher)",
+    )
+    master_port: int | None = Field(
+        None, ge=1024, le=65535,
+        description="rendezvous TCP port on node 0; None: a free port (one node), 29500 (deepspeed)",
+    )  # fmt: skip
+    hostfile: str | None = Field(
+        None, description="deepspeed launcher: MPI-style host list, one `host slots=N` per line"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LaunchConfig:
+        problems = []
+        if self.hostfile is not None and self.launcher != "deepspeed":
+            problems.append("hostfile: only the deepspeed launcher reads a hostfile; set launcher: "
+                            "deepspeed, or give torchrun nnodes/node_rank/master_addr/master_port")  # fmt: skip
+        if self.node_rank >= self.nnodes:
+            problems.append(f"node_rank: must be < nnodes ({self.nnodes}), got {self.node_rank}")
+        if self.launcher == "deepspeed" and self.node_rank != 0:
+            problems.append("node_rank: the deepspeed launcher starts every node from the head "
+                            "node; leave node_rank 0")  # fmt: skip
+        if self.launcher == "deepspeed" and self.nnodes > 1 and self.hostfile is None:
+            problems.append(f"hostfile: nnodes={self.nnodes} with the deepspeed launcher needs a "
+                            "hostfile naming the hosts")  # fmt: skip
+        if self.launcher == "torchrun" and self.nnodes > 1:
+            if self.master_addr is None or self.master_addr.startswith(LOOPBACK):
+                problems.append(f"master_addr: nnodes={self.nnodes} needs node 0's address that "
+                                f"every node can reach, got {self.master_addr!r}")  # fmt: skip
+            if self.master_port is None:
+                problems.append("master_port: nnodes > 1 needs one fixed port for all nodes")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def world_size(self) -> int:
+        """Processes in the whole job."""
+        return self.nproc_per_node * self.nnodes
+
+
 class TrainConfig(StrictModel):
     policy: str = Field(description="policy model folder (with its tokenizer and chat template)")
     loss: list[LossTerm] = Field(
@@ -146,6 +208,11 @@ class TrainConfig(StrictModel):
     )
     resume: bool | str = Field(
         False, description="true: from the last checkpoint in out_dir; a path: from that checkpoint"
+    )
+    launch: LaunchConfig | None = Field(
+        None,
+        description="start across processes/nodes (training.launch); None: one process, in the "
+        "caller's process unless `deepspeed` is set (then torchrun with one process)",
     )
 
     @field_validator("deepspeed")

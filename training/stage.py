@@ -12,7 +12,11 @@ Output in `out_dir`:
 Quarantine reasons: template_error, prompt_too_long, empty_completion (rendering),
 missing_reference, missing_score (a loss reads a value the row lacks).
 
-Launchers (torchrun, `deepspeed`) run `python -m training.stage --pairs P --config C.yaml --out D`.
+Launchers (torchrun, `deepspeed`) run `python -m training.stage --pairs P --config C.yaml --out D`
+on every rank (`training.launch.launch_train` builds that command from `TrainConfig.launch`).
+Every rank reads and renders the pairs (checked equal across ranks), the global batch is
+per_device_train_batch_size x gradient_accumulation_steps x world size, and only global rank 0
+writes `final/`, the manifest and the quarantine (see `training.ranks`).
 """
 
 from __future__ import annotations
@@ -105,6 +109,8 @@ def training_arguments(config: TrainConfig, *, out_dir: Path):
     import torch
     from transformers import TrainingArguments
 
+    from training.ranks import cpu_process_group
+
     return TrainingArguments(
         output_dir=str(out_dir / "checkpoints"),
         per_device_train_batch_size=config.per_device_train_batch_size,
@@ -121,6 +127,7 @@ def training_arguments(config: TrainConfig, *, out_dir: Path):
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         length_column_name="length", dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),  # pinning warns and does nothing on CPU
+        **cpu_process_group(deepspeed=config.deepspeed is not None),  # several CPU ranks: one job
     )  # fmt: skip
 
 
@@ -183,29 +190,52 @@ def make_trainer(model, tokenizer, dataset, *, config: TrainConfig, args):
     )  # fmt: skip
 
 
-def _save_final(trainer, tokenizer, *, config: TrainConfig, final: Path, metrics: dict) -> None:
-    trainer.save_model(str(final))  # safetensors; gathers ZeRO-3 shards
+def _save_final(trainer, tokenizer, *, config: TrainConfig, final: Path, metrics: dict,
+                global_batch: int) -> None:  # fmt: skip
+    """Every rank calls save_model (ZeRO-3 gathers shards from all); rank 0 writes the files."""
+    trainer.save_model(str(final))  # safetensors
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(final))
         history = trainer.state.log_history
         logged = [e for e in history if "loss" in e]
         summary = {"config": config.model_dump(mode="json"), "metrics": metrics,
                    "global_step": trainer.state.global_step, "last_log": logged[-1] if logged else {},
+                   "world_size": trainer.args.world_size, "global_batch": global_batch,
+                   "loss_curve": [[e["step"], e["loss"]] for e in logged],  # mean over all ranks
                    "log_history": history}  # fmt: skip
         (final / SUMMARY).write_text(json.dumps(summary, indent=2, default=float))
+
+
+def _write_records(rows, *, config: TrainConfig, pairs: Path, final: Path, n_trained: int,
+                   rejected: list[Rejected], extra: dict, start: float) -> None:  # fmt: skip
+    """Rank 0: the quarantine beside `final/` and the manifest (pairs in = trained + dropped)."""
+    quarantine = final.parent / "final.quarantine.parquet"
+    write_quarantine(rejected, quarantine, stage="train")
+    manifest = Manifest(
+        stage="train", unit="pair", config=config.model_dump(mode="json"), inputs=[input_ref(pairs)],
+        outputs={"checkpoint": str(final), "quarantine": str(quarantine)}, rows_in=len(rows),
+        rows_out=n_trained, dropped=count_reasons([r.reason for r in rejected]),
+        rows_written={"quarantine": len(rejected)}, extra=extra,
+        wall_time_s=time.perf_counter() - start,
+    )  # fmt: skip
+    manifest.write(manifest_path(final))
 
 
 def train(pairs: str | Path, *, config: TrainConfig, out_dir: str | Path) -> StageResult:
     """Train the policy on `pairs`; write the final checkpoint, quarantine and manifest."""
     import datasets
 
+    from training.ranks import check_same_examples, log_global_batch, wait_for_all
+
     start = time.perf_counter()
     pairs, out_dir = Path(pairs), Path(out_dir)
     rows, has_reference = read_pairs(pairs, config=config)
     args = training_arguments(config, out_dir=out_dir)  # first: lets ZeRO-3 partition at load
+    global_batch = log_global_batch(args.world_size, config=config)
     tokenizer, model = load_policy(config)
     examples, rejected = build_examples(rows, tokenizer=tokenizer, config=config, pairs=pairs,
                                         has_reference=has_reference)  # fmt: skip
+    check_same_examples(rows, lengths=[e["length"] for e in examples])
     if not examples:
         raise InputError(
             f"{pairs}: no pair left to train on ({count_reasons([r.reason for r in rejected])})"
@@ -215,19 +245,15 @@ def train(pairs: str | Path, *, config: TrainConfig, out_dir: str | Path) -> Sta
     )
     result = trainer.train(resume_from_checkpoint=resume_checkpoint(config, out_dir=out_dir))
     final = out_dir / FINAL
-    _save_final(trainer, tokenizer, config=config, final=final, metrics=result.metrics)
+    _save_final(trainer, tokenizer, config=config, final=final, metrics=result.metrics,
+                global_batch=global_batch)  # fmt: skip
     quarantine = out_dir / "final.quarantine.parquet"
     if trainer.is_world_process_zero():
-        write_quarantine(rejected, quarantine, stage="train")
-        manifest = Manifest(
-            stage="train", unit="pair", config=config.model_dump(mode="json"), inputs=[input_ref(pairs)],
-            outputs={"checkpoint": str(final), "quarantine": str(quarantine)}, rows_in=len(rows),
-            rows_out=len(examples), dropped=count_reasons([r.reason for r in rejected]),
-            rows_written={"quarantine": len(rejected)},
-            extra={"global_step": trainer.state.global_step, "metrics": result.metrics},
-            wall_time_s=time.perf_counter() - start,
-        )  # fmt: skip
-        manifest.write(manifest_path(final))
+        extra = {"global_step": trainer.state.global_step, "metrics": result.metrics,
+                 "world_size": args.world_size, "global_batch": global_batch}  # fmt: skip
+        _write_records(rows, config=config, pairs=pairs, final=final, n_trained=len(examples),
+                       rejected=rejected, extra=extra, start=start)  # fmt: skip
+    wait_for_all()  # no rank returns before rank 0 has written the outputs
     return StageResult(final, quarantine, manifest_path(final))
 
 

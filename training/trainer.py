@@ -75,6 +75,17 @@ class PreferenceTrainer(Trainer):
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         """Add the mean of each loss metric since the last log to the Trainer's log line."""
         prefix = "eval_" if any(k.startswith("eval_") for k in logs) else ""
-        logs.update({prefix + k: sum(v) / len(v) for k, v in self._pending.items() if v})
+        means = {k: sum(v) / len(v) for k, v in self._pending.items() if v}
         self._pending.clear()
+        logs.update({prefix + k: v for k, v in self._averaged_over_ranks(means).items()})
         super().log(logs, *args, **kwargs)
+
+    def _averaged_over_ranks(self, means: dict[str, float]) -> dict[str, float]:
+        """Each rank saw its own pairs: average the metrics over ranks, as the Trainer does for the
+        loss (every rank calls `log` at the same steps, with the same keys)."""
+        if self.args.world_size <= 1 or not means:
+            return means
+        keys = sorted(means)
+        values = torch.tensor([means[k] for k in keys], device=self.args.device)  # (K,)
+        values = self.accelerator.reduce(values, reduction="mean")  # (K,)
+        return dict(zip(keys, values.tolist(), strict=True))

@@ -9,7 +9,7 @@ import pytest
 
 from schemas.config_base import load_config, parse_config
 from schemas.errors import ConfigError
-from schemas.train_configs import LOSS_PARAMS, LossTerm, ReferenceConfig, TrainConfig
+from schemas.train_configs import LOSS_PARAMS, LaunchConfig, LossTerm, ReferenceConfig, TrainConfig
 from training.losses import LOSSES
 from training.stage import DEEPSPEED_DIR, deepspeed_config
 
@@ -73,7 +73,7 @@ def test_defaults_and_terms():
 
 
 def test_every_field_has_a_description():
-    for model in (TrainConfig, ReferenceConfig, LossTerm):
+    for model in (TrainConfig, ReferenceConfig, LossTerm, LaunchConfig):
         for name, field in model.model_fields.items():
             assert field.description, f"{model.__name__}.{name}"
 
