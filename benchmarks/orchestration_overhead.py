@@ -101,7 +101,7 @@ def report(m: dict) -> str:
         f"Run: {kind}, isolate_stages={m['isolated']}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         "`benchmarks/orchestration_overhead.py`.",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        "no GPU; **shared with other engineers' test runs** (wall times are noisy).",
+        f"no GPU; load average {os.getloadavg()[0]:.1f} at the end (other work on the machine inflates wall times).",
         "",
         "| measure | seconds | share |",
         "|---|---|---|",
