@@ -1,8 +1,8 @@
 """Sharded generation and scoring on Ray through Prefect's Ray task runner (a local Ray, CPU).
 
-The build's mapped parts must run as Ray tasks (counted by Ray's own state API), report their
-states to the flow's Prefect server, and give exactly the tables of the same stages called
-directly without Prefect or Ray.
+The build's mapped parts (generation on vLLM, rule scoring) must run as Ray tasks (counted by
+Ray's own state API), report their states to the flow's Prefect server, and give exactly the
+tables of the same stages called directly without Prefect or Ray.
 """
 
 from __future__ import annotations
@@ -27,13 +27,15 @@ def local_ray():
         ray.shutdown()
 
 
-def test_ray_build_matches_direct_stages(pipeline_yaml, on_server, local_ray, tmp_path):
+def test_ray_build_matches_direct_stages(pipeline_yaml, on_server, local_ray, tiny, tmp_path):
     from prefect.client.orchestration import get_client
     from ray.util.state import list_tasks
 
     from flows.pipeline import run_config_file
 
-    config = pipeline_yaml("ray", n_prompts=8, isolate_stages=False,
+    generate = {"model": str(tiny.policy), "backend": "vllm", "dtype": "float32", "max_model_len": 128,
+                "shard_size": 1, "sampling": {"n": 2, "temperature": 1.0, "max_new_tokens": 12}}  # fmt: skip
+    config = pipeline_yaml("ray", n_prompts=8, isolate_stages=False, generate=generate,
                            scale={"task_runner": "ray", "shards_per_task": 3})  # fmt: skip
     outputs = run_config_file(config, run_dir=tmp_path / "on-ray")
 
