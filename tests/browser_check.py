@@ -86,3 +86,30 @@ def parse(page: str) -> ReportDom:
     dom = ReportDom()
     dom.feed(page)
     return dom
+
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"  # screenshots kept for people to look at
+
+
+def check_page_in_chromium(binary: str, page: Path, *, screenshot: str, size: tuple[int, int]) -> list[dict]:
+    """Open `page` in headless Chromium and assert what a reader would see: no script error, no
+    console message, every chart the HTML declares built by the browser with points and marks;
+    then save a `size` screenshot as tests/artifacts/<screenshot> and check it is a real PNG of
+    that size with content. Returns the charts the browser built."""
+    import struct
+
+    done = run_chromium(binary, page, "--enable-logging=stderr", "--v=0", "--dump-dom")
+    dom = parse(done.stdout)
+    assert dom.errors == {"count": 0, "text": ""}, dom.errors
+    assert console_messages(done.stderr) == []
+    expected = [c["title"] for c in parse(page.read_text(encoding="utf-8")).charts]
+    assert [c["title"] for c in dom.charts] == expected  # the browser built every chart
+    assert [c for c in dom.charts if c["points"] == 0 or c["marks"] == 0] == []
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / screenshot
+    shot.unlink(missing_ok=True)
+    run_chromium(binary, page, f"--screenshot={shot}", f"--window-size={size[0]},{size[1]}")
+    header = shot.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", header[16:24]) == size
+    assert shot.stat().st_size > 50_000  # a blank page compresses to a few kB
+    return dom.charts

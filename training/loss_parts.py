@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from training.losses import PairBatch
+    from training.pair_batch import PairBatch
 
 _OPTIONAL = {  # kind -> (optional PairBatch fields, how to get them)
     "reference": (

@@ -23,7 +23,8 @@ from transformers import Trainer
 from training.collate import PER_PAIR_KEYS
 from training.guards import check_finite_loss
 from training.logprobs import pair_logps
-from training.losses import PairBatch, combined_loss, reduce_loss
+from training.losses import combined_loss, reduce_loss
+from training.pair_batch import PairBatch
 
 
 def pair_batch(logps: torch.Tensor, tokens: torch.Tensor, inputs: dict[str, Any]) -> PairBatch:

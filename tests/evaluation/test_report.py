@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import json
 import re
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_check import MARK_CLASSES, console_messages, parse, run_chromium  # noqa: F401
+from browser_check import (  # noqa: F401
+    MARK_CLASSES,
+    check_page_in_chromium,
+    console_messages,
+    parse,
+    run_chromium,
+)
 
 from evaluation.compare import REPORT_KEYS, compare_policies
 from evaluation.kl import KL_SAMPLES
@@ -22,8 +27,6 @@ from evaluation.preference_accuracy import MARGINS
 from evaluation.report_html import outcome_bars_svg
 from schemas.io import write_table
 from schemas.tables import RESPONSES, SCORES
-
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
 def write_side(root: Path, *, rng, n_prompts: int, shift: float, mean_len: float) -> tuple[Path, Path]:
@@ -109,20 +112,8 @@ def test_outcome_bars_count_and_label():
 def test_report_in_headless_chromium(report, chromium):
     result, _ = report
     page = result.output.parent / "eval_report.html"
-    done = run_chromium(chromium, page, "--enable-logging=stderr", "--v=0", "--dump-dom")
-    dom = parse(done.stdout)
-    assert dom.errors == {"count": 0, "text": ""}, dom.errors
-    assert [line for line in done.stderr.splitlines() if ":CONSOLE" in line] == []
-    expected = [c["title"] for c in parse(page.read_text(encoding="utf-8")).charts]
-    assert [c["title"] for c in dom.charts] == expected and len(expected) == 6
-    assert [c for c in dom.charts if c["points"] == 0 or c["marks"] == 0] == []
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / "eval_report.png"
-    shot.unlink(missing_ok=True)
-    run_chromium(chromium, page, f"--screenshot={shot}", "--window-size=1280,1800")
-    header = shot.read_bytes()[:24]
-    assert header[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", header[16:24]) == (1280, 1800)
-    assert shot.stat().st_size > 50_000  # a blank page compresses to a few kB
+    charts = check_page_in_chromium(chromium, page, screenshot="eval_report.png", size=(1280, 1800))
+    assert len(charts) == 6
 
 
 def test_chromium_check_catches_console_errors(report, chromium, tmp_path):

@@ -70,18 +70,9 @@ def wait_healthy(url: str, *, process, timeout_s: float) -> None:
 
 def stop(process, *, timeout_s: float = 20) -> None:
     """Stop a process this test started (and its group): SIGTERM, then SIGKILL."""
-    import os
-    import signal
-    import subprocess
+    from process_group import stop_process_group
 
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    stop_process_group(process, timeout_s=timeout_s)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from process_group import stop_process_group
 
 from flows.serve import serve_rebuilds
 from schemas.errors import ConfigError
@@ -65,9 +66,6 @@ def artifacts_by_key(client, keys: list[str]) -> dict[str, object]:
 @pytest.fixture
 def served(pipeline_yaml, on_server):
     """`python -m flows.cli_serve CONFIG --cron ...` in its own process group; always stopped."""
-    import os
-    import signal
-
     config = pipeline_yaml("served", n_prompts=4, isolate_stages=False)
     process = subprocess.Popen(
         [sys.executable, "-m", "flows.cli_serve", str(config), "--cron", CRON, "--name", "nightly"],
@@ -76,13 +74,7 @@ def served(pipeline_yaml, on_server):
     try:
         yield config, process
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_process_group(process, timeout_s=20)
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from process_group import stop_process_group
 
 
 def free_port() -> int:
@@ -74,13 +75,7 @@ def wait_healthy(process: subprocess.Popen, url: str, log: Path, *, timeout_s: f
 
 def stop(process: subprocess.Popen) -> None:
     """SIGTERM the server's process group (API server + engine core), SIGKILL if it lingers."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
+    stop_process_group(process, timeout_s=30)
 
 
 def kill(process: subprocess.Popen) -> None:

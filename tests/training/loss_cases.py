@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from training.losses import PairBatch
+from training.pair_batch import PairBatch
 
 F64 = torch.float64
 TAU = math.log(999.0)
@@ -43,3 +43,17 @@ def make_batch(pairs=PAIRS, *, ref: bool = True, scores: bool = True, grad: bool
 
 def with_policy(batch: PairBatch, lw: torch.Tensor, ll: torch.Tensor) -> PairBatch:
     return dataclasses.replace(batch, policy_chosen_logps=lw, policy_rejected_logps=ll)
+
+
+def sig(x: float) -> float:
+    """The logistic sigmoid on a plain float (for oracles written with `math`)."""
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def grad_wrt_chosen(loss_fn, batch: PairBatch, **hparams) -> torch.Tensor:
+    """d(sum of per-pair losses)/d(policy_chosen_logps), shape (B,)."""
+    lw = batch.policy_chosen_logps.detach().clone().requires_grad_(True)
+    ll = batch.policy_rejected_logps.detach().clone()
+    loss_fn(with_policy(batch, lw, ll), **hparams)[0].sum().backward()
+    assert lw.grad is not None
+    return lw.grad

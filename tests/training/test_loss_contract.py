@@ -11,7 +11,6 @@ from loss_cases import F64, PAIRS, TAU, _t, make_batch, with_policy  # noqa: F40
 
 from training.losses import (
     LOSSES,
-    PairBatch,
     adadpo,
     combined_loss,
     dpo,
@@ -21,6 +20,7 @@ from training.losses import (
     reduce_loss,
     simpo,
 )
+from training.pair_batch import PairBatch
 
 # ---------------------------------------------------------------- reduction and combination
 

@@ -17,7 +17,8 @@ from scoring.reference import reference_pass
 from training import trainer as trainer_module
 from training.collate import PairCollator
 from training.logprobs import completion_logps
-from training.losses import PairBatch, dpo
+from training.losses import dpo
+from training.pair_batch import PairBatch
 from training.render import render_pairs
 from training.stage import main, train
 
