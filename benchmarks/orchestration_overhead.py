@@ -24,27 +24,31 @@ import tempfile
 import time
 from pathlib import Path
 
-from flows.quickstart import QUICKSTART_ENV
+from prefsmith.flows.quickstart import QUICKSTART_ENV
 
 RESULT = Path(__file__).parent / "results" / "orchestration_overhead.md"
 
 
 def stage_seconds(run_dir: Path) -> dict[str, float]:
     """Stage name (manifest path relative to the run folder) -> its own wall time."""
-    from schemas.manifest import Manifest
+    from prefsmith.schemas.manifest import Manifest
 
-    return {str(p.relative_to(run_dir)): Manifest.read(p).wall_time_s
-            for p in sorted(run_dir.rglob("*.manifest.json"))}  # fmt: skip
+    return {
+        str(p.relative_to(run_dir)): Manifest.read(p).wall_time_s
+        for p in sorted(run_dir.rglob("*.manifest.json"))
+    }
 
 
 def inside_stages(run_dir: Path) -> float:
     """Seconds inside stage functions: the union of [written - wall_time_s, written] over all
     manifests (written = the manifest file's mtime), so a stage that calls another stage (the
     held-out accuracy runs two reference passes) is not counted twice."""
-    from schemas.manifest import Manifest
+    from prefsmith.schemas.manifest import Manifest
 
-    spans = sorted((p.stat().st_mtime - Manifest.read(p).wall_time_s, p.stat().st_mtime)
-                   for p in run_dir.rglob("*.manifest.json"))  # fmt: skip
+    spans = sorted(
+        (p.stat().st_mtime - Manifest.read(p).wall_time_s, p.stat().st_mtime)
+        for p in run_dir.rglob("*.manifest.json")
+    )
     total, end = 0.0, float("-inf")
     for start, stop in spans:
         total += max(0.0, stop - max(start, end))
@@ -67,11 +71,11 @@ def task_seconds(since: float) -> dict[str, float]:
 def measure(root: Path, *, build_only: bool, isolate: bool = True) -> dict:
     from prefect import flow
 
-    from flows.pipeline import pipeline
-    from flows.quickstart import quickstart_config
-    from flows.tiny import build_tiny_setup
-    from schemas.config_base import parse_config
-    from schemas.pipeline_config import PipelineConfig
+    from prefsmith.flows.pipeline import pipeline
+    from prefsmith.flows.quickstart import quickstart_config
+    from prefsmith.flows.tiny import build_tiny_setup
+    from prefsmith.schemas.config_base import parse_config
+    from prefsmith.schemas.pipeline_config import PipelineConfig
 
     models = build_tiny_setup(root / "models")
     data = quickstart_config(root, models.policy)
@@ -86,9 +90,15 @@ def measure(root: Path, *, build_only: bool, isolate: bool = True) -> dict:
     outputs = pipeline(config)
     flow_s = time.perf_counter() - start
     run_dir = Path(outputs["run_dir"])
-    return {"server_s": server_s, "flow_s": flow_s, "stages": stage_seconds(run_dir),
-            "inside_s": inside_stages(run_dir), "tasks": task_seconds(epoch - 1),
-            "build_only": build_only, "isolated": config.isolate_stages}  # fmt: skip
+    return {
+        "server_s": server_s,
+        "flow_s": flow_s,
+        "stages": stage_seconds(run_dir),
+        "inside_s": inside_stages(run_dir),
+        "tasks": task_seconds(epoch - 1),
+        "build_only": build_only,
+        "isolated": config.isolate_stages,
+    }
 
 
 def report(m: dict) -> str:
@@ -118,7 +128,9 @@ def report(m: dict) -> str:
     lines += [f"| {path} | {seconds:.2f} |" for path, seconds in m["stages"].items()]
     lines += ["", "| Prefect task run | task s |", "|---|---|"]
     lines += [f"| {name} | {seconds:.2f} |" for name, seconds in m["tasks"].items()]
-    usage = [resource.getrusage(who).ru_utime for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    usage = [
+        resource.getrusage(who).ru_utime for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    ]
     lines += ["", f"CPU user seconds (this process + children): {sum(usage):.1f}."]
     return "\n".join(lines) + "\n"
 
@@ -132,9 +144,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     root = args.root or Path(tempfile.mkdtemp(prefix="prefsmith-overhead-"))
     (root / "prefect-home").mkdir(parents=True, exist_ok=True)
-    for key, value in {**QUICKSTART_ENV, "PREFECT_HOME": str(root / "prefect-home"),
-                       "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-                       "VLLM_CPU_OMP_THREADS_BIND": "nobind"}.items():  # fmt: skip
+    for key, value in {
+        **QUICKSTART_ENV,
+        "PREFECT_HOME": str(root / "prefect-home"),
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+    }.items():
         os.environ.setdefault(key, value)
     text = report(measure(root, build_only=args.build_only, isolate=not args.no_isolate))
     args.out.parent.mkdir(parents=True, exist_ok=True)

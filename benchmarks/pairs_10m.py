@@ -6,15 +6,15 @@ POLARS_MAX_THREADS=2; wall and CPU (user + sys, all threads) seconds are both re
 the busiest thread's CPU seconds: wall on 2 idle cores >= max(busiest thread, CPU / 2):
 
 - `selection`: the stage's core selection alone — stream the scores shards in batches of
-  whole prompts (scoring.pairs_stream.score_batches + complete_runs, read ahead in a thread),
+  whole prompts (prefsmith.curation.pairs_stream.score_batches + complete_runs, read ahead in a thread),
   keep one scorer and the finite scores, best vs worst per prompt by selection score
-  (scoring.pairs_select.select_batch: numpy segment reductions over the prompt runs), margin
+  (prefsmith.curation.pairs_select.select_batch: numpy segment reductions over the prompt runs), margin
   rule applied; the pairs' response ids, raw scores and margins, without texts.
-- `stage`: scoring.pairs.build_pairs end to end (join to responses, duplicate-text merging,
+- `stage`: prefsmith.curation.pairs.build_pairs end to end (join to responses, duplicate-text merging,
   selection, pair ids, messages, the Parquet writes, the quarantine, input hashes for the
   manifest).
 - `fallback` (only with `--steps ... fallback`): build_pairs forced onto its sorted, in-memory
-  path (scoring.pairs_stream.sorted_runs), the one taken by input not grouped by prompt.
+  path (prefsmith.curation.pairs_stream.sorted_runs), the one taken by input not grouped by prompt.
 
 Usage (from the repository root; data are generated once, untimed, and reused):
 
@@ -46,8 +46,8 @@ def generate(data: Path, *, prompts: int, per_prompt: int, shards: int = 10, see
     import polars as pl
     import pyarrow as pa
 
-    from schemas.io import shard_name, write_table
-    from schemas.tables import PROMPTS, RESPONSES, SCORES
+    from prefsmith.schemas.io import shard_name, write_table
+    from prefsmith.schemas.tables import PROMPTS, RESPONSES, SCORES
 
     marker = data / "params.json"
     params = {"prompts": prompts, "per_prompt": per_prompt, "shards": shards, "seed": seed}
@@ -60,19 +60,28 @@ def generate(data: Path, *, prompts: int, per_prompt: int, shards: int = 10, see
     score = rng.normal(size=n)  # (N,)
     score[rng.random(n) < 1e-3] = np.nan  # a few non-finite scores to quarantine
     n_tokens = rng.integers(1, 200, size=n).astype(np.int32)  # (N,)
-    frame = pl.DataFrame({
-        "prompt_id": pid, "response_id": pid + "-" + pl.Series(sample).cast(pl.String),
-        "sample_idx": sample, "response": "answer " + pl.Series(rng.integers(0, 50, size=n)).cast(pl.String),
-        "n_tokens": n_tokens, "score": score,
-    })  # fmt: skip
+    frame = pl.DataFrame(
+        {
+            "prompt_id": pid,
+            "response_id": pid + "-" + pl.Series(sample).cast(pl.String),
+            "sample_idx": sample,
+            "response": "answer " + pl.Series(rng.integers(0, 50, size=n)).cast(pl.String),
+            "n_tokens": n_tokens,
+            "score": score,
+        }
+    )
     empty = pa.array([[]] * n, type=SCORES.field("objectives").type)
     bounds = np.linspace(0, n, shards + 1).astype(int)
     for index in range(shards):
         part = frame[bounds[index] : bounds[index + 1]]
         rows = part.height
-        responses = part.select(RESPONSES.names[:5]).to_arrow().append_column(
-            "finish_reason", pa.array(["stop"] * rows)).append_column(
-            "generator", pa.array(["bench"] * rows)).append_column("gen_config_hash", pa.array(["h"] * rows))  # fmt: skip
+        responses = (
+            part.select(RESPONSES.names[:5])
+            .to_arrow()
+            .append_column("finish_reason", pa.array(["stop"] * rows))
+            .append_column("generator", pa.array(["bench"] * rows))
+            .append_column("gen_config_hash", pa.array(["h"] * rows))
+        )
         scores = part.select(
             "response_id", "prompt_id", scorer=pl.lit("rm-bench"), score="score"
         ).to_arrow()
@@ -156,10 +165,10 @@ def selection(scores: Path, *, scorer: str) -> int:
     """Best vs worst per prompt from the scores alone (no texts): the number of pairs."""
     import polars as pl
 
-    from schemas.data_configs import PairsConfig
-    from schemas.io import shard_files
-    from scoring.pairs_select import select_batch
-    from scoring.pairs_stream import complete_runs, prefetch, score_batches
+    from prefsmith.curation.pairs_select import select_batch
+    from prefsmith.curation.pairs_stream import complete_runs, prefetch, score_batches
+    from prefsmith.schemas.data_configs import PairsConfig
+    from prefsmith.schemas.io import shard_files
 
     config, pairs = PairsConfig(), 0
     status = pl.when(~pl.col("score").is_finite().fill_null(False)).then(pl.lit("non_finite_score"))
@@ -170,9 +179,9 @@ def selection(scores: Path, *, scorer: str) -> int:
 
 
 def build(paths: dict[str, Path], out: Path, *, force_fallback: bool) -> int:
-    """scoring.pairs.build_pairs on the benchmark tables: the number of pairs written."""
-    from schemas.data_configs import PairsConfig
-    from scoring import pairs as P
+    """prefsmith.curation.pairs.build_pairs on the benchmark tables: the number of pairs written."""
+    from prefsmith.curation import pairs as P
+    from prefsmith.schemas.data_configs import PairsConfig
 
     if force_fallback:  # as if the scores were not grouped by prompt
 
@@ -197,7 +206,7 @@ def measure(step: str, data: Path, out: Path) -> dict:
     The imports happen first, outside the timing (as the stage's caller has them loaded),
     but inside the peak memory (reported separately as the baseline).
     """
-    import scoring.pairs  # noqa: F401  (polars, pyarrow, numpy, pydantic and the stage)
+    import prefsmith.curation.pairs  # noqa: F401  (polars, pyarrow, numpy, pydantic and the stage)
 
     baseline_mb = peak_rss_mb()
     paths = {name: data / name for name in ("scores", "responses", "prompts")}
@@ -208,9 +217,16 @@ def measure(step: str, data: Path, out: Path) -> dict:
         else:
             rows = build(paths, out, force_fallback=step == "fallback")
         seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
-    return {"step": step, "wall_s": round(seconds, 2), "cpu_s": round(cpu, 2), "busiest_thread_cpu_s": round(busiest.seconds(), 2),
-            "peak_rss_mb": round(peak_rss_mb()), "import_baseline_mb": round(baseline_mb), "pairs": rows,
-            "loadavg_1m": os.getloadavg()[0]}  # fmt: skip
+    return {
+        "step": step,
+        "wall_s": round(seconds, 2),
+        "cpu_s": round(cpu, 2),
+        "busiest_thread_cpu_s": round(busiest.seconds(), 2),
+        "peak_rss_mb": round(peak_rss_mb()),
+        "import_baseline_mb": round(baseline_mb),
+        "pairs": rows,
+        "loadavg_1m": os.getloadavg()[0],
+    }
 
 
 def machine() -> dict:
@@ -224,8 +240,14 @@ def machine() -> dict:
     )
     import polars
 
-    return {"nproc": os.cpu_count(), "cpu": model, "polars": polars.__version__, "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d %H:%M"), "loadavg": os.getloadavg()}  # fmt: skip
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "polars": polars.__version__,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "loadavg": os.getloadavg(),
+    }
 
 
 def main() -> None:

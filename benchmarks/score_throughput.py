@@ -2,7 +2,7 @@
 
 The naive loop is what public reward-model scripts and model cards do (e.g. the ArmoRM and
 Skywork-Reward cards): for each response, `apply_chat_template(..., return_tensors="pt")`, one
-forward, read `logits[0][0]`. Ours (`scoring.reward_model.ModelScorer`) renders the same tokens,
+forward, read `logits[0][0]`. Ours (`prefsmith.scoring.reward_model.ModelScorer`) renders the same tokens,
 sorts rows by length, packs them into right-padded batches of at most `token_budget` padded
 tokens and runs one forward per batch under `torch.inference_mode`.
 
@@ -31,13 +31,13 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch  # noqa: E402
-from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from flows.tiny import WORDS, build_tokenizer, sample_prompt  # noqa: E402
-from schemas.data_configs import ScoreConfig  # noqa: E402
-from scoring.batching import ScoreRequest, token_budget_batches  # noqa: E402
-from scoring.reward_model import encode_requests, load_reward_model  # noqa: E402
+from prefsmith.flows.tiny import WORDS, build_tokenizer, sample_prompt
+from prefsmith.schemas.data_configs import ScoreConfig
+from prefsmith.scoring.batching import ScoreRequest, token_budget_batches
+from prefsmith.scoring.reward_model import encode_requests, load_reward_model
 
 RESULTS = Path(__file__).resolve().parent / "results" / "score_throughput.md"
 MAX_LENGTH = 1024
@@ -65,11 +65,18 @@ def build_model(root: Path, *, hidden: int = 256, layers: int = 4, seed: int = 0
 
     tokenizer = build_tokenizer(root / "tokenizer")
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 4,
-        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=4,
-        max_position_embeddings=MAX_LENGTH, num_labels=1, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-    )  # fmt: skip
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 4,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=MAX_LENGTH,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     torch.manual_seed(seed)
     model = LlamaForSequenceClassification(config)
     model.save_pretrained(str(root / "rm"))
@@ -193,8 +200,9 @@ def section(threads: int, timings: list[Timing], notes: list[str]) -> list[str]:
 
 def compare(path: Path, requests: list[ScoreRequest], *, budgets: list[int], repeats: int):
     """Naive loop, then our scorer at each budget; returns (timings, notes on padding and diffs)."""
-    naive, reference = time_it("naive loop (1 row/forward)", load_naive(path), requests,
-                               repeats=repeats)  # fmt: skip
+    naive, reference = time_it(
+        "naive loop (1 row/forward)", load_naive(path), requests, repeats=repeats
+    )
     timings, notes = [naive], []
     for budget in budgets:
         ours = load_ours(path, budget=budget)
@@ -203,8 +211,10 @@ def compare(path: Path, requests: list[ScoreRequest], *, budgets: list[int], rep
         )
         efficiency, n_batches = padding_efficiency(path, requests, budget=budget)
         diff = max(abs(a - b) for a, b in zip(scores, reference, strict=True))
-        notes.append(f"- token_budget={budget}: {n_batches} batches, real/padded tokens "
-                     f"{efficiency:.1%}, max |score − naive score| = {diff:.1e}")  # fmt: skip
+        notes.append(
+            f"- token_budget={budget}: {n_batches} batches, real/padded tokens "
+            f"{efficiency:.1%}, max |score − naive score| = {diff:.1e}"
+        )
         timings.append(timing)
     return timings, notes
 
@@ -213,8 +223,10 @@ def workload(path: Path, requests: list[ScoreRequest]) -> str:
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     encoded, _ = encode_requests(requests, tokenizer=tokenizer, max_length=MAX_LENGTH)
     lengths = sorted(len(ids) for ids in encoded.values())
-    return (f"{len(requests)} responses, {sum(lengths):,} tokens (prompt + response); rendered "
-            f"length min/median/max {lengths[0]}/{lengths[len(lengths) // 2]}/{lengths[-1]}")  # fmt: skip
+    return (
+        f"{len(requests)} responses, {sum(lengths):,} tokens (prompt + response); rendered "
+        f"length min/median/max {lengths[0]}/{lengths[len(lengths) // 2]}/{lengths[-1]}"
+    )
 
 
 NOTES_MARKER = "<!-- notes: kept when the script rewrites this file -->"

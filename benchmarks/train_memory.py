@@ -5,14 +5,14 @@
 
 The measured half of the sizing table in `training/deepspeed/README.md`. Not part of the test
 suite (about 5 minutes on 2 cores). Each cell is a fresh child process that calls
-`training.launch.launch_train`, the production path: torchrun + `python -m training.stage` on
+`prefsmith.training.launch.launch_train`, the production path: torchrun + `python -m prefsmith.training.stage` on
 every rank (no DeepSpeed and one process: `train` in the child itself). Its peak is the kernel's
 high-water mark, `getrusage(RUSAGE_CHILDREN | RUSAGE_SELF).ru_maxrss`: the largest resident set
 of any one process, i.e. the peak of the biggest rank (what "memory per GPU" means). Linux
 carries a process's high-water mark over fork and exec (a child starts at its parent's resident
 size), so this script's own process never imports torch: building the models and reading the
 versions happen in a child too. The baseline is a child that only imports the training stack
-(torch, transformers, DeepSpeed, datasets, `training.trainer`), so `peak - baseline` is what the
+(torch, transformers, DeepSpeed, datasets, `prefsmith.training.trainer`), so `peak - baseline` is what the
 model, its training states and the activations add; it is compared with the arithmetic for
 float32 training (`arithmetic_mb`).
 
@@ -38,15 +38,21 @@ import sys
 import time
 from pathlib import Path
 
-MODELS = {"tiny": {"hidden": 64, "layers": 2, "mlp": 128, "heads": 2},
-          "medium": {"hidden": 768, "layers": 12, "mlp": 2048, "heads": 12}}  # fmt: skip
+MODELS = {
+    "tiny": {"hidden": 64, "layers": 2, "mlp": 128, "heads": 2},
+    "medium": {"hidden": 768, "layers": 12, "mlp": 2048, "heads": 12},
+}
 ZERO = ["none", "zero2", "zero3"]
 MAX_LENGTH, MAX_PROMPT, GLOBAL_BATCH, STEPS = 48, 24, 2, 2
 MB = 2**20
 REPO = Path(__file__).resolve().parents[1]
 # DeepSpeed compiles its shared-memory comm op on first use (about a minute); share the tests' cache.
-ENV = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-       "TORCH_EXTENSIONS_DIR": str(REPO / ".prefsmith" / "test-cache" / "torch_extensions")}  # fmt: skip
+ENV = {
+    "OMP_NUM_THREADS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "TORCH_EXTENSIONS_DIR": str(REPO / ".prefsmith" / "test-cache" / "torch_extensions"),
+}
 
 
 def build(root: Path, name: str) -> Path:
@@ -54,7 +60,7 @@ def build(root: Path, name: str) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from flows.tiny import build_tokenizer
+    from prefsmith.flows.tiny import build_tokenizer
 
     folder = root / name
     if (folder / "config.json").is_file():
@@ -63,33 +69,49 @@ def build(root: Path, name: str) -> Path:
     tokenizer, shape = AutoTokenizer.from_pretrained(str(folder)), MODELS[name]
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=shape["hidden"], intermediate_size=shape["mlp"],
-        num_hidden_layers=shape["layers"], num_attention_heads=shape["heads"],
-        num_key_value_heads=shape["heads"], max_position_embeddings=128, tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=shape["hidden"],
+        intermediate_size=shape["mlp"],
+        num_hidden_layers=shape["layers"],
+        num_attention_heads=shape["heads"],
+        num_key_value_heads=shape["heads"],
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
+    )
     LlamaForCausalLM(config).save_pretrained(str(folder))
     return folder
 
 
 def pairs_table(root: Path) -> Path:
     """16 pairs of short chat answers (the tests' generator), no reference columns."""
-    from flows.tiny import sample_answer, sample_prompt
-    from schemas.io import write_table
-    from schemas.tables import PAIRS
+    from prefsmith.flows.tiny import sample_answer, sample_prompt
+    from prefsmith.schemas.io import write_table
+    from prefsmith.schemas.tables import PAIRS
 
     path = root / "pairs.parquet"
     if path.is_file():
         return path
     rng, rows = random.Random(0), []
     for i in range(16):
-        rows.append({"pair_id": f"p{i}", "prompt_id": f"q{i}",
-                     "messages": [{"role": "user", "content": sample_prompt(rng)}],
-                     "chosen": sample_answer(rng), "rejected": sample_answer(rng),
-                     "chosen_response_id": f"q{i}-0", "rejected_response_id": f"q{i}-1",
-                     "score_chosen": 1.0, "score_rejected": 0.0, "margin": 1.0,
-                     "strategy": "bench", "scorer": "none"})  # fmt: skip
+        rows.append(
+            {
+                "pair_id": f"p{i}",
+                "prompt_id": f"q{i}",
+                "messages": [{"role": "user", "content": sample_prompt(rng)}],
+                "chosen": sample_answer(rng),
+                "rejected": sample_answer(rng),
+                "chosen_response_id": f"q{i}-0",
+                "rejected_response_id": f"q{i}-1",
+                "score_chosen": 1.0,
+                "score_rejected": 0.0,
+                "margin": 1.0,
+                "strategy": "bench",
+                "scorer": "none",
+            }
+        )
     return write_table(rows, path, PAIRS)
 
 
@@ -112,15 +134,24 @@ def _peak_mb() -> float:
 
 def cell(root: Path, model: str, zero: str, procs: int) -> dict:
     """One measurement (run in its own child process: ru_maxrss only ever grows)."""
-    from schemas.config_base import parse_config
-    from schemas.train_configs import TrainConfig
-    from training.launch import launch_train
+    from prefsmith.schemas.config_base import parse_config
+    from prefsmith.schemas.train_configs import TrainConfig
+    from prefsmith.training.launch import launch_train
 
-    config = {"policy": str(root / model), "loss": [{"name": "simpo"}], "max_length": MAX_LENGTH,
-              "max_prompt_length": MAX_PROMPT, "max_steps": STEPS, "learning_rate": 1e-5,
-              "per_device_train_batch_size": GLOBAL_BATCH // procs, "group_by_length": False,
-              "save_steps": 0, "logging_steps": 1, "deepspeed": None if zero == "none" else zero,
-              "launch": {"nproc_per_node": procs}}  # fmt: skip
+    config = {
+        "policy": str(root / model),
+        "loss": [{"name": "simpo"}],
+        "max_length": MAX_LENGTH,
+        "max_prompt_length": MAX_PROMPT,
+        "max_steps": STEPS,
+        "learning_rate": 1e-5,
+        "per_device_train_batch_size": GLOBAL_BATCH // procs,
+        "group_by_length": False,
+        "save_steps": 0,
+        "logging_steps": 1,
+        "deepspeed": None if zero == "none" else zero,
+        "launch": {"nproc_per_node": procs},
+    }
     start = time.perf_counter()
     out = root / "runs" / f"{model}-{zero}-{procs}"
     launch_train(root / "pairs.parquet", config=parse_config(TrainConfig, config), out_dir=out)
@@ -143,8 +174,8 @@ def baseline() -> dict:
     import torch  # noqa: F401
     import transformers  # noqa: F401
 
-    import training.stage  # noqa: F401
-    import training.trainer  # noqa: F401
+    import prefsmith.training.stage
+    import prefsmith.training.trainer  # noqa: F401
 
     return {"peak_mb": _peak_mb(), "wall_s": 0.0}
 
@@ -186,35 +217,57 @@ def machine() -> dict:
     import torch
     import transformers
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), "?")  # fmt: skip
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in open("/proc/cpuinfo")
+            if line.startswith("model name")
+        ),
+        "?",
+    )
     memory = next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal"))
-    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": f"{cpu} (no GPU)",
-            "cores": os.cpu_count(), "memory": f"{int(memory) / 2**20:.0f} GiB",
-            "threads per rank (OMP_NUM_THREADS)": 1, "python": platform.python_version(),
-            "torch": torch.__version__, "transformers": transformers.__version__,
-            "deepspeed": deepspeed.__version__,
-            "load average at start (1/5/15 min)": " / ".join(f"{x:.1f}" for x in os.getloadavg())}  # fmt: skip
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": f"{cpu} (no GPU)",
+        "cores": os.cpu_count(),
+        "memory": f"{int(memory) / 2**20:.0f} GiB",
+        "threads per rank (OMP_NUM_THREADS)": 1,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "deepspeed": deepspeed.__version__,
+        "load average at start (1/5/15 min)": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
+    }
 
 
 def report(rows: list[dict], facts: dict, *, base: float, sizes: dict[str, int]) -> str:
-    lines = ["# Train-stage memory per rank on the CPU (measured)", "",
-             "**No GPU: a 2-core CPU machine shared with other work.** Produced by "
-             "`benchmarks/train_memory.py` (its docstring has the setup). Peak = the largest "
-             "resident set of any one process of the run (ru_maxrss), so per rank.", "",
-             "| fact | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in facts.items()),
-             f"| baseline (training stack imported, nothing loaded) | {base:.0f} MB |", "",
-             "| model | parameters | ZeRO | processes | peak per rank MB | peak - baseline MB | "
-             "bytes per parameter | arithmetic: float32 states MB | + activations (bound) MB | "
-             "measured / arithmetic | wall s |", "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "# Train-stage memory per rank on the CPU (measured)",
+        "",
+        "**No GPU: a 2-core CPU machine shared with other work.** Produced by "
+        "`benchmarks/train_memory.py` (its docstring has the setup). Peak = the largest "
+        "resident set of any one process of the run (ru_maxrss), so per rank.",
+        "",
+        "| fact | value |",
+        "|---|---|",
+        *(f"| {k} | {v} |" for k, v in facts.items()),
+        f"| baseline (training stack imported, nothing loaded) | {base:.0f} MB |",
+        "",
+        "| model | parameters | ZeRO | processes | peak per rank MB | peak - baseline MB | "
+        "bytes per parameter | arithmetic: float32 states MB | + activations (bound) MB | "
+        "measured / arithmetic | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         low, high = arithmetic_mb(sizes[row["model"]], zero=row["zero"], procs=row["procs"])
         act = activations_mb(MODELS[row["model"]], per_device=GLOBAL_BATCH // row["procs"])
         states = f"{low:.0f}" if low == high else f"{low:.0f}-{high:.0f}"
         added, n_params = row["peak_mb"] - base, sizes[row["model"]]
-        lines.append(f"| {row['model']} | {n_params / 1e6:.2f}M | {row['zero']} | {row['procs']} | "
-                     f"{row['peak_mb']:.0f} | {added:.0f} | {added * MB / n_params:.1f} | {states} | "
-                     f"{act:.0f} | {added / (high + act):.2f} | {row['wall_s']:.0f} |")  # fmt: skip
+        lines.append(
+            f"| {row['model']} | {n_params / 1e6:.2f}M | {row['zero']} | {row['procs']} | "
+            f"{row['peak_mb']:.0f} | {added:.0f} | {added * MB / n_params:.1f} | {states} | "
+            f"{act:.0f} | {added / (high + act):.2f} | {row['wall_s']:.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

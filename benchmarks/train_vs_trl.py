@@ -5,7 +5,7 @@
 
 Not part of the test suite (minutes of CPU). Setup (built once under --root):
 - model: random-init LlamaForCausalLM, hidden 256, 4 layers, 4 heads (2 KV), MLP 512, vocab 384
-  (the byte-level BPE tokenizer of `flows.tiny`), float32 weights and compute on both sides
+  (the byte-level BPE tokenizer of `prefsmith.flows.tiny`), float32 weights and compute on both sides
   (TRL turns bf16 autocast and gradient checkpointing on by default; both are off here, as in
   prefsmith's defaults);
 - pairs: 64, prompts of ~64 tokens after the chat template, responses of 64-128 tokens;
@@ -43,7 +43,7 @@ SIDES = ["ours", "ours-concat", "trl"]
 
 def _text_of_tokens(tokenizer, rng: random.Random, n_tokens: int) -> str:
     """Random words whose tokenization is about `n_tokens` long."""
-    from flows.tiny import WORDS
+    from prefsmith.flows.tiny import WORDS
 
     words: list[str] = []
     while len(tokenizer(" ".join(words), add_special_tokens=False).input_ids) < n_tokens:
@@ -56,23 +56,30 @@ def build(root: Path) -> tuple[Path, Path]:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from flows.tiny import build_tokenizer
-    from schemas.config_base import parse_config
-    from schemas.io import write_table
-    from schemas.tables import PAIRS
-    from schemas.train_configs import ReferenceConfig
-    from scoring.reference import reference_pass
+    from prefsmith.flows.tiny import build_tokenizer
+    from prefsmith.schemas.config_base import parse_config
+    from prefsmith.schemas.io import write_table
+    from prefsmith.schemas.tables import PAIRS
+    from prefsmith.schemas.train_configs import ReferenceConfig
+    from prefsmith.training.reference import reference_pass
 
     model_dir = root / "model"
     build_tokenizer(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=256, intermediate_size=512, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
-    )  # fmt: skip
+        vocab_size=len(tokenizer),
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
     LlamaForCausalLM(config).save_pretrained(str(model_dir))
     rng = random.Random(0)
     rows = []
@@ -81,13 +88,27 @@ def build(root: Path) -> tuple[Path, Path]:
         chosen, rejected = (
             _text_of_tokens(tokenizer, rng, rng.randint(*RESPONSE_TOKENS) - 1) for _ in "ab"
         )
-        rows.append({"pair_id": f"p{i}", "prompt_id": f"q{i}", "messages": [{"role": "user", "content": prompt}],
-                     "chosen": chosen, "rejected": rejected, "chosen_response_id": f"q{i}-0",
-                     "rejected_response_id": f"q{i}-1", "score_chosen": 1.0, "score_rejected": 0.0,
-                     "margin": 1.0, "strategy": "bench", "scorer": "none"})  # fmt: skip
+        rows.append(
+            {
+                "pair_id": f"p{i}",
+                "prompt_id": f"q{i}",
+                "messages": [{"role": "user", "content": prompt}],
+                "chosen": chosen,
+                "rejected": rejected,
+                "chosen_response_id": f"q{i}-0",
+                "rejected_response_id": f"q{i}-1",
+                "score_chosen": 1.0,
+                "score_rejected": 0.0,
+                "margin": 1.0,
+                "strategy": "bench",
+                "scorer": "none",
+            }
+        )
     pairs = write_table(rows, root / "pairs.parquet", PAIRS)
-    ref = parse_config(ReferenceConfig, {"model": str(model_dir), "max_length": 512, "max_prompt_length": 256,
-                                         "dtype": "float32"})  # fmt: skip
+    ref = parse_config(
+        ReferenceConfig,
+        {"model": str(model_dir), "max_length": 512, "max_prompt_length": 256, "dtype": "float32"},
+    )
     return model_dir, reference_pass(pairs, config=ref, out_dir=root / "ref").output
 
 
@@ -115,22 +136,32 @@ def _rss() -> int:
 
 
 def _config(model_dir: Path, epochs: int, layout: str):
-    from schemas.config_base import parse_config
-    from schemas.train_configs import TrainConfig
+    from prefsmith.schemas.config_base import parse_config
+    from prefsmith.schemas.train_configs import TrainConfig
 
-    return parse_config(TrainConfig, {
-        "policy": str(model_dir), "max_length": 512, "max_prompt_length": 256, "learning_rate": LR,
-        "per_device_train_batch_size": BATCH, "num_train_epochs": epochs, "warmup_ratio": 0.0,
-        "logging_steps": 10, "save_steps": 0, "loss": [{"name": "dpo", "params": {"beta": BETA}}],
-        "pair_layout": layout,
-    })  # fmt: skip
+    return parse_config(
+        TrainConfig,
+        {
+            "policy": str(model_dir),
+            "max_length": 512,
+            "max_prompt_length": 256,
+            "learning_rate": LR,
+            "per_device_train_batch_size": BATCH,
+            "num_train_epochs": epochs,
+            "warmup_ratio": 0.0,
+            "logging_steps": 10,
+            "save_steps": 0,
+            "loss": [{"name": "dpo", "params": {"beta": BETA}}],
+            "pair_layout": layout,
+        },
+    )
 
 
 def _examples(model_dir: Path, pairs_ref: Path, config) -> list[dict]:
     """prefsmith's rendered pair examples (token ids + reference log-probs); no model loaded."""
     from transformers import AutoTokenizer
 
-    from training.stage import build_examples, read_pairs
+    from prefsmith.training.stage import build_examples, read_pairs
 
     rows, has_ref = read_pairs(pairs_ref, config=config)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
@@ -142,7 +173,7 @@ def _examples(model_dir: Path, pairs_ref: Path, config) -> list[dict]:
 def _our_trainer(config, examples: list[dict], out: Path):
     import datasets
 
-    from training.stage import load_policy, make_trainer, training_arguments
+    from prefsmith.training.stage import load_policy, make_trainer, training_arguments
 
     args = training_arguments(config, out_dir=out)
     args.disable_tqdm = True
@@ -183,7 +214,7 @@ def _trl_trainer(model_dir: Path, examples: list[dict], out: Path, epochs: int):
         seed=0,
         dataloader_num_workers=0,
         gradient_checkpointing=False,
-    )  # fmt: skip  (TRL defaults to True; prefsmith to False)
+    )  # (TRL defaults to True; prefsmith to False)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     return GivenIds(model=model, args=args, train_dataset=ids, processing_class=tokenizer)
@@ -210,11 +241,18 @@ def run_side(side: str, root: Path, epochs: int) -> dict:
         start, start_cpu = time.perf_counter(), time.process_time()
         result = trainer.train()
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
-    return {"side": side, "seconds": seconds, "cpu_seconds": cpu_seconds, "tokens": tokens,
-            "tokens_per_s": tokens / seconds, "steps": trainer.state.global_step,
-            "train_loss": result.training_loss, "peak_rss_train_mb": peak.peak / 2**20,
-            "rss_growth_train_mb": (peak.peak - start_rss) / 2**20,
-            "peak_rss_process_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
+    return {
+        "side": side,
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "tokens": tokens,
+        "tokens_per_s": tokens / seconds,
+        "steps": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "peak_rss_train_mb": peak.peak / 2**20,
+        "rss_growth_train_mb": (peak.peak - start_rss) / 2**20,
+        "peak_rss_process_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def _subprocess(side: str, root: Path, epochs: int, threads: int) -> dict:
@@ -251,20 +289,29 @@ def machine(threads: int) -> dict:
         "?",
     )
     memory = next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal"))
-    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu, "cores": os.cpu_count(),
-            "memory": f"{int(memory) / 2**20:.0f} GiB", "threads per run (OMP_NUM_THREADS)": threads,
-            "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "trl": trl.__version__,
-            "load average at start (1/5/15 min)": " / ".join(f"{x:.1f}" for x in os.getloadavg())}  # fmt: skip
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory": f"{int(memory) / 2**20:.0f} GiB",
+        "threads per run (OMP_NUM_THREADS)": threads,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+        "load average at start (1/5/15 min)": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
+    }
 
 
 def _summary(runs: list[dict], side: str) -> dict:
     mine = [r for r in runs if r["side"] == side]
-    return {"median": statistics.median(r["tokens_per_s"] for r in mine),
-            "cpu": statistics.median(r["tokens"] / r["cpu_seconds"] for r in mine),
-            "best": max(r["tokens_per_s"] for r in mine),
-            "rss": statistics.median(r["peak_rss_train_mb"] for r in mine),
-            "growth": statistics.median(r["rss_growth_train_mb"] for r in mine)}  # fmt: skip
+    return {
+        "median": statistics.median(r["tokens_per_s"] for r in mine),
+        "cpu": statistics.median(r["tokens"] / r["cpu_seconds"] for r in mine),
+        "best": max(r["tokens_per_s"] for r in mine),
+        "rss": statistics.median(r["peak_rss_train_mb"] for r in mine),
+        "growth": statistics.median(r["rss_growth_train_mb"] for r in mine),
+    }
 
 
 def report(runs: list[dict], facts: dict, *, epochs: int) -> str:
@@ -284,36 +331,57 @@ def report(runs: list[dict], facts: dict, *, epochs: int) -> str:
         f"{r['train_loss']:.4f} | {r['peak_rss_train_mb']:.0f} | {r['rss_growth_train_mb']:.0f} |"
         for r in runs
     ]
-    return "\n".join([
-        "# prefsmith trainer vs TRL DPOTrainer (CPU)", "",
-        "**No GPU was lent to this issue: these are CPU figures.** Produced by "
-        "`benchmarks/train_vs_trl.py` (see its docstring for the exact setup).", "",
-        "| fact | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in facts.items()), "",
-        f"Setup: {N_PAIRS} pairs, prompt ~{PROMPT_TOKENS} tokens, responses {RESPONSE_TOKENS[0]}-"
-        f"{RESPONSE_TOKENS[1]} tokens, batch {BATCH} pairs, {epochs} epochs ({runs[0]['steps']} steps), DPO "
-        f"beta {BETA} with precomputed reference log-probs, float32, AdamW lr {LR}, no gradient "
-        "checkpointing on either side. Llama hidden 256 / 4 layers / vocab 384, random init. "
-        f"{runs[0]['tokens']} real tokens per run.", "",
-        "Sides: `ours` = prefsmith defaults (`pair_layout: shared_prompt`, length-grouped batches); "
-        "`ours-concat` = `pair_layout: concatenated`; `trl` = `DPOTrainer(precompute_ref_log_probs=True)`.", "",
-        "## tokens/s and peak memory, ratios to TRL", "",
-        "| side | tokens/s median | tokens/s best | tokens per CPU-s median | speed ratio (median) | "
-        "speed ratio (best) | speed ratio (CPU time) | peak RSS in train MB | RSS ratio | "
-        "RSS growth in train MB |",
-        "|---|---|---|---|---|---|---|---|---|---|", *table, "",
-        "Wall-clock tokens/s is what a user waits for; tokens per CPU-second (process CPU time) "
-        "is less disturbed by other work on a shared machine when each run has one thread.", "",
-        "## Every run (in order; sides alternate, each a fresh process)", "",
-        "| side | train s | CPU s | tokens/s | train loss | peak RSS MB | RSS growth MB |",
-        "|---|---|---|---|---|---|---|", *every, "",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "# prefsmith trainer vs TRL DPOTrainer (CPU)",
+            "",
+            "**No GPU was lent to this issue: these are CPU figures.** Produced by "
+            "`benchmarks/train_vs_trl.py` (see its docstring for the exact setup).",
+            "",
+            "| fact | value |",
+            "|---|---|",
+            *(f"| {k} | {v} |" for k, v in facts.items()),
+            "",
+            f"Setup: {N_PAIRS} pairs, prompt ~{PROMPT_TOKENS} tokens, responses {RESPONSE_TOKENS[0]}-"
+            f"{RESPONSE_TOKENS[1]} tokens, batch {BATCH} pairs, {epochs} epochs ({runs[0]['steps']} steps), DPO "
+            f"beta {BETA} with precomputed reference log-probs, float32, AdamW lr {LR}, no gradient "
+            "checkpointing on either side. Llama hidden 256 / 4 layers / vocab 384, random init. "
+            f"{runs[0]['tokens']} real tokens per run.",
+            "",
+            "Sides: `ours` = prefsmith defaults (`pair_layout: shared_prompt`, length-grouped batches); "
+            "`ours-concat` = `pair_layout: concatenated`; `trl` = `DPOTrainer(precompute_ref_log_probs=True)`.",
+            "",
+            "## tokens/s and peak memory, ratios to TRL",
+            "",
+            "| side | tokens/s median | tokens/s best | tokens per CPU-s median | speed ratio (median) | "
+            "speed ratio (best) | speed ratio (CPU time) | peak RSS in train MB | RSS ratio | "
+            "RSS growth in train MB |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+            *table,
+            "",
+            "Wall-clock tokens/s is what a user waits for; tokens per CPU-second (process CPU time) "
+            "is less disturbed by other work on a shared machine when each run has one thread.",
+            "",
+            "## Every run (in order; sides alternate, each a fresh process)",
+            "",
+            "| side | train s | CPU s | tokens/s | train loss | peak RSS MB | RSS growth MB |",
+            "|---|---|---|---|---|---|---|",
+            *every,
+            "",
+        ]
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", choices=SIDES, help=argparse.SUPPRESS)
-    parser.add_argument("--sides", nargs="+", choices=SIDES, default=["ours", "trl"],
-                        help="ours: shared_prompt layout; ours-concat: concatenated layout")  # fmt: skip
+    parser.add_argument(
+        "--sides",
+        nargs="+",
+        choices=SIDES,
+        default=["ours", "trl"],
+        help="ours: shared_prompt layout; ours-concat: concatenated layout",
+    )
     parser.add_argument("--root", type=Path, default=None, help="work folder (reused if built)")
     parser.add_argument("--reps", type=int, default=5, help="runs per side, alternating")
     parser.add_argument("--epochs", type=int, default=2)

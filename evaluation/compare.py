@@ -3,13 +3,13 @@
 Inputs are the scores and responses tables of each policy's generations. Scores are averaged per
 prompt (when N > 1 samples) and paired on `prompt_id`; a prompt missing on either side is
 dropped and counted. Optional inputs from the other evaluation stages: the KL samples
-(`evaluation.kl`), the held-out pair margins (`evaluation.preference_accuracy`) and the lm-eval
-result (`evaluation.lm_eval_hook`). Output: `eval_report.json`, `eval_report.md` and the
+(`prefsmith.evaluation.kl`), the held-out pair margins (`prefsmith.evaluation.preference_accuracy`) and the lm-eval
+result (`prefsmith.evaluation.lm_eval_hook`). Output: `eval_report.json`, `eval_report.md` and the
 self-contained `eval_report.html`.
 
 `eval_report.json` keys (always present; a part that was not computed is null):
 `n_prompts`, `win_rate` {rate, low, high, n, wins, ties, losses}, `lc_win_rate`,
-`tuned` / `base` {mean_reward, mean_tokens, n_prompts}, `kl` (evaluation.kl.summarize_kl),
+`tuned` / `base` {mean_reward, mean_tokens, n_prompts}, `kl` (prefsmith.evaluation.kl.summarize_kl),
 `heldout_pairs` {n_pairs, accuracy, mean_margin, ties}, `lm_eval` {status, tasks, message, results}.
 """
 
@@ -21,23 +21,39 @@ from pathlib import Path
 
 import polars as pl
 
-from evaluation.kl import KL_SAMPLES, summarize_kl
-from evaluation.preference_accuracy import MARGINS, preference_accuracy
-from evaluation.report_html import LC_NOTE, render_eval_html
-from evaluation.winrate import length_controlled_win_rate, outcomes, win_rate
-from schemas.io import read_frame
-from schemas.manifest import Manifest, StageResult, input_ref, manifest_path
-from schemas.tables import RESPONSES, SCORES
+from prefsmith.evaluation.kl import KL_SAMPLES, summarize_kl
+from prefsmith.evaluation.preference_accuracy import MARGINS, preference_accuracy
+from prefsmith.evaluation.report_html import LC_NOTE, render_eval_html
+from prefsmith.evaluation.winrate import length_controlled_win_rate, outcomes, win_rate
+from prefsmith.schemas.io import read_frame
+from prefsmith.schemas.manifest import Manifest, StageResult, input_ref, manifest_path
+from prefsmith.schemas.tables import RESPONSES, SCORES
 
-REPORT_KEYS = ("n_prompts", "win_rate", "lc_win_rate", "tuned", "base", "kl", "heldout_pairs", "lm_eval")
+REPORT_KEYS = (
+    "n_prompts",
+    "win_rate",
+    "lc_win_rate",
+    "tuned",
+    "base",
+    "kl",
+    "heldout_pairs",
+    "lm_eval",
+)
 
 
 def scored_responses(scores: Path, responses: Path) -> pl.DataFrame:
     """response_id, prompt_id, score, tokens (completion tokens of the generator) — one row per response."""
-    return read_frame(scores, SCORES).join(
-        read_frame(responses, RESPONSES).select("response_id", pl.col("n_tokens").alias("tokens")),
-        on="response_id", how="left",
-    ).select("response_id", "prompt_id", "score", "tokens")  # fmt: skip
+    return (
+        read_frame(scores, SCORES)
+        .join(
+            read_frame(responses, RESPONSES).select(
+                "response_id", pl.col("n_tokens").alias("tokens")
+            ),
+            on="response_id",
+            how="left",
+        )
+        .select("response_id", "prompt_id", "score", "tokens")
+    )
 
 
 def per_prompt(scored: pl.DataFrame) -> pl.DataFrame:
@@ -50,8 +66,11 @@ def per_prompt(scored: pl.DataFrame) -> pl.DataFrame:
 
 
 def _side(frame: pl.DataFrame) -> dict[str, float | int]:
-    return {"mean_reward": float(frame["score"].mean()), "mean_tokens": float(frame["tokens"].mean()),
-            "n_prompts": frame.height}  # fmt: skip
+    return {
+        "mean_reward": float(frame["score"].mean()),
+        "mean_tokens": float(frame["tokens"].mean()),
+        "n_prompts": frame.height,
+    }
 
 
 def _optional(kl: Path | None, heldout: Path | None, lm_eval: Path | None):
@@ -60,26 +79,44 @@ def _optional(kl: Path | None, heldout: Path | None, lm_eval: Path | None):
     margins = read_frame(heldout, MARGINS) if heldout else None
     parts = {
         "kl": summarize_kl(kl_samples) if kl_samples is not None else None,
-        "heldout_pairs": preference_accuracy(margins["margin"].to_numpy()) if margins is not None else None,
+        "heldout_pairs": preference_accuracy(margins["margin"].to_numpy())
+        if margins is not None
+        else None,
         "lm_eval": json.loads(Path(lm_eval).read_text()) if lm_eval else None,
     }
     return kl_samples, margins, parts
 
 
-def compare_policies(tuned_scores: Path, *, tuned_responses: Path, base_scores: Path,
-                     base_responses: Path, out_dir: Path, n_boot: int = 2000, seed: int = 0,
-                     kl: Path | None = None, heldout: Path | None = None,
-                     lm_eval: Path | None = None) -> StageResult:  # fmt: skip
+def compare_policies(
+    tuned_scores: Path,
+    *,
+    tuned_responses: Path,
+    base_scores: Path,
+    base_responses: Path,
+    out_dir: Path,
+    n_boot: int = 2000,
+    seed: int = 0,
+    kl: Path | None = None,
+    heldout: Path | None = None,
+    lm_eval: Path | None = None,
+) -> StageResult:
     """Win rate (ties half, 95% bootstrap), LC win rate, mean reward and length of each policy,
     plus the KL, held-out accuracy and lm-eval parts when their outputs are given."""
     start = time.perf_counter()
-    tuned_rows, base_rows = scored_responses(tuned_scores, tuned_responses), scored_responses(base_scores, base_responses)
+    tuned_rows, base_rows = (
+        scored_responses(tuned_scores, tuned_responses),
+        scored_responses(base_scores, base_responses),
+    )
     tuned, base = per_prompt(tuned_rows), per_prompt(base_rows)
     paired = tuned.join(base, on="prompt_id", suffix="_base").sort("prompt_id")
     all_ids = set(tuned["prompt_id"]) | set(base["prompt_id"])
-    dropped = {"missing_in_tuned": len(all_ids - set(tuned["prompt_id"])),
-               "missing_in_base": len(all_ids - set(base["prompt_id"]))}  # fmt: skip
-    result = win_rate(paired["score"].to_numpy(), paired["score_base"].to_numpy(), n_boot=n_boot, seed=seed)
+    dropped = {
+        "missing_in_tuned": len(all_ids - set(tuned["prompt_id"])),
+        "missing_in_base": len(all_ids - set(base["prompt_id"])),
+    }
+    result = win_rate(
+        paired["score"].to_numpy(), paired["score_base"].to_numpy(), n_boot=n_boot, seed=seed
+    )
     won = outcomes(paired["score"].to_numpy(), paired["score_base"].to_numpy())
     length_diff = (paired["tokens"] - paired["tokens_base"]).to_numpy()
     kl_samples, margins, parts = _optional(kl, heldout, lm_eval)
@@ -88,7 +125,11 @@ def compare_policies(tuned_scores: Path, *, tuned_responses: Path, base_scores: 
         "win_rate": result.as_dict(),
         "lc_win_rate": length_controlled_win_rate(won, length_diff),
         "tuned": _side(paired.select("score", "tokens")),
-        "base": _side(paired.select(pl.col("score_base").alias("score"), pl.col("tokens_base").alias("tokens"))),
+        "base": _side(
+            paired.select(
+                pl.col("score_base").alias("score"), pl.col("tokens_base").alias("tokens")
+            )
+        ),
         **parts,
     }
     out_dir = Path(out_dir)
@@ -96,17 +137,36 @@ def compare_policies(tuned_scores: Path, *, tuned_responses: Path, base_scores: 
     output = out_dir / "eval_report.json"
     output.write_text(json.dumps(report, indent=2, sort_keys=True))
     (out_dir / "eval_report.md").write_text(markdown_report(report))
-    page = render_eval_html(report, tuned=tuned_rows, base=base_rows, paired=paired, kl_samples=kl_samples,
-                            margins=margins, sources={"tuned": str(tuned_scores), "base": str(base_scores)})  # fmt: skip
+    page = render_eval_html(
+        report,
+        tuned=tuned_rows,
+        base=base_rows,
+        paired=paired,
+        kl_samples=kl_samples,
+        margins=margins,
+        sources={"tuned": str(tuned_scores), "base": str(base_scores)},
+    )
     (out_dir / "eval_report.html").write_text(page, encoding="utf-8")
-    inputs = [p for p in (tuned_scores, tuned_responses, base_scores, base_responses, kl, heldout, lm_eval) if p]
+    inputs = [
+        p
+        for p in (tuned_scores, tuned_responses, base_scores, base_responses, kl, heldout, lm_eval)
+        if p
+    ]
     manifest = Manifest(
-        stage="evaluate", unit="prompt", config={"n_boot": n_boot, "seed": seed},
+        stage="evaluate",
+        unit="prompt",
+        config={"n_boot": n_boot, "seed": seed},
         inputs=[input_ref(p) for p in inputs],
-        outputs={"report": str(output), "markdown": str(out_dir / "eval_report.md"), "html": str(out_dir / "eval_report.html")},
-        rows_in=len(all_ids), rows_out=paired.height,
-        dropped={k: v for k, v in dropped.items() if v}, wall_time_s=time.perf_counter() - start,
-    )  # fmt: skip
+        outputs={
+            "report": str(output),
+            "markdown": str(out_dir / "eval_report.md"),
+            "html": str(out_dir / "eval_report.html"),
+        },
+        rows_in=len(all_ids),
+        rows_out=paired.height,
+        dropped={k: v for k, v in dropped.items() if v},
+        wall_time_s=time.perf_counter() - start,
+    )
     return StageResult(output, None, manifest.write(manifest_path(output)))
 
 
@@ -120,28 +180,40 @@ def _extra_lines(report: dict) -> list[str]:
     if kl is None:
         lines.append("not computed")
     else:
-        lines.append(f"{_fmt(kl['kl_seq_mean'], '.4g')} nats per sequence (± {_fmt(kl['kl_seq_se'], '.2g')} s.e., "
-                     f"k1 over {kl['n_samples']} samples); k3 estimator {_fmt(kl['k3_seq_mean'], '.4g')}; "
-                     f"per token {_fmt(kl['kl_per_token'], '.4g')}")  # fmt: skip
+        lines.append(
+            f"{_fmt(kl['kl_seq_mean'], '.4g')} nats per sequence (± {_fmt(kl['kl_seq_se'], '.2g')} s.e., "
+            f"k1 over {kl['n_samples']} samples); k3 estimator {_fmt(kl['k3_seq_mean'], '.4g')}; "
+            f"per token {_fmt(kl['kl_per_token'], '.4g')}"
+        )
     lines += ["", "## Held-out pairs (implicit reward of tuned vs reference)", ""]
     if acc is None:
         lines.append("not computed")
     else:
-        lines.append(f"accuracy {_fmt(acc['accuracy'], '.1%')} over {acc['n_pairs']} pairs; "
-                     f"mean margin {_fmt(acc['mean_margin'], '.4g')} nats")  # fmt: skip
+        lines.append(
+            f"accuracy {_fmt(acc['accuracy'], '.1%')} over {acc['n_pairs']} pairs; "
+            f"mean margin {_fmt(acc['mean_margin'], '.4g')} nats"
+        )
     lines += ["", "## lm-eval", "", lm["message"] if lm else "not run", ""]
     return lines
 
 
 def markdown_report(report: dict) -> str:
     wr = report["win_rate"]
-    return "\n".join([
-        "# Tuned vs base", "",
-        f"Win rate of the tuned policy: **{wr['rate']:.1%}** (95% CI {wr['low']:.1%} – {wr['high']:.1%}; "
-        f"{wr['wins']} wins, {wr['ties']} ties, {wr['losses']} losses over {wr['n']} prompts)",
-        f"Length-controlled win rate: {report['lc_win_rate']:.1%}", "", LC_NOTE, "",
-        "| policy | mean reward | mean tokens |", "|---|---|---|",
-        f"| tuned | {report['tuned']['mean_reward']:.4f} | {report['tuned']['mean_tokens']:.1f} |",
-        f"| base | {report['base']['mean_reward']:.4f} | {report['base']['mean_tokens']:.1f} |", "",
-        *_extra_lines(report),
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "# Tuned vs base",
+            "",
+            f"Win rate of the tuned policy: **{wr['rate']:.1%}** (95% CI {wr['low']:.1%} – {wr['high']:.1%}; "
+            f"{wr['wins']} wins, {wr['ties']} ties, {wr['losses']} losses over {wr['n']} prompts)",
+            f"Length-controlled win rate: {report['lc_win_rate']:.1%}",
+            "",
+            LC_NOTE,
+            "",
+            "| policy | mean reward | mean tokens |",
+            "|---|---|---|",
+            f"| tuned | {report['tuned']['mean_reward']:.4f} | {report['tuned']['mean_tokens']:.1f} |",
+            f"| base | {report['base']['mean_reward']:.4f} | {report['base']['mean_tokens']:.1f} |",
+            "",
+            *_extra_lines(report),
+        ]
+    )

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from schemas.manifest import Manifest, StageResult, manifest_path
+from prefsmith.schemas.manifest import Manifest, StageResult, manifest_path
 
 logger = logging.getLogger(__name__)
 
@@ -47,15 +47,30 @@ def run_lm_eval(checkpoint: str, *, tasks: list[str]) -> dict[str, Any]:
     """The hook's result dict (see the module docstring); runs lm-eval only if asked and present."""
     tasks = list(tasks)
     if not tasks:
-        return {"status": "not_requested", "tasks": [], "message": "no lm-eval tasks requested", "results": {}}
+        return {
+            "status": "not_requested",
+            "tasks": [],
+            "message": "no lm-eval tasks requested",
+            "results": {},
+        }
     if importlib.util.find_spec("lm_eval") is None:
         logger.warning(not_installed_message(tasks))
-        return {"status": "not_installed", "tasks": tasks, "message": not_installed_message(tasks), "results": {}}
+        return {
+            "status": "not_installed",
+            "tasks": tasks,
+            "message": not_installed_message(tasks),
+            "results": {},
+        }
     import lm_eval
 
     output = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={checkpoint}", tasks=tasks)
     results = _plain((output or {}).get("results", {}))
-    return {"status": "ran", "tasks": tasks, "message": f"lm-eval ran {len(results)} task(s)", "results": results}
+    return {
+        "status": "ran",
+        "tasks": tasks,
+        "message": f"lm-eval ran {len(results)} task(s)",
+        "results": results,
+    }
 
 
 def lm_eval_stage(checkpoint: str | Path, *, tasks: list[str], out_dir: str | Path) -> StageResult:
@@ -67,9 +82,17 @@ def lm_eval_stage(checkpoint: str | Path, *, tasks: list[str], out_dir: str | Pa
     output.write_text(json.dumps(result, indent=2, sort_keys=True))
     ran = len(tasks) if result["status"] == "ran" else 0
     manifest = Manifest(
-        stage="lm_eval", unit="task", config={"checkpoint": str(checkpoint), "tasks": list(tasks)}, inputs=[],
-        outputs={"lm_eval": str(output)}, rows_in=len(tasks), rows_out=ran,
-        dropped={"lm_eval_not_installed": len(tasks)} if result["status"] == "not_installed" else {},
-        extra={"status": result["status"]}, wall_time_s=time.perf_counter() - start,
-    )  # fmt: skip
+        stage="lm_eval",
+        unit="task",
+        config={"checkpoint": str(checkpoint), "tasks": list(tasks)},
+        inputs=[],
+        outputs={"lm_eval": str(output)},
+        rows_in=len(tasks),
+        rows_out=ran,
+        dropped={"lm_eval_not_installed": len(tasks)}
+        if result["status"] == "not_installed"
+        else {},
+        extra={"status": result["status"]},
+        wall_time_s=time.perf_counter() - start,
+    )
     return StageResult(output, None, manifest.write(manifest_path(output)))

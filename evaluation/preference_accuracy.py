@@ -9,7 +9,7 @@ per-pair margin is
 
 with summed completion log-probs. Accuracy is the fraction of pairs with m > 0 (a tie, m = 0,
 counts as wrong, as in TRL's `rewards/accuracies`); the mean margin is in nats per pair.
-Both log-prob passes are `scoring.reference.reference_pass` (the same rendering and truncation
+Both log-prob passes are `prefsmith.training.reference.reference_pass` (the same rendering and truncation
 as training): once with the reference model, once with the tuned checkpoint as "reference".
 """
 
@@ -23,25 +23,33 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from schemas.io import read_frame, write_table
-from schemas.manifest import Manifest, StageResult, input_ref, manifest_path
-from schemas.tables import PAIRS, PAIRS_WITH_REFERENCE
-from schemas.train_configs import ReferenceConfig
+from prefsmith.schemas.io import read_frame, write_table
+from prefsmith.schemas.manifest import Manifest, StageResult, input_ref, manifest_path
+from prefsmith.schemas.tables import PAIRS, PAIRS_WITH_REFERENCE
+from prefsmith.schemas.train_configs import ReferenceConfig
 
 logger = logging.getLogger(__name__)
 
 OUTPUT_NAME = "heldout_margins.parquet"
-MARGINS = pa.schema([
-    ("pair_id", pa.string()), ("prompt_id", pa.string()),
-    ("policy_logp_chosen", pa.float64()), ("policy_logp_rejected", pa.float64()),
-    ("ref_logp_chosen", pa.float64()), ("ref_logp_rejected", pa.float64()), ("margin", pa.float64()),
-])  # fmt: skip
+MARGINS = pa.schema(
+    [
+        ("pair_id", pa.string()),
+        ("prompt_id", pa.string()),
+        ("policy_logp_chosen", pa.float64()),
+        ("policy_logp_rejected", pa.float64()),
+        ("ref_logp_chosen", pa.float64()),
+        ("ref_logp_rejected", pa.float64()),
+        ("margin", pa.float64()),
+    ]
+)
 
 
 def implicit_margins(policy_chosen, policy_rejected, ref_chosen, ref_rejected) -> np.ndarray:
     """β-free implicit-reward margin per pair `(P,)` from four `(P,)` summed log-prob arrays."""
-    as64 = (lambda a: np.asarray(a, dtype=np.float64))  # noqa: E731
-    return (as64(policy_chosen) - as64(ref_chosen)) - (as64(policy_rejected) - as64(ref_rejected))  # (P,)
+    as64 = lambda a: np.asarray(a, dtype=np.float64)  # noqa: E731
+    return (as64(policy_chosen) - as64(ref_chosen)) - (
+        as64(policy_rejected) - as64(ref_rejected)
+    )  # (P,)
 
 
 def preference_accuracy(margins) -> dict[str, float | int | None]:
@@ -49,37 +57,56 @@ def preference_accuracy(margins) -> dict[str, float | int | None]:
     m = np.asarray(margins, dtype=np.float64)  # (P,)
     if m.size == 0:
         return {"n_pairs": 0, "accuracy": None, "mean_margin": None, "ties": 0}
-    return {"n_pairs": int(m.size), "accuracy": float((m > 0).mean()), "mean_margin": float(m.mean()),
-            "ties": int((m == 0).sum())}  # fmt: skip
+    return {
+        "n_pairs": int(m.size),
+        "accuracy": float((m > 0).mean()),
+        "mean_margin": float(m.mean()),
+        "ties": int((m == 0).sum()),
+    }
 
 
 def join_passes(policy: pl.DataFrame, reference: pl.DataFrame) -> pl.DataFrame:
     """Pairs present in both passes, on `pair_id`, with their margin (MARGINS columns)."""
-    mine = policy.select("pair_id", "prompt_id", pl.col("ref_logp_chosen").alias("policy_logp_chosen"),
-                         pl.col("ref_logp_rejected").alias("policy_logp_rejected"))  # fmt: skip
-    joined = mine.join(reference.select("pair_id", "ref_logp_chosen", "ref_logp_rejected"), on="pair_id", how="inner")
-    margin = implicit_margins(joined["policy_logp_chosen"], joined["policy_logp_rejected"],
-                              joined["ref_logp_chosen"], joined["ref_logp_rejected"])  # fmt: skip
+    mine = policy.select(
+        "pair_id",
+        "prompt_id",
+        pl.col("ref_logp_chosen").alias("policy_logp_chosen"),
+        pl.col("ref_logp_rejected").alias("policy_logp_rejected"),
+    )
+    joined = mine.join(
+        reference.select("pair_id", "ref_logp_chosen", "ref_logp_rejected"),
+        on="pair_id",
+        how="inner",
+    )
+    margin = implicit_margins(
+        joined["policy_logp_chosen"],
+        joined["policy_logp_rejected"],
+        joined["ref_logp_chosen"],
+        joined["ref_logp_rejected"],
+    )
     return joined.with_columns(pl.Series("margin", margin, dtype=pl.Float64)).sort("pair_id")
 
 
-def heldout_accuracy(pairs: str | Path, *, reference: ReferenceConfig, policy: str,
-                     out_dir: str | Path) -> StageResult:  # fmt: skip
+def heldout_accuracy(
+    pairs: str | Path, *, reference: ReferenceConfig, policy: str, out_dir: str | Path
+) -> StageResult:
     """Log-probs of held-out `pairs` under the reference and under `policy` (one model at a time,
     each through the reference pass), then margins, accuracy and mean margin.
 
     Writes `heldout_margins.parquet` and its manifest (summary in `extra.summary`); pairs that
     either pass quarantined are counted as dropped under that pass's reasons.
     """
-    from scoring.reference import reference_pass
+    from prefsmith.training.reference import reference_pass
 
     start = time.perf_counter()
     pairs, out_dir = Path(pairs), Path(out_dir)
     n_in = read_frame(pairs, PAIRS).height
     passes: dict[str, pl.DataFrame] = {}
     quarantined: dict[str, int] = {}
-    for name, config in (("reference", reference),
-                         ("policy", reference.model_copy(update={"model": policy, "revision": None}))):  # fmt: skip
+    for name, config in (
+        ("reference", reference),
+        ("policy", reference.model_copy(update={"model": policy, "revision": None})),
+    ):
         if n_in == 0:
             passes[name] = pl.from_arrow(PAIRS_WITH_REFERENCE.empty_table())
             continue
@@ -92,10 +119,16 @@ def heldout_accuracy(pairs: str | Path, *, reference: ReferenceConfig, policy: s
     summary = preference_accuracy(margins["margin"].to_numpy())
     dropped = {"not_scored_by_both": n_in - margins.height} if n_in > margins.height else {}
     manifest = Manifest(
-        stage="heldout_accuracy", unit="pair", config={"policy": policy, "reference": reference.model_dump(mode="json")},
-        inputs=[input_ref(pairs)], outputs={"margins": str(output)}, rows_in=n_in, rows_out=margins.height,
-        dropped=dropped, extra={"summary": summary, "quarantined_by_pass": quarantined},
+        stage="heldout_accuracy",
+        unit="pair",
+        config={"policy": policy, "reference": reference.model_dump(mode="json")},
+        inputs=[input_ref(pairs)],
+        outputs={"margins": str(output)},
+        rows_in=n_in,
+        rows_out=margins.height,
+        dropped=dropped,
+        extra={"summary": summary, "quarantined_by_pass": quarantined},
         wall_time_s=time.perf_counter() - start,
-    )  # fmt: skip
+    )
     logger.info("held-out pairs: %d, accuracy %s", margins.height, summary["accuracy"])
     return StageResult(output, None, manifest.write(manifest_path(output)))

@@ -1,6 +1,6 @@
 """The evaluation report as one self-contained HTML page (`eval_report.html`).
 
-Charts come from `scoring.inspect_report` (inline SVG, `<svg class="chart" data-points=N>`, data
+Charts come from `prefsmith.inspection.report` (inline SVG, `<svg class="chart" data-points=N>`, data
 marks of class bar / dot), with its console-error hook and style, so a headless browser test
 reads both reports the same way. Nothing is fetched: no scripts, fonts or images from outside.
 """
@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from scoring.inspect_report import (  # chart helpers shared with `prefsmith inspect`
+from prefsmith.inspection.report import (  # chart helpers shared with `prefsmith inspect`
     BOTTOM,
     ERROR_HOOK,
     HEIGHT,
@@ -37,15 +37,21 @@ EXTRA_STYLE = """<style>
 </style>"""
 
 
-def _histogram(series: Mapping[str, np.ndarray], *, title: str, xlabel: str, unit: str = "responses") -> str:
+def _histogram(
+    series: Mapping[str, np.ndarray], *, title: str, xlabel: str, unit: str = "responses"
+) -> str:
     """histogram_svg with the y label naming what is counted (it says pairs by default)."""
-    return histogram_svg(series, title=title, xlabel=xlabel).replace(">fraction of pairs<", f">fraction of {unit}<")
+    return histogram_svg(series, title=title, xlabel=xlabel).replace(
+        ">fraction of pairs<", f">fraction of {unit}<"
+    )
 
 
 OUTCOME_COLORS = ("#059669", "#9ca3af", "#dc2626")  # tuned wins, tie, base wins
 
 
-def outcome_bars_svg(counts: Mapping[str, int], *, title: str, colors: Sequence[str] = OUTCOME_COLORS) -> str:
+def outcome_bars_svg(
+    counts: Mapping[str, int], *, title: str, colors: Sequence[str] = OUTCOME_COLORS
+) -> str:
     """One bar per category (win / tie / loss), its count above it; N is the number of prompts."""
     names, values = list(counts), np.array(list(counts.values()), dtype=np.float64)
     plot = _Plot((0.0, float(len(names))), (0.0, max(float(values.max(initial=0)) * 1.18, 1.0)))
@@ -53,16 +59,22 @@ def outcome_bars_svg(counts: Mapping[str, int], *, title: str, colors: Sequence[
     parts = [f'<text class="title" x="{WIDTH / 2}" y="20">{_e(title)}</text>']
     for t in nice_ticks(plot.y0, plot.y1):
         py = plot.y(t)
-        parts.append(f'<line class="grid" x1="{LEFT}" x2="{right}" y1="{py:.1f}" y2="{py:.1f}"/>'
-                     f'<text class="tick" x="{LEFT - 5}" y="{py + 4:.1f}" text-anchor="end">{t:.4g}</text>')  # fmt: skip
-    parts.append(f'<rect class="axes" x="{LEFT}" y="{TOP}" width="{right - LEFT}" height="{bottom - TOP}"/>'
-                 f'<text class="label" transform="translate(14 {(TOP + bottom) / 2}) rotate(-90)">prompts</text>')  # fmt: skip
+        parts.append(
+            f'<line class="grid" x1="{LEFT}" x2="{right}" y1="{py:.1f}" y2="{py:.1f}"/>'
+            f'<text class="tick" x="{LEFT - 5}" y="{py + 4:.1f}" text-anchor="end">{t:.4g}</text>'
+        )
+    parts.append(
+        f'<rect class="axes" x="{LEFT}" y="{TOP}" width="{right - LEFT}" height="{bottom - TOP}"/>'
+        f'<text class="label" transform="translate(14 {(TOP + bottom) / 2}) rotate(-90)">prompts</text>'
+    )
     for i, (name, value) in enumerate(zip(names, values, strict=True)):
         x0, x1, y = plot.x(i + 0.2), plot.x(i + 0.8), plot.y(value)
-        parts.append(f'<rect class="bar" x="{x0:.1f}" y="{y:.1f}" width="{x1 - x0:.1f}" height="{bottom - y:.1f}" '
-                     f'fill="{colors[i % len(colors)]}" fill-opacity="0.75"><title>{_e(name)}: {int(value)}</title></rect>'
-                     f'<text class="value" x="{(x0 + x1) / 2:.1f}" y="{y - 5:.1f}">{int(value)}</text>'
-                     f'<text class="cat" x="{(x0 + x1) / 2:.1f}" y="{bottom + 16}">{_e(name)}</text>')  # fmt: skip
+        parts.append(
+            f'<rect class="bar" x="{x0:.1f}" y="{y:.1f}" width="{x1 - x0:.1f}" height="{bottom - y:.1f}" '
+            f'fill="{colors[i % len(colors)]}" fill-opacity="0.75"><title>{_e(name)}: {int(value)}</title></rect>'
+            f'<text class="value" x="{(x0 + x1) / 2:.1f}" y="{y - 5:.1f}">{int(value)}</text>'
+            f'<text class="cat" x="{(x0 + x1) / 2:.1f}" y="{bottom + 16}">{_e(name)}</text>'
+        )
     return _svg(parts, points=int(values.sum()), title=title)
 
 
@@ -83,72 +95,137 @@ def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
 def _headline(report: Mapping) -> str:
     wr = report["win_rate"]
     verdict = "good" if wr["low"] > 0.5 else "bad" if wr["high"] < 0.5 else ""
-    return (f"<p class='headline {verdict}'>Tuned beats base on <b>{_pct(wr['rate'])}</b> of {wr['n']} held-out "
-            f"prompts (95% CI {_pct(wr['low'])} – {_pct(wr['high'])}; ties count half). "
-            f"Length-controlled: <b>{_pct(report['lc_win_rate'])}</b>.</p>")  # fmt: skip
+    return (
+        f"<p class='headline {verdict}'>Tuned beats base on <b>{_pct(wr['rate'])}</b> of {wr['n']} held-out "
+        f"prompts (95% CI {_pct(wr['low'])} – {_pct(wr['high'])}; ties count half). "
+        f"Length-controlled: <b>{_pct(report['lc_win_rate'])}</b>.</p>"
+    )
 
 
 def summary_tables(report: Mapping) -> str:
     """Policies side by side, then KL, held-out pairs and lm-eval (each 'not computed' if absent)."""
     t, b, wr = report["tuned"], report["base"], report["win_rate"]
-    parts = [_table([["tuned", _num(t["mean_reward"]), f"{t['mean_tokens']:.1f}", wr["wins"]],
-                     ["base", _num(b["mean_reward"]), f"{b['mean_tokens']:.1f}", wr["losses"]]],
-                    ["policy", "mean reward", "mean tokens", "prompts won"])]  # fmt: skip
+    parts = [
+        _table(
+            [
+                ["tuned", _num(t["mean_reward"]), f"{t['mean_tokens']:.1f}", wr["wins"]],
+                ["base", _num(b["mean_reward"]), f"{b['mean_tokens']:.1f}", wr["losses"]],
+            ],
+            ["policy", "mean reward", "mean tokens", "prompts won"],
+        )
+    ]
     kl, acc, lm = report["kl"], report["heldout_pairs"], report["lm_eval"]
-    rows = [["KL(tuned ‖ reference), nats per sequence (k1)",
-             "not computed" if kl is None else f"{_num(kl['kl_seq_mean'])} ± {_num(kl['kl_seq_se'], 2)} (n={kl['n_samples']})"],
-            ["KL k3 estimator, nats per sequence", "–" if kl is None else _num(kl["k3_seq_mean"])],
-            ["KL per token (token-weighted)", "–" if kl is None else _num(kl["kl_per_token"])],
-            ["held-out pairs: implicit-reward accuracy",
-             "not computed" if acc is None else f"{_pct(acc['accuracy'])} of {acc['n_pairs']} pairs"],
-            ["held-out pairs: mean margin (nats)", "–" if acc is None else _num(acc["mean_margin"])],
-            ["lm-eval", lm["message"] if lm else "not run"]]  # fmt: skip
+    rows = [
+        [
+            "KL(tuned ‖ reference), nats per sequence (k1)",
+            "not computed"
+            if kl is None
+            else f"{_num(kl['kl_seq_mean'])} ± {_num(kl['kl_seq_se'], 2)} (n={kl['n_samples']})",
+        ],
+        ["KL k3 estimator, nats per sequence", "–" if kl is None else _num(kl["k3_seq_mean"])],
+        ["KL per token (token-weighted)", "–" if kl is None else _num(kl["kl_per_token"])],
+        [
+            "held-out pairs: implicit-reward accuracy",
+            "not computed" if acc is None else f"{_pct(acc['accuracy'])} of {acc['n_pairs']} pairs",
+        ],
+        ["held-out pairs: mean margin (nats)", "–" if acc is None else _num(acc["mean_margin"])],
+        ["lm-eval", lm["message"] if lm else "not run"],
+    ]
     parts.append(_table(rows, ["measure", "value"]).replace("<table>", "<table class='kv'>", 1))
     return "".join(parts)
 
 
-def charts(tuned: pl.DataFrame, base: pl.DataFrame, paired: pl.DataFrame, report: Mapping, *,
-           kl_samples: pl.DataFrame | None = None, margins: pl.DataFrame | None = None) -> list[str]:  # fmt: skip
+def charts(
+    tuned: pl.DataFrame,
+    base: pl.DataFrame,
+    paired: pl.DataFrame,
+    report: Mapping,
+    *,
+    kl_samples: pl.DataFrame | None = None,
+    margins: pl.DataFrame | None = None,
+) -> list[str]:
     """SVG charts: rewards and lengths (per response), per-prompt scatter, outcomes, KL, margins."""
     wr = report["win_rate"]
     out = [
-        _histogram({"tuned": tuned["score"].to_numpy(), "base": base["score"].to_numpy()},
-                   title="Reward per response, tuned vs base", xlabel="reward"),
-        _histogram({"tuned": tuned["tokens"].to_numpy(), "base": base["tokens"].to_numpy()},
-                   title="Response length, tuned vs base", xlabel="completion tokens"),
-        scatter_svg(paired["score_base"].to_numpy(), paired["score"].to_numpy(), diagonal=True,
-                    title="Mean reward per prompt", xlabel="base", ylabel="tuned (above the line: tuned wins)"),
-        outcome_bars_svg({"tuned wins": wr["wins"], "tie": wr["ties"], "base wins": wr["losses"]},
-                         title="Outcome per held-out prompt"),
-    ]  # fmt: skip
+        _histogram(
+            {"tuned": tuned["score"].to_numpy(), "base": base["score"].to_numpy()},
+            title="Reward per response, tuned vs base",
+            xlabel="reward",
+        ),
+        _histogram(
+            {"tuned": tuned["tokens"].to_numpy(), "base": base["tokens"].to_numpy()},
+            title="Response length, tuned vs base",
+            xlabel="completion tokens",
+        ),
+        scatter_svg(
+            paired["score_base"].to_numpy(),
+            paired["score"].to_numpy(),
+            diagonal=True,
+            title="Mean reward per prompt",
+            xlabel="base",
+            ylabel="tuned (above the line: tuned wins)",
+        ),
+        outcome_bars_svg(
+            {"tuned wins": wr["wins"], "tie": wr["ties"], "base wins": wr["losses"]},
+            title="Outcome per held-out prompt",
+        ),
+    ]
     if kl_samples is not None and kl_samples.height:
-        out.append(_histogram({"k1": kl_samples["kl_seq"].to_numpy()}, unit="samples",
-                              title="log π(y) − log π_ref(y) per tuned sample", xlabel="nats per sequence"))  # fmt: skip
+        out.append(
+            _histogram(
+                {"k1": kl_samples["kl_seq"].to_numpy()},
+                unit="samples",
+                title="log π(y) − log π_ref(y) per tuned sample",
+                xlabel="nats per sequence",
+            )
+        )
     if margins is not None and margins.height:
-        out.append(_histogram({"margin": margins["margin"].to_numpy()}, unit="pairs",
-                              title="Implicit-reward margin per held-out pair", xlabel="nats (> 0: ranked as the scorer)"))  # fmt: skip
+        out.append(
+            _histogram(
+                {"margin": margins["margin"].to_numpy()},
+                unit="pairs",
+                title="Implicit-reward margin per held-out pair",
+                xlabel="nats (> 0: ranked as the scorer)",
+            )
+        )
     return out
 
 
-LC_NOTE = ("Length-controlled win rate: a logistic regression of the per-prompt outcome (ties 0.5) on the "
-           "standardized length difference (tuned − base tokens); reported is its prediction at equal length, "
-           "σ(intercept), in the spirit of AlpacaEval's LC win rate.")  # fmt: skip
+LC_NOTE = (
+    "Length-controlled win rate: a logistic regression of the per-prompt outcome (ties 0.5) on the "
+    "standardized length difference (tuned − base tokens); reported is its prediction at equal length, "
+    "σ(intercept), in the spirit of AlpacaEval's LC win rate."
+)
 
 
-def render_eval_html(report: Mapping, *, tuned: pl.DataFrame, base: pl.DataFrame, paired: pl.DataFrame,
-                     kl_samples: pl.DataFrame | None = None, margins: pl.DataFrame | None = None,
-                     sources: Mapping[str, str] | None = None) -> str:  # fmt: skip
+def render_eval_html(
+    report: Mapping,
+    *,
+    tuned: pl.DataFrame,
+    base: pl.DataFrame,
+    paired: pl.DataFrame,
+    kl_samples: pl.DataFrame | None = None,
+    margins: pl.DataFrame | None = None,
+    sources: Mapping[str, str] | None = None,
+) -> str:
     """The whole page as one string; `tuned`/`base` per response (score, tokens), `paired` per prompt."""
     meta = " · ".join(f"{k}: {v}" for k, v in (sources or {}).items())
-    figures = "".join(f"<figure>{c}</figure>" for c in charts(tuned, base, paired, report,
-                                                              kl_samples=kl_samples, margins=margins))  # fmt: skip
+    figures = "".join(
+        f"<figure>{c}</figure>"
+        for c in charts(tuned, base, paired, report, kl_samples=kl_samples, margins=margins)
+    )
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    return "".join([
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>prefsmith eval — tuned vs base</title>",
-        ERROR_HOOK, STYLE, EXTRA_STYLE,
-        f"</head><body><header><h1>Tuned vs base</h1><p class='meta'>{_e(meta)}</p></header>", _headline(report),
-        f"<section><h2>Summary</h2>{summary_tables(report)}<p class='note'>{_e(LC_NOTE)}</p></section>",
-        f"<section><h2>Charts</h2><div class='grid2'>{figures}</div></section>",
-        f"<footer class='meta'><p>prefsmith eval · {stamp}</p></footer>",
-        "<pre id='console-errors' data-count='0'></pre></body></html>",
-    ])  # fmt: skip
+    return "".join(
+        [
+            "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>prefsmith eval — tuned vs base</title>",
+            ERROR_HOOK,
+            STYLE,
+            EXTRA_STYLE,
+            f"</head><body><header><h1>Tuned vs base</h1><p class='meta'>{_e(meta)}</p></header>",
+            _headline(report),
+            f"<section><h2>Summary</h2>{summary_tables(report)}<p class='note'>{_e(LC_NOTE)}</p></section>",
+            f"<section><h2>Charts</h2><div class='grid2'>{figures}</div></section>",
+            f"<footer class='meta'><p>prefsmith eval · {stamp}</p></footer>",
+            "<pre id='console-errors' data-count='0'></pre></body></html>",
+        ]
+    )

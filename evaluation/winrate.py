@@ -30,8 +30,14 @@ def outcomes(tuned: np.ndarray, base: np.ndarray, *, tie_tolerance: float = 0.0)
     return np.where(np.abs(diff) <= tie_tolerance, 0.5, (diff > 0).astype(np.float64))
 
 
-def win_rate(tuned: np.ndarray, base: np.ndarray, *, n_boot: int = 2000, seed: int = 0,
-             tie_tolerance: float = 0.0) -> WinRate:  # fmt: skip
+def win_rate(
+    tuned: np.ndarray,
+    base: np.ndarray,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    tie_tolerance: float = 0.0,
+) -> WinRate:
     """Win rate of tuned over base, ties counted as half, with a 95% bootstrap interval."""
     won = outcomes(tuned, base, tie_tolerance=tie_tolerance)  # (n,)
     if won.size == 0:
@@ -40,12 +46,19 @@ def win_rate(tuned: np.ndarray, base: np.ndarray, *, n_boot: int = 2000, seed: i
     resampled = won[rng.integers(0, won.size, size=(n_boot, won.size))].mean(axis=1)  # (n_boot,)
     low, high = np.percentile(resampled, [2.5, 97.5])
     return WinRate(
-        rate=float(won.mean()), low=float(low), high=float(high), n=int(won.size),
-        wins=int((won == 1).sum()), ties=int((won == 0.5).sum()), losses=int((won == 0).sum()),
-    )  # fmt: skip
+        rate=float(won.mean()),
+        low=float(low),
+        high=float(high),
+        n=int(won.size),
+        wins=int((won == 1).sum()),
+        ties=int((won == 0.5).sum()),
+        losses=int((won == 0).sum()),
+    )
 
 
-def length_controlled_win_rate(won: np.ndarray, length_diff: np.ndarray, *, iters: int = 50) -> float:
+def length_controlled_win_rate(
+    won: np.ndarray, length_diff: np.ndarray, *, iters: int = 50
+) -> float:
     """Win rate with the length difference regressed out, in the spirit of AlpacaEval's LC.
 
     Fit the logistic regression P(win) = σ(a + b·z) on the per-prompt outcomes (ties as 0.5,
@@ -55,7 +68,9 @@ def length_controlled_win_rate(won: np.ndarray, length_diff: np.ndarray, *, iter
     """
     y = np.asarray(won, dtype=np.float64)  # (n,)
     scale = np.std(length_diff) or 1.0
-    x = np.stack([np.ones_like(y), np.asarray(length_diff, dtype=np.float64) / scale], axis=1)  # (n, 2)
+    x = np.stack(
+        [np.ones_like(y), np.asarray(length_diff, dtype=np.float64) / scale], axis=1
+    )  # (n, 2)
     w = np.zeros(2)
     ridge = np.diag([0.0, 1e-3])
     for _ in range(iters):

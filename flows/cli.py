@@ -17,17 +17,25 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from schemas.config_base import StrictModel, parse_config, read_yaml
-from schemas.errors import PrefsmithError
+from prefsmith.schemas.config_base import StrictModel, parse_config, read_yaml
+from prefsmith.schemas.errors import PrefsmithError
 
 app = typer.Typer(
-    name="prefsmith", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    name="prefsmith",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
     help="Prompts → responses → scores → pairs → weighted-DPO training, on Parquet, with Prefect.",
-)  # fmt: skip
+)
 console = Console(stderr=True)
 M = TypeVar("M", bound=StrictModel)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (the stage's section or a whole pipeline config)")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="YAML config (the stage's section or a whole pipeline config)"
+    ),
+]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="output folder")]
 
 
@@ -39,7 +47,9 @@ def friendly_errors(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except PrefsmithError as error:
-            console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+            console.print(
+                f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(code=2) from None
 
     return wrapper
@@ -63,32 +73,51 @@ def report(result) -> None:
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     for noisy in ("httpx", "httpcore"):  # every Prefect API call would be an INFO line
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @app.command()
 @friendly_errors
-def prompts(path: Path, out: OutOpt, config: ConfigOpt = None,
-            prompt_field: str | None = None, system_prompt: str | None = None) -> None:  # fmt: skip
+def prompts(
+    path: Path,
+    out: OutOpt,
+    config: ConfigOpt = None,
+    prompt_field: str | None = None,
+    system_prompt: str | None = None,
+) -> None:
     """Load prompts (JSONL, Parquet, CSV or an HF dataset folder) into the prompts table."""
-    from generation.prompts import load_prompts
-    from schemas.data_configs import PromptsConfig
+    from prefsmith.generation.prompts import load_prompts
+    from prefsmith.schemas.data_configs import PromptsConfig
 
-    cfg = stage_config(PromptsConfig, config, "prompts", path=str(path), prompt_field=prompt_field,
-                       system_prompt=system_prompt)  # fmt: skip
+    cfg = stage_config(
+        PromptsConfig,
+        config,
+        "prompts",
+        path=str(path),
+        prompt_field=prompt_field,
+        system_prompt=system_prompt,
+    )
     report(load_prompts(cfg, out))
 
 
 @app.command()
 @friendly_errors
-def generate(prompts_table: Annotated[Path, typer.Argument(metavar="PROMPTS")], out: OutOpt,
-             config: ConfigOpt = None, model: str | None = None, backend: str | None = None) -> None:  # fmt: skip
+def generate(
+    prompts_table: Annotated[Path, typer.Argument(metavar="PROMPTS")],
+    out: OutOpt,
+    config: ConfigOpt = None,
+    model: str | None = None,
+    backend: str | None = None,
+) -> None:
     """Sample N responses per prompt (vLLM, transformers or OpenAI-compatible servers); resumable."""
-    from generation.stage import generate as run
-    from schemas.data_configs import GenerateConfig
+    from prefsmith.generation.stage import generate as run
+    from prefsmith.schemas.data_configs import GenerateConfig
 
     cfg = stage_config(GenerateConfig, config, "generate", model=model, backend=backend)
     report(run(prompts_table, config=cfg, out_dir=out))
@@ -96,11 +125,16 @@ def generate(prompts_table: Annotated[Path, typer.Argument(metavar="PROMPTS")], 
 
 @app.command()
 @friendly_errors
-def score(responses: Path, prompts_table: Annotated[Path, typer.Option("--prompts")], out: OutOpt,
-          config: ConfigOpt = None, model: str | None = None) -> None:  # fmt: skip
+def score(
+    responses: Path,
+    prompts_table: Annotated[Path, typer.Option("--prompts")],
+    out: OutOpt,
+    config: ConfigOpt = None,
+    model: str | None = None,
+) -> None:
     """Score every response with a reward model, ArmoRM, vLLM pooling or a rule; resumable."""
-    from schemas.data_configs import ScoreConfig
-    from scoring.stage import score as run
+    from prefsmith.schemas.data_configs import ScoreConfig
+    from prefsmith.scoring.stage import score as run
 
     cfg = stage_config(ScoreConfig, config, "score", model=model)
     report(run(responses, prompts=prompts_table, config=cfg, out_dir=out))
@@ -108,12 +142,17 @@ def score(responses: Path, prompts_table: Annotated[Path, typer.Option("--prompt
 
 @app.command()
 @friendly_errors
-def pairs(scores: Path, responses: Annotated[Path, typer.Option()],
-          prompts_table: Annotated[Path, typer.Option("--prompts")], out: OutOpt,
-          config: ConfigOpt = None, strategy: str | None = None) -> None:  # fmt: skip
+def pairs(
+    scores: Path,
+    responses: Annotated[Path, typer.Option()],
+    prompts_table: Annotated[Path, typer.Option("--prompts")],
+    out: OutOpt,
+    config: ConfigOpt = None,
+    strategy: str | None = None,
+) -> None:
     """Curate chosen/rejected pairs that keep their score margins."""
-    from schemas.data_configs import PairsConfig
-    from scoring.pairs import build_pairs
+    from prefsmith.curation.pairs import build_pairs
+    from prefsmith.schemas.data_configs import PairsConfig
 
     cfg = stage_config(PairsConfig, config, "pairs", strategy=strategy)
     report(build_pairs(scores, responses=responses, prompts=prompts_table, config=cfg, out_dir=out))
@@ -121,12 +160,14 @@ def pairs(scores: Path, responses: Annotated[Path, typer.Option()],
 
 @app.command()
 @friendly_errors
-def export(pairs_table: Annotated[Path, typer.Argument(metavar="PAIRS")],
-           out: Annotated[Path, typer.Option("--out", "-o", help="file (trl) or folder (hf)")],
-           to: Annotated[str, typer.Option(help="trl-jsonl, trl-parquet or hf")] = "trl-jsonl") -> None:  # fmt: skip
+def export(
+    pairs_table: Annotated[Path, typer.Argument(metavar="PAIRS")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="file (trl) or folder (hf)")],
+    to: Annotated[str, typer.Option(help="trl-jsonl, trl-parquet or hf")] = "trl-jsonl",
+) -> None:
     """Export pairs to TRL's prompt/chosen/rejected format or to an HF dataset folder."""
-    from schemas.errors import ConfigError
-    from scoring.export import export_hf_dataset, export_trl
+    from prefsmith.curation.export import export_hf_dataset, export_trl
+    from prefsmith.schemas.errors import ConfigError
 
     if to == "hf":
         written = export_hf_dataset(pairs_table, out_dir=out)
@@ -139,11 +180,15 @@ def export(pairs_table: Annotated[Path, typer.Argument(metavar="PAIRS")],
 
 @app.command()
 @friendly_errors
-def reference(pairs_table: Annotated[Path, typer.Argument(metavar="PAIRS")], out: OutOpt,
-              config: ConfigOpt = None, model: str | None = None) -> None:  # fmt: skip
+def reference(
+    pairs_table: Annotated[Path, typer.Argument(metavar="PAIRS")],
+    out: OutOpt,
+    config: ConfigOpt = None,
+    model: str | None = None,
+) -> None:
     """Add the reference model's log-probs to the pairs table (reused when the key matches)."""
-    from schemas.train_configs import ReferenceConfig
-    from scoring.reference import reference_pass
+    from prefsmith.schemas.train_configs import ReferenceConfig
+    from prefsmith.training.reference import reference_pass
 
     cfg = stage_config(ReferenceConfig, config, "reference", model=model)
     report(reference_pass(pairs_table, config=cfg, out_dir=out))
@@ -151,12 +196,16 @@ def reference(pairs_table: Annotated[Path, typer.Argument(metavar="PAIRS")], out
 
 @app.command()
 @friendly_errors
-def train(pairs_table: Annotated[Path, typer.Argument(metavar="PAIRS")], out: OutOpt,
-          config: ConfigOpt = None, policy: str | None = None) -> None:  # fmt: skip
+def train(
+    pairs_table: Annotated[Path, typer.Argument(metavar="PAIRS")],
+    out: OutOpt,
+    config: ConfigOpt = None,
+    policy: str | None = None,
+) -> None:
     """Train the policy with the weighted-DPO loss family on HF Trainer (+ DeepSpeed; the
     config's `launch` section starts it across processes or nodes)."""
-    from schemas.train_configs import TrainConfig
-    from training.launch import launch_train as run
+    from prefsmith.schemas.train_configs import TrainConfig
+    from prefsmith.training.launch import launch_train as run
 
     cfg = stage_config(TrainConfig, config, "train", policy=policy)
     report(run(pairs_table, config=cfg, out_dir=out))
@@ -166,7 +215,7 @@ def train(pairs_table: Annotated[Path, typer.Argument(metavar="PAIRS")], out: Ou
 @friendly_errors
 def tiny(out: Annotated[Path, typer.Argument(help="folder for the tiny models")]) -> None:
     """Build the tiny local tokenizer, policy and reward model (no downloads)."""
-    from flows.tiny import build_tiny_setup
+    from prefsmith.flows.tiny import build_tiny_setup
 
     paths = build_tiny_setup(out)
     for name in ("tokenizer", "policy", "reward_model"):
@@ -174,9 +223,9 @@ def tiny(out: Annotated[Path, typer.Argument(help="folder for the tiny models")]
 
 
 # `prefsmith inspect` lives in its own module (many options); registered here like the others.
-from flows.cli_eval import eval_command  # noqa: E402
-from flows.cli_inspect import inspect as inspect_command  # noqa: E402
-from flows.cli_serve import serve as serve_command  # noqa: E402
+from prefsmith.flows.cli_eval import eval_command  # noqa: E402
+from prefsmith.flows.cli_inspect import inspect as inspect_command  # noqa: E402
+from prefsmith.flows.cli_serve import serve as serve_command  # noqa: E402
 
 app.command("inspect")(friendly_errors(inspect_command))
 app.command("eval")(friendly_errors(eval_command))
@@ -187,7 +236,7 @@ app.command("serve")(friendly_errors(serve_command))
 @friendly_errors
 def validate(config: Annotated[Path, typer.Argument(help="pipeline YAML")]) -> None:
     """Check a pipeline config without running anything: every problem on one line."""
-    from schemas.pipeline_config import PipelineConfig
+    from prefsmith.schemas.pipeline_config import PipelineConfig
 
     parse_config(PipelineConfig, read_yaml(config))
     console.print(f"[green]ok[/] {config}")
@@ -195,22 +244,34 @@ def validate(config: Annotated[Path, typer.Argument(help="pipeline YAML")]) -> N
 
 @app.command()
 @friendly_errors
-def run(config: Annotated[Path, typer.Argument(help="pipeline YAML")],
-        run_dir: Annotated[Path | None, typer.Option("--run-dir", help="build into this folder (a re-run resumes it); default: a new dated folder")] = None) -> None:  # fmt: skip
+def run(
+    config: Annotated[Path, typer.Argument(help="pipeline YAML")],
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--run-dir",
+            help="build into this folder (a re-run resumes it); default: a new dated folder",
+        ),
+    ] = None,
+) -> None:
     """Run the whole pipeline flow from a YAML config into a new dated run folder."""
-    from schemas.pipeline_config import PipelineConfig
+    from prefsmith.schemas.pipeline_config import PipelineConfig
 
     cfg = parse_config(PipelineConfig, read_yaml(config))
-    from flows.pipeline import pipeline  # imports Prefect: only once the config is valid
+    from prefsmith.flows.pipeline import pipeline  # imports Prefect: only once the config is valid
 
     show_outputs(pipeline(cfg, run_dir=str(run_dir) if run_dir else None))
 
 
 @app.command()
 @friendly_errors
-def quickstart(out: Annotated[Path, typer.Option("--out", "-o", help="where everything goes")] = Path("runs/quickstart")) -> None:
+def quickstart(
+    out: Annotated[Path, typer.Option("--out", "-o", help="where everything goes")] = Path(
+        "runs/quickstart"
+    ),
+) -> None:
     """The main job: tiny local models, bundled prompts, the full pipeline on the CPU."""
-    from flows.quickstart import run_quickstart
+    from prefsmith.flows.quickstart import run_quickstart
 
     show_outputs(run_quickstart(out.resolve()))
 
@@ -221,7 +282,7 @@ def show_outputs(outputs: dict[str, str]) -> None:
 
     from rich.table import Table
 
-    from flows.cli_eval import headline
+    from prefsmith.flows.cli_eval import headline
 
     table = Table(title="outputs", show_header=False)
     table.add_column(no_wrap=True)

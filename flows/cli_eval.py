@@ -1,4 +1,4 @@
-"""The `prefsmith eval` command (registered in flows.cli): evaluate a checkpoint against its base.
+"""The `prefsmith eval` command (registered in prefsmith.flows.cli): evaluate a checkpoint against its base.
 
 Pipeline work, so it runs the `evaluate` flow (Prefect's temporary server unless PREFECT_API_URL
 is set). Given a pipeline run folder it finds the held-out prompts (`prompts.heldout.parquet`) and
@@ -17,10 +17,11 @@ RUN_DIR_HELDOUT = "prompts.heldout.parquet"
 RUN_DIR_CHECKPOINT = Path("checkpoint") / "final"
 
 
-def resolve_inputs(*, run_dir: Path | None, checkpoint: Path | None, heldout: Path | None,
-                   out: Path | None) -> tuple[Path, Path, Path]:  # fmt: skip
+def resolve_inputs(
+    *, run_dir: Path | None, checkpoint: Path | None, heldout: Path | None, out: Path | None
+) -> tuple[Path, Path, Path]:
     """(checkpoint, held-out prompts, output run folder) from the options, each checked to exist."""
-    from schemas.errors import ConfigError, InputError
+    from prefsmith.schemas.errors import ConfigError, InputError
 
     if run_dir is None and (checkpoint is None or heldout is None or out is None):
         raise ConfigError("eval: give --run-dir, or all of --checkpoint, --heldout and --out")
@@ -35,39 +36,73 @@ def resolve_inputs(*, run_dir: Path | None, checkpoint: Path | None, heldout: Pa
 def headline(report: dict) -> str:
     """One paragraph: win rate with its interval, LC win rate, rewards, lengths, KL, accuracy, lm-eval."""
     wr, tuned, base = report["win_rate"], report["tuned"], report["base"]
-    lines = [f"tuned vs base: win rate {wr['rate']:.1%} (95% CI {wr['low']:.1%}–{wr['high']:.1%}, n={wr['n']}), "
-             f"length-controlled {report['lc_win_rate']:.1%}; mean reward {tuned['mean_reward']:.3f} vs "
-             f"{base['mean_reward']:.3f}; mean tokens {tuned['mean_tokens']:.1f} vs {base['mean_tokens']:.1f}"]  # fmt: skip
+    lines = [
+        f"tuned vs base: win rate {wr['rate']:.1%} (95% CI {wr['low']:.1%}–{wr['high']:.1%}, n={wr['n']}), "
+        f"length-controlled {report['lc_win_rate']:.1%}; mean reward {tuned['mean_reward']:.3f} vs "
+        f"{base['mean_reward']:.3f}; mean tokens {tuned['mean_tokens']:.1f} vs {base['mean_tokens']:.1f}"
+    ]
     if (kl := report.get("kl")) and kl["kl_seq_mean"] is not None:
-        lines.append(f"KL(tuned ‖ reference): {kl['kl_seq_mean']:.3f} nats per sample ({kl['kl_per_token']:.4f} per token)")
+        lines.append(
+            f"KL(tuned ‖ reference): {kl['kl_seq_mean']:.3f} nats per sample ({kl['kl_per_token']:.4f} per token)"
+        )
     if (acc := report.get("heldout_pairs")) and acc["accuracy"] is not None:
-        lines.append(f"held-out pairs: accuracy {acc['accuracy']:.1%} of {acc['n_pairs']}, mean margin {acc['mean_margin']:.3f}")
+        lines.append(
+            f"held-out pairs: accuracy {acc['accuracy']:.1%} of {acc['n_pairs']}, mean margin {acc['mean_margin']:.3f}"
+        )
     if (lm := report.get("lm_eval")) and lm["status"] != "not_requested":
         lines.append(lm["message"])
     return "\n".join(lines)
 
 
 def eval_command(
-    config: Annotated[Path, typer.Argument(help="pipeline YAML (its generate, score and evaluate sections)")],
-    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="a pipeline run folder: held-out prompts and checkpoint/final are taken from it, the report goes to <run-dir>/eval")] = None,
-    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="tuned checkpoint folder [default: <run-dir>/checkpoint/final]")] = None,
-    heldout: Annotated[Path | None, typer.Option("--heldout", help="held-out prompts table [default: <run-dir>/prompts.heldout.parquet]")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="folder that gets eval/ [default: --run-dir]")] = None,
-    lm_eval_task: Annotated[list[str] | None, typer.Option("--lm-eval-task", help="lm-eval task to run on the checkpoint (repeatable; needs lm-eval)")] = None,
-) -> None:  # fmt: skip
+    config: Annotated[
+        Path, typer.Argument(help="pipeline YAML (its generate, score and evaluate sections)")
+    ],
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--run-dir",
+            help="a pipeline run folder: held-out prompts and checkpoint/final are taken from it, the report goes to <run-dir>/eval",
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint", help="tuned checkpoint folder [default: <run-dir>/checkpoint/final]"
+        ),
+    ] = None,
+    heldout: Annotated[
+        Path | None,
+        typer.Option(
+            "--heldout", help="held-out prompts table [default: <run-dir>/prompts.heldout.parquet]"
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="folder that gets eval/ [default: --run-dir]")
+    ] = None,
+    lm_eval_task: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--lm-eval-task",
+            help="lm-eval task to run on the checkpoint (repeatable; needs lm-eval)",
+        ),
+    ] = None,
+) -> None:
     """Evaluate a tuned checkpoint against its base on held-out prompts (win rate, KL, accuracy)."""
     from rich.console import Console
 
-    from schemas.config_base import parse_config, read_yaml
-    from schemas.pipeline_config import EvalConfig, PipelineConfig
+    from prefsmith.schemas.config_base import parse_config, read_yaml
+    from prefsmith.schemas.pipeline_config import EvalConfig, PipelineConfig
 
     cfg = parse_config(PipelineConfig, read_yaml(config))
-    ckpt, prompts, folder = resolve_inputs(run_dir=run_dir, checkpoint=checkpoint, heldout=heldout, out=out)
+    ckpt, prompts, folder = resolve_inputs(
+        run_dir=run_dir, checkpoint=checkpoint, heldout=heldout, out=out
+    )
     ev = cfg.evaluate or EvalConfig()
     if lm_eval_task:
         ev = ev.model_copy(update={"lm_eval_tasks": [*ev.lm_eval_tasks, *lm_eval_task]})
     cfg = cfg.model_copy(update={"evaluate": ev})
-    from flows.evaluate import evaluate  # imports Prefect: only once the inputs are valid
+    from prefsmith.flows.evaluate import evaluate  # imports Prefect: only once the inputs are valid
 
     report_path = Path(evaluate(cfg, str(ckpt), str(prompts), str(folder)))
     console = Console()

@@ -18,16 +18,18 @@ def serve(
     name: Annotated[str, typer.Option(help="deployment name")] = "rebuild",
 ) -> None:
     """Serve scheduled rebuilds of the dataset (needs `prefect server start --host 127.0.0.1`)."""
-    from schemas.config_base import parse_config, read_yaml
-    from schemas.pipeline_config import PipelineConfig
+    from prefsmith.schemas.config_base import parse_config, read_yaml
+    from prefsmith.schemas.pipeline_config import PipelineConfig
 
     parse_config(PipelineConfig, read_yaml(config))
-    from flows.serve import serve_rebuilds  # imports Prefect: only once the config is valid
+    from prefsmith.flows.serve import (
+        serve_rebuilds,  # imports Prefect: only once the config is valid
+    )
 
     serve_rebuilds(config, cron=cron, name=name)
 
 
 if __name__ == "__main__":
-    from flows.cli import friendly_errors
+    from prefsmith.flows.cli import friendly_errors
 
     typer.run(friendly_errors(serve))

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows.tasks import isolate_scorer, run_stage
-from schemas.data_configs import GenerateConfig
-from schemas.pipeline_config import PipelineConfig
-from schemas.train_configs import ReferenceConfig
+from prefsmith.flows.tasks import isolate_scorer, run_stage
+from prefsmith.schemas.data_configs import GenerateConfig
+from prefsmith.schemas.pipeline_config import PipelineConfig
+from prefsmith.schemas.train_configs import ReferenceConfig
 
 
 def reference_config(config: PipelineConfig) -> ReferenceConfig:
@@ -31,30 +31,79 @@ def evaluate(config: PipelineConfig, checkpoint: str, heldout: str, run_dir: str
     scorer, reference = ev.scorer or config.score, reference_config(config)
     sides = {}
     for side, model in (("base", config.generate.model), ("tuned", checkpoint)):
-        gen: GenerateConfig = config.generate.model_copy(update={"model": model, "sampling": ev.sampling})
-        responses = run_stage(f"generate-{side}", "generation.stage:generate", Path(heldout),
-                              config=gen, out_dir=out / side, isolated=iso)  # fmt: skip
-        scores = run_stage(f"score-{side}", "scoring.stage:score", Path(responses["output"]),
-                           prompts=Path(heldout), config=scorer, out_dir=out / side,
-                           isolated=isolate_scorer(scorer, isolate_stages=iso))  # fmt: skip
+        gen: GenerateConfig = config.generate.model_copy(
+            update={"model": model, "sampling": ev.sampling}
+        )
+        responses = run_stage(
+            f"generate-{side}",
+            "prefsmith.generation.stage:generate",
+            Path(heldout),
+            config=gen,
+            out_dir=out / side,
+            isolated=iso,
+        )
+        scores = run_stage(
+            f"score-{side}",
+            "prefsmith.scoring.stage:score",
+            Path(responses["output"]),
+            prompts=Path(heldout),
+            config=scorer,
+            out_dir=out / side,
+            isolated=isolate_scorer(scorer, isolate_stages=iso),
+        )
         sides[side] = (Path(scores["output"]), Path(responses["output"]))
     extra: dict[str, Path] = {}
     if ev.heldout_pairs:
-        pairs = run_stage("heldout-pairs", "scoring.pairs:build_pairs", sides["base"][0],
-                          responses=sides["base"][1], prompts=Path(heldout), config=config.pairs,
-                          out_dir=out / "heldout_pairs")  # fmt: skip
-        margins = run_stage("heldout-accuracy", "evaluation.preference_accuracy:heldout_accuracy",
-                            Path(pairs["output"]), reference=reference, policy=checkpoint,
-                            out_dir=out / "heldout_pairs", isolated=iso)  # fmt: skip
+        pairs = run_stage(
+            "heldout-pairs",
+            "prefsmith.curation.pairs:build_pairs",
+            sides["base"][0],
+            responses=sides["base"][1],
+            prompts=Path(heldout),
+            config=config.pairs,
+            out_dir=out / "heldout_pairs",
+        )
+        margins = run_stage(
+            "heldout-accuracy",
+            "prefsmith.evaluation.preference_accuracy:heldout_accuracy",
+            Path(pairs["output"]),
+            reference=reference,
+            policy=checkpoint,
+            out_dir=out / "heldout_pairs",
+            isolated=iso,
+        )
         extra["heldout"] = Path(margins["output"])
     if ev.kl:
-        kl = run_stage("kl", "evaluation.kl:kl_estimate", sides["tuned"][1], prompts=Path(heldout),
-                       policy=checkpoint, reference=reference, out_dir=out / "kl", isolated=iso)  # fmt: skip
+        kl = run_stage(
+            "kl",
+            "prefsmith.evaluation.kl:kl_estimate",
+            sides["tuned"][1],
+            prompts=Path(heldout),
+            policy=checkpoint,
+            reference=reference,
+            out_dir=out / "kl",
+            isolated=iso,
+        )
         extra["kl"] = Path(kl["output"])
-    hook = run_stage("lm-eval", "evaluation.lm_eval_hook:lm_eval_stage", checkpoint,
-                     tasks=ev.lm_eval_tasks, out_dir=out / "lm_eval", isolated=iso and bool(ev.lm_eval_tasks))  # fmt: skip
-    report = run_stage("compare", "evaluation.compare:compare_policies", sides["tuned"][0],
-                       tuned_responses=sides["tuned"][1], base_scores=sides["base"][0],
-                       base_responses=sides["base"][1], out_dir=out, n_boot=ev.n_boot, seed=ev.seed,
-                       lm_eval=Path(hook["output"]), **extra)  # fmt: skip
+    hook = run_stage(
+        "lm-eval",
+        "prefsmith.evaluation.lm_eval_hook:lm_eval_stage",
+        checkpoint,
+        tasks=ev.lm_eval_tasks,
+        out_dir=out / "lm_eval",
+        isolated=iso and bool(ev.lm_eval_tasks),
+    )
+    report = run_stage(
+        "compare",
+        "prefsmith.evaluation.compare:compare_policies",
+        sides["tuned"][0],
+        tuned_responses=sides["tuned"][1],
+        base_scores=sides["base"][0],
+        base_responses=sides["base"][1],
+        out_dir=out,
+        n_boot=ev.n_boot,
+        seed=ev.seed,
+        lm_eval=Path(hook["output"]),
+        **extra,
+    )
     return report["output"]

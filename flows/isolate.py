@@ -24,13 +24,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from schemas import errors
+from prefsmith.schemas import errors
 
 
 def _encode(value: Any) -> Any:
     if isinstance(value, BaseModel):
         cls = type(value)
-        return {"__model__": f"{cls.__module__}:{cls.__qualname__}", "data": value.model_dump(mode="json")}
+        return {
+            "__model__": f"{cls.__module__}:{cls.__qualname__}",
+            "data": value.model_dump(mode="json"),
+        }
     if isinstance(value, Path):
         return {"__path__": str(value)}
     return value
@@ -59,14 +62,24 @@ def run_isolated(target: str, *args: Any, **kwargs: Any) -> Any:
     """Call `module:function(*args, **kwargs)` in a child process and return its JSON result."""
     with tempfile.TemporaryDirectory(prefix="prefsmith-isolate-") as tmp:
         spec, out = Path(tmp) / "spec.json", Path(tmp) / "result.json"
-        spec.write_text(json.dumps({
-            "target": target, "args": [_encode(a) for a in args],
-            "kwargs": {k: _encode(v) for k, v in kwargs.items()}, "result": str(out),
-            "parent": os.getpid(),
-        }))  # fmt: skip
-        completed = subprocess.run([sys.executable, "-m", "flows.isolate", str(spec)], env=os.environ.copy())
+        spec.write_text(
+            json.dumps(
+                {
+                    "target": target,
+                    "args": [_encode(a) for a in args],
+                    "kwargs": {k: _encode(v) for k, v in kwargs.items()},
+                    "result": str(out),
+                    "parent": os.getpid(),
+                }
+            )
+        )
+        completed = subprocess.run(
+            [sys.executable, "-m", "prefsmith.flows.isolate", str(spec)], env=os.environ.copy()
+        )
         if not out.exists():
-            raise errors.StageError(f"{target} died in its process (exit code {completed.returncode})")
+            raise errors.StageError(
+                f"{target} died in its process (exit code {completed.returncode})"
+            )
         payload = json.loads(out.read_text())
     if "error" in payload:
         raise getattr(errors, payload["error"], errors.StageError)(payload["message"])
@@ -88,7 +101,8 @@ def _child(spec_path: str) -> None:
     _die_with_parent(spec.get("parent"))
     try:
         value = _resolve(spec["target"])(
-            *[_decode(a) for a in spec["args"]], **{k: _decode(v) for k, v in spec["kwargs"].items()}
+            *[_decode(a) for a in spec["args"]],
+            **{k: _decode(v) for k, v in spec["kwargs"].items()},
         )
         payload = {"value": _result_to_json(value)}
     except errors.PrefsmithError as error:

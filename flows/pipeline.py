@@ -2,7 +2,7 @@
 evaluate, and pipeline (all of them) into a dated run folder whose `latest` pointer moves only
 when the build succeeds.
 
-`python -m flows.pipeline CONFIG.yaml [--run-dir DIR]` runs the pipeline into a chosen folder:
+`python -m prefsmith.flows.pipeline CONFIG.yaml [--run-dir DIR]` runs the pipeline into a chosen folder:
 running it again into the same folder after a crash reuses finished stages (Prefect cache) and
 finished shards (the stages' own resume).
 """
@@ -16,12 +16,12 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows.evaluate import evaluate
-from flows.shards import sharded_stage, task_runner
-from flows.tasks import StageProgress, isolate_scorer, publish_summary, run_stage
-from schemas.config_base import parse_config, read_yaml
-from schemas.pipeline_config import PipelineConfig
-from schemas.train_configs import ReferenceConfig
+from prefsmith.flows.evaluate import evaluate
+from prefsmith.flows.shards import sharded_stage, task_runner
+from prefsmith.flows.tasks import StageProgress, isolate_scorer, publish_summary, run_stage
+from prefsmith.schemas.config_base import parse_config, read_yaml
+from prefsmith.schemas.pipeline_config import PipelineConfig
+from prefsmith.schemas.train_configs import ReferenceConfig
 
 BUILD_STAGES = ["prompts", "split", "generate", "score", "pairs", "reference"]
 
@@ -56,34 +56,77 @@ def point_latest(run_dir: Path) -> Path:
 def build_dataset(config: PipelineConfig, run_dir: str) -> dict[str, str]:
     """prompts → (split) → generate → score → pairs → reference; returns table paths by name."""
     out, iso = Path(run_dir), config.isolate_stages
-    progress = StageProgress(BUILD_STAGES if config.train else BUILD_STAGES[:-1], key="build-progress")
-    prompts = run_stage("prompts", "generation.prompts:load_prompts", config.prompts, out)
+    progress = StageProgress(
+        BUILD_STAGES if config.train else BUILD_STAGES[:-1], key="build-progress"
+    )
+    prompts = run_stage("prompts", "prefsmith.generation.prompts:load_prompts", config.prompts, out)
     progress.advance()
     train_prompts, heldout = run_stage.fn(
-        "split", "generation.prompts:split_prompts", Path(prompts["output"]),
-        heldout_fraction=config.heldout_fraction, out_dir=out,
-    )  # fmt: skip
+        "split",
+        "prefsmith.generation.prompts:split_prompts",
+        Path(prompts["output"]),
+        heldout_fraction=config.heldout_fraction,
+        out_dir=out,
+    )
     progress.advance()
-    responses = sharded_stage("generate", "generation.stage", Path(train_prompts), scale=config.scale,
-                              config=config.generate, out_dir=out, isolated=iso)  # fmt: skip
+    responses = sharded_stage(
+        "generate",
+        "prefsmith.generation.stage",
+        Path(train_prompts),
+        scale=config.scale,
+        config=config.generate,
+        out_dir=out,
+        isolated=iso,
+    )
     progress.advance()
-    scores = sharded_stage("score", "scoring.stage", Path(responses["output"]), scale=config.scale,
-                           prompts=Path(train_prompts), config=config.score, out_dir=out,
-                           isolated=isolate_scorer(config.score, isolate_stages=iso))  # fmt: skip
+    scores = sharded_stage(
+        "score",
+        "prefsmith.scoring.stage",
+        Path(responses["output"]),
+        scale=config.scale,
+        prompts=Path(train_prompts),
+        config=config.score,
+        out_dir=out,
+        isolated=isolate_scorer(config.score, isolate_stages=iso),
+    )
     progress.advance()
-    pairs = run_stage("pairs", "scoring.pairs:build_pairs", Path(scores["output"]),
-                      responses=Path(responses["output"]), prompts=Path(train_prompts),
-                      config=config.pairs, out_dir=out)  # fmt: skip
+    pairs = run_stage(
+        "pairs",
+        "prefsmith.curation.pairs:build_pairs",
+        Path(scores["output"]),
+        responses=Path(responses["output"]),
+        prompts=Path(train_prompts),
+        config=config.pairs,
+        out_dir=out,
+    )
     progress.advance()
-    tables = {"prompts": prompts["output"], "prompts_train": str(train_prompts),
-              "prompts_heldout": str(heldout), "responses": responses["output"],
-              "scores": scores["output"], "pairs": pairs["output"]}  # fmt: skip
-    manifests = {k: v["manifest"] for k, v in
-                 {"prompts": prompts, "generate": responses, "score": scores, "pairs": pairs}.items()}  # fmt: skip
+    tables = {
+        "prompts": prompts["output"],
+        "prompts_train": str(train_prompts),
+        "prompts_heldout": str(heldout),
+        "responses": responses["output"],
+        "scores": scores["output"],
+        "pairs": pairs["output"],
+    }
+    manifests = {
+        k: v["manifest"]
+        for k, v in {
+            "prompts": prompts,
+            "generate": responses,
+            "score": scores,
+            "pairs": pairs,
+        }.items()
+    }
     if config.train is not None:
         reference = config.reference or ReferenceConfig(model=config.train.policy)
-        ref = run_stage("reference", "scoring.reference:reference_pass", Path(pairs["output"]),
-                        config=reference, out_dir=out, isolated=iso)  # fmt: skip
+        ref = run_stage(
+            "reference",
+            "prefsmith.training.reference:reference_pass",
+            Path(pairs["output"]),
+            config=reference,
+            out_dir=out,
+            isolated=iso,
+        )
         tables["pairs_ref"], manifests["reference"] = ref["output"], ref["manifest"]
         progress.advance()
     publish_summary(run_dir, manifests, pairs=pairs["output"])
@@ -92,8 +135,14 @@ def build_dataset(config: PipelineConfig, run_dir: str) -> dict[str, str]:
 
 @flow(name="train")
 def train(config: PipelineConfig, pairs: str, run_dir: str) -> str:
-    result = run_stage("train", "training.launch:launch_train", Path(pairs), config=config.train,
-                       out_dir=Path(run_dir) / "checkpoint", isolated=config.isolate_stages)  # fmt: skip
+    result = run_stage(
+        "train",
+        "prefsmith.training.launch:launch_train",
+        Path(pairs),
+        config=config.train,
+        out_dir=Path(run_dir) / "checkpoint",
+        isolated=config.isolate_stages,
+    )
     return result["output"]
 
 
@@ -107,8 +156,9 @@ def pipeline(config: PipelineConfig, run_dir: str | None = None) -> dict[str, st
     if config.train is not None:
         outputs["checkpoint"] = train(config, outputs["pairs_ref"], str(run_path))
         if config.evaluate is not None:
-            outputs["eval_report"] = evaluate(config, outputs["checkpoint"],
-                                              outputs["prompts_heldout"], str(run_path))  # fmt: skip
+            outputs["eval_report"] = evaluate(
+                config, outputs["checkpoint"], outputs["prompts_heldout"], str(run_path)
+            )
     outputs["run_dir"] = str(run_path)
     outputs["latest"] = str(point_latest(run_path))
     return outputs
@@ -121,7 +171,9 @@ def run_config_file(config_path: Path, *, run_dir: Path | None = None) -> dict[s
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m flows.pipeline", description="run the pipeline")
+    parser = argparse.ArgumentParser(
+        prog="python -m prefsmith.flows.pipeline", description="run the pipeline"
+    )
     parser.add_argument("config", type=Path, help="pipeline YAML")
     parser.add_argument("--run-dir", type=Path, default=None, help="default: a new dated folder")
     args = parser.parse_args(argv)

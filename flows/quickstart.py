@@ -12,41 +12,64 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from schemas.config_base import parse_config
+from prefsmith.schemas.config_base import parse_config
 
 QUICKSTART_ENV = {
-    "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "VLLM_NO_USAGE_STATS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "VLLM_NO_USAGE_STATS": "1",
     "TOKENIZERS_PARALLELISM": "false",
     # The temporary server gets 20 s to start by default; a busy 2-core machine can need more.
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-}  # fmt: skip
+}
 
 
 def bundled_prompts() -> Path:
-    return Path(str(resources.files("flows") / "data" / "quickstart_prompts.jsonl"))
+    return Path(str(resources.files("prefsmith.flows") / "data" / "quickstart_prompts.jsonl"))
 
 
 def quickstart_config(root: Path, policy: Path) -> dict:
     """The quickstart's pipeline config as plain data (what a user would write in YAML)."""
     lengths = {"max_length": 192, "max_prompt_length": 64}
     return {
-        "name": "builds", "out_dir": str(root), "heldout_fraction": 0.25,
+        "name": "builds",
+        "out_dir": str(root),
+        "heldout_fraction": 0.25,
         "prompts": {"path": str(bundled_prompts()), "source": "quickstart"},
-        "generate": {"model": str(policy), "backend": "vllm", "dtype": "float32", "max_model_len": 256,
-                     "shard_size": 64, "sampling": {"n": 4, "temperature": 1.0, "max_new_tokens": 48}},
+        "generate": {
+            "model": str(policy),
+            "backend": "vllm",
+            "dtype": "float32",
+            "max_model_len": 256,
+            "shard_size": 64,
+            "sampling": {"n": 4, "temperature": 1.0, "max_new_tokens": 48},
+        },
         "score": {"kind": "rule", "rule": "length_target", "params": {"target": 5}},
         "pairs": {"strategy": "best_vs_worst", "min_margin": 0.2},
         "reference": {"model": str(policy), **lengths},
         # DPO plus an NLL term on the chosen response: DPO alone mostly pushes the rejected
         # (long) answers down and overshoots to one-word answers; the NLL term anchors the
         # policy on the chosen ones (measured: win rate 57% without it, 77% with it).
-        "train": {"policy": str(policy), "loss": [{"name": "dpo", "params": {"beta": 0.1}}],
-                  "nll_weight": 1.0,
-                  "learning_rate": 1e-3, "max_steps": 60, "per_device_train_batch_size": 8,
-                  "warmup_ratio": 0.0, "logging_steps": 10, "save_steps": 0, **lengths},
-        "evaluate": {"sampling": {"n": 2, "temperature": 0.7, "max_new_tokens": 48}, "n_boot": 2000},
-    }  # fmt: skip
+        "train": {
+            "policy": str(policy),
+            "loss": [{"name": "dpo", "params": {"beta": 0.1}}],
+            "nll_weight": 1.0,
+            "learning_rate": 1e-3,
+            "max_steps": 60,
+            "per_device_train_batch_size": 8,
+            "warmup_ratio": 0.0,
+            "logging_steps": 10,
+            "save_steps": 0,
+            **lengths,
+        },
+        "evaluate": {
+            "sampling": {"n": 2, "temperature": 0.7, "max_new_tokens": 48},
+            "n_boot": 2000,
+        },
+    }
 
 
 def run_quickstart(root: Path) -> dict[str, str]:
@@ -55,9 +78,9 @@ def run_quickstart(root: Path) -> dict[str, str]:
         os.environ.setdefault(key, value)
     (root / "prefect-home").mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_HOME", str(root / "prefect-home"))
-    from flows.pipeline import pipeline
-    from flows.tiny import build_tiny_setup
-    from schemas.pipeline_config import PipelineConfig
+    from prefsmith.flows.pipeline import pipeline
+    from prefsmith.flows.tiny import build_tiny_setup
+    from prefsmith.schemas.pipeline_config import PipelineConfig
 
     models = build_tiny_setup(root / "models")
     config = parse_config(PipelineConfig, quickstart_config(root, models.policy))

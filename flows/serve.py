@@ -17,8 +17,8 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows.pipeline import run_config_file
-from schemas.errors import ConfigError
+from prefsmith.flows.pipeline import run_config_file
+from prefsmith.schemas.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def serve_rebuilds(config_path: Path, *, cron: str, name: str = "rebuild") -> No
     try:
         CronSchedule(cron=cron)
     except ValidationError:
-        raise ConfigError(f"--cron: not a cron expression: {cron!r} (e.g. \"0 3 * * *\")") from None
+        raise ConfigError(f'--cron: not a cron expression: {cron!r} (e.g. "0 3 * * *")') from None
     config_path = Path(config_path).resolve()
     if not config_path.is_file():
         raise ConfigError(f"config file not found: {config_path}")

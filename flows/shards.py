@@ -1,6 +1,6 @@
 """Sharded stages (generate, score) as mapped Prefect tasks, each cached on its shards' content.
 
-A stage module offers three functions (generation.stage, scoring.stage):
+A stage module offers three functions (prefsmith.generation.stage, prefsmith.scoring.stage):
 
 | function                        | does                                                       |
 |---------------------------------|------------------------------------------------------------|
@@ -24,15 +24,15 @@ from typing import Any
 from prefect import task, unmapped
 from prefect.cache_policies import CachePolicy
 
-from flows.isolate import _resolve, run_isolated
-from flows.tasks import _fingerprint, _transient, cached_stage, run_stage
-from schemas.ids import content_hash
-from schemas.pipeline_config import ScaleConfig
+from prefsmith.flows.isolate import _resolve, run_isolated
+from prefsmith.flows.tasks import _fingerprint, _transient, cached_stage, run_stage
+from prefsmith.schemas.ids import content_hash
+from prefsmith.schemas.pipeline_config import ScaleConfig
 
 # The stage's function names, by stage module.
 SHARDED = {
-    "generation.stage": ("generate", "generate_shards"),
-    "scoring.stage": ("score", "score_shards"),
+    "prefsmith.generation.stage": ("generate", "generate_shards"),
+    "prefsmith.scoring.stage": ("score", "score_shards"),
 }
 
 
@@ -40,17 +40,31 @@ class PartInputs(CachePolicy):
     """Cache key of one mapped part: its shards' content, the stage config (+ model revision),
     the output folder. The input tables are not re-hashed: the shard hashes cover them."""
 
-    def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters, **kwargs) -> str:  # noqa: ANN001
+    def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters, **kwargs) -> str:
         call = inputs["call"]
-        options = {k: str(v) if isinstance(v, Path) else _fingerprint(v)
-                   for k, v in sorted(call["kwargs"].items())}  # fmt: skip
+        options = {
+            k: str(v) if isinstance(v, Path) else _fingerprint(v)
+            for k, v in sorted(call["kwargs"].items())
+        }
         return content_hash([inputs["target"], inputs["hashes"], options])
 
 
-@task(cache_policy=PartInputs(), persist_result=True, retries=2, retry_delay_seconds=[2, 8],
-      retry_condition_fn=_transient, task_run_name="{name}-part-{part}")  # fmt: skip
+@task(
+    cache_policy=PartInputs(),
+    persist_result=True,
+    retries=2,
+    retry_delay_seconds=[2, 8],
+    retry_condition_fn=_transient,
+    task_run_name="{name}-part-{part}",
+)
 def stage_part(
-    name: str, target: str, part: int, shards: list[int], hashes: list[str], call: dict, isolated: bool
+    name: str,
+    target: str,
+    part: int,
+    shards: list[int],
+    hashes: list[str],
+    call: dict,
+    isolated: bool,
 ) -> list[str]:
     """Write shards `shards` of a stage: `target(*call["args"], shards=..., **call["kwargs"])`."""
     if isolated:
@@ -76,10 +90,14 @@ def sharded_stage(
     on_ray = scale.task_runner == "ray"
     with ray_options(scale):
         futures = stage_part.map(
-            unmapped(name), unmapped(f"{module}:{shards_fn}"), list(range(len(parts))), parts,
+            unmapped(name),
+            unmapped(f"{module}:{shards_fn}"),
+            list(range(len(parts))),
+            parts,
             [[hashes[i] for i in part] for part in parts],
-            unmapped({"args": list(args), "kwargs": kwargs}), unmapped(isolated and not on_ray),
-        )  # fmt: skip
+            unmapped({"args": list(args), "kwargs": kwargs}),
+            unmapped(isolated and not on_ray),
+        )
     futures.result()  # raises the first part's failure after all parts ended
     # Every shard exists now: the stage only counts rows and writes its manifest (no model).
     return run_stage(name, f"{module}:{stage}", *args, **kwargs)
@@ -95,7 +113,7 @@ def task_runner(scale: ScaleConfig) -> Any:
     try:
         from prefect_ray import RayTaskRunner
     except ImportError:
-        from schemas.errors import ConfigError
+        from prefsmith.schemas.errors import ConfigError
 
         raise ConfigError(
             "scale.task_runner: 'ray' needs the ray extra: pip install 'prefsmith[ray]'"

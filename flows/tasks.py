@@ -6,7 +6,7 @@ Caching and resume sit at three levels. A *finished* stage is a Prefect cache hi
 (`StageInputs`). With `scale.shards_per_task` set (or on Ray), a sharded stage is a set of mapped
 tasks, each cached on its own shards' content (flows/shards.py), so a killed build shows its
 finished parts as `Cached`. And a stage killed half-way resumes from its finished shards by
-itself (`schemas.io.run_shards`; the manifest records `shards_skipped`). On one machine the
+itself (`prefsmith.schemas.io.run_shards`; the manifest records `shards_skipped`). On one machine the
 default is one task per stage: each mapped task loads the model again, which costs more than it
 saves when there is only one GPU (or CPU) to run them on.
 """
@@ -30,10 +30,10 @@ from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel
 
-from flows.isolate import _resolve, run_isolated
-from schemas import errors
-from schemas.ids import content_hash, model_revision
-from schemas.manifest import Manifest, input_ref
+from prefsmith.flows.isolate import _resolve, run_isolated
+from prefsmith.schemas import errors
+from prefsmith.schemas.ids import content_hash, model_revision
+from prefsmith.schemas.manifest import Manifest, input_ref
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ PERMANENT_ERRORS = (errors.ConfigError, errors.InputError, errors.SchemaError)
 QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 
 
-def _transient(task, task_run, state) -> bool:  # noqa: ANN001 (Prefect's retry hook signature)
+def _transient(task, task_run, state) -> bool:
     """Retry only failures that may pass: a dead child process, I/O, a server hiccup."""
     exception = state.result(raise_on_failure=False)
     return not isinstance(exception, PERMANENT_ERRORS)
@@ -55,7 +55,7 @@ def isolate_scorer(config: BaseModel, *, isolate_stages: bool) -> bool:
 
 
 def stage_model_revision(config: BaseModel) -> str:
-    """The revision of the model a stage config names (schemas.ids.model_revision), if any."""
+    """The revision of the model a stage config names (prefsmith.schemas.ids.model_revision), if any."""
     model, revision = getattr(config, "model", None), getattr(config, "revision", None)
     return model_revision(model, revision=revision) if model else str(revision)
 
@@ -75,16 +75,25 @@ class StageInputs(CachePolicy):
     The output folder is part of the key, so a new run folder never reuses another's paths.
     """
 
-    def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters, **kwargs) -> str:  # noqa: ANN001
+    def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters, **kwargs) -> str:
         args = [_fingerprint(a) for a in inputs.get("args", ())]
-        options = {k: str(v) if k == "out_dir" else _fingerprint(v)  # where, not what: by path
-                   for k, v in sorted(inputs.get("kwargs", {}).items())}  # fmt: skip
+        options = {
+            k: str(v) if k == "out_dir" else _fingerprint(v)  # where, not what: by path
+            for k, v in sorted(inputs.get("kwargs", {}).items())
+        }
         return content_hash([inputs["target"], args, options])
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2),
-      retry_condition_fn=_transient, task_run_name="{name}")  # fmt: skip
-def run_stage(name: str, target: str, *args: Any, isolated: bool = False, **kwargs: Any) -> dict[str, str]:
+@task(
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_condition_fn=_transient,
+    task_run_name="{name}",
+)
+def run_stage(
+    name: str, target: str, *args: Any, isolated: bool = False, **kwargs: Any
+) -> dict[str, str]:
     """Run `module:function(*args, **kwargs)` and return its StageResult as a dict of paths."""
     if isolated:
         return run_isolated(target, *args, **kwargs)
@@ -109,8 +118,9 @@ class StageProgress:
 
     def advance(self) -> None:
         self.done += 1
-        update_progress_artifact(self.artifact, progress=100.0 * self.done / len(self.stages),
-                                 description=self._text())  # fmt: skip
+        update_progress_artifact(
+            self.artifact, progress=100.0 * self.done / len(self.stages), description=self._text()
+        )
 
 
 def count_rows(manifests: dict[str, str]) -> list[dict[str, Any]]:
@@ -118,12 +128,16 @@ def count_rows(manifests: dict[str, str]) -> list[dict[str, Any]]:
     rows = []
     for stage, path in manifests.items():
         manifest = Manifest.read(path)
-        rows.append({
-            "stage": stage, "unit": manifest.unit, "rows_in": manifest.rows_in,
-            "rows_out": manifest.rows_out,
-            "dropped": ", ".join(f"{k}={v}" for k, v in manifest.dropped.items()) or "-",
-            "seconds": round(manifest.wall_time_s, 2),
-        })  # fmt: skip
+        rows.append(
+            {
+                "stage": stage,
+                "unit": manifest.unit,
+                "rows_in": manifest.rows_in,
+                "rows_out": manifest.rows_out,
+                "dropped": ", ".join(f"{k}={v}" for k, v in manifest.dropped.items()) or "-",
+                "seconds": round(manifest.wall_time_s, 2),
+            }
+        )
     return rows
 
 
@@ -148,15 +162,26 @@ def publish_summary(run_dir: str, manifests: dict[str, str], *, pairs: str | Non
     """Publish counts and drops, pair-score quantiles and a markdown summary of a build."""
     rows = count_rows(manifests)
     create_table_artifact(key="build-counts", table=rows, description=f"Row counts of {run_dir}")
-    lines = [f"# Build {Path(run_dir).name}", "", f"Outputs in `{run_dir}`", "",
-             "| stage | in | out | dropped |", "|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"# Build {Path(run_dir).name}",
+        "",
+        f"Outputs in `{run_dir}`",
+        "",
+        "| stage | in | out | dropped |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {r['stage']} | {r['rows_in']} | {r['rows_out']} | {r['dropped']} |" for r in rows]
     if pairs is not None:
         quantiles = pair_quantiles(pairs)
-        create_table_artifact(key="pair-quantiles", table=quantiles,
-                              description=f"Pair score and margin quantiles of {run_dir}")  # fmt: skip
+        create_table_artifact(
+            key="pair-quantiles",
+            table=quantiles,
+            description=f"Pair score and margin quantiles of {run_dir}",
+        )
         lines += ["", "| quantile | score_chosen | score_rejected | margin |", "|---|---|---|---|"]
-        lines += [f"| {r['quantile']} | {r['score_chosen']} | {r['score_rejected']} | {r['margin']} |"
-                  for r in quantiles]  # fmt: skip
+        lines += [
+            f"| {r['quantile']} | {r['score_chosen']} | {r['score_rejected']} | {r['margin']} |"
+            for r in quantiles
+        ]
     (Path(run_dir) / "summary.json").write_text(json.dumps({"counts": rows}, indent=2))
     return str(create_markdown_artifact(key="build-summary", markdown="\n".join(lines)))

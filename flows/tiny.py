@@ -88,9 +88,14 @@ def build_tokenizer(out_dir: str | Path, *, vocab_size: int = 384, seed: int = 0
         single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)]
     )
     hf = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
-        additional_special_tokens=ROLE_TOKENS, model_max_length=512,
-    )  # fmt: skip
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        unk_token=UNK,
+        additional_special_tokens=ROLE_TOKENS,
+        model_max_length=512,
+    )
     hf.chat_template = CHAT_TEMPLATE
     hf.save_pretrained(str(out_dir))
     return hf
@@ -100,18 +105,33 @@ def _llama_config(tokenizer, *, hidden: int, layers: int, seed_std: float, **ext
     from transformers import LlamaConfig
 
     return LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
         # head_dim 32: the smallest vLLM's CPU attention supports (16 fails at engine start-up).
-        num_hidden_layers=layers, num_attention_heads=max(1, hidden // 32),
+        num_hidden_layers=layers,
+        num_attention_heads=max(1, hidden // 32),
         num_key_value_heads=max(1, hidden // 64),
-        max_position_embeddings=512, initializer_range=seed_std, tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, torch_dtype="float32", **extra,
-    )  # fmt: skip
+        max_position_embeddings=512,
+        initializer_range=seed_std,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        torch_dtype="float32",
+        **extra,
+    )
 
 
-def build_policy(out_dir: str | Path, tokenizer, *, hidden: int = 64, layers: int = 2,
-                 pretrain_steps: int = 150, seed: int = 0) -> Path:  # fmt: skip
+def build_policy(
+    out_dir: str | Path,
+    tokenizer,
+    *,
+    hidden: int = 64,
+    layers: int = 2,
+    pretrain_steps: int = 150,
+    seed: int = 0,
+) -> Path:
     """A tiny LlamaForCausalLM, briefly trained on chat-formatted corpus so it answers and stops."""
     import torch
     from transformers import LlamaForCausalLM
@@ -135,9 +155,12 @@ def _pretrain(model, tokenizer, *, steps: int, seed: int, batch: int = 16) -> No
     for _ in range(steps):
         texts = [
             tokenizer.apply_chat_template(
-                [{"role": "user", "content": sample_prompt(rng)},
-                 {"role": "assistant", "content": sample_answer(rng)}], tokenize=False,
-            )  # fmt: skip
+                [
+                    {"role": "user", "content": sample_prompt(rng)},
+                    {"role": "assistant", "content": sample_answer(rng)},
+                ],
+                tokenize=False,
+            )
             for _ in range(batch)
         ]
         enc = tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
@@ -149,8 +172,9 @@ def _pretrain(model, tokenizer, *, steps: int, seed: int, batch: int = 16) -> No
     model.eval()
 
 
-def build_reward_model(out_dir: str | Path, tokenizer, *, hidden: int = 64, layers: int = 2,
-                       seed: int = 1) -> Path:  # fmt: skip
+def build_reward_model(
+    out_dir: str | Path, tokenizer, *, hidden: int = 64, layers: int = 2, seed: int = 1
+) -> Path:
     """A tiny LlamaForSequenceClassification (one label), random init: scores for plumbing tests."""
     import torch
     from transformers import LlamaForSequenceClassification

@@ -1,6 +1,6 @@
 """The prompts stage: load prompts from JSONL, Parquet, CSV or a local HF dataset folder.
 
-Output table `prompts` (schemas.tables.PROMPTS):
+Output table `prompts` (prefsmith.schemas.tables.PROMPTS):
 
 | column    | type                        | note                                      |
 |-----------|-----------------------------|-------------------------------------------|
@@ -23,13 +23,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from schemas.data_configs import PromptsConfig
-from schemas.errors import InputError
-from schemas.ids import normalize_messages, prompt_id
-from schemas.io import write_table
-from schemas.manifest import Manifest, StageResult, count_reasons, input_ref, manifest_path
-from schemas.quarantine import Rejected, write_quarantine
-from schemas.tables import PROMPTS
+from prefsmith.schemas.data_configs import PromptsConfig
+from prefsmith.schemas.errors import InputError
+from prefsmith.schemas.ids import normalize_messages, prompt_id
+from prefsmith.schemas.io import write_table
+from prefsmith.schemas.manifest import (
+    Manifest,
+    StageResult,
+    count_reasons,
+    input_ref,
+    manifest_path,
+)
+from prefsmith.schemas.quarantine import Rejected, write_quarantine
+from prefsmith.schemas.tables import PROMPTS
 
 logger = logging.getLogger(__name__)
 ROLES = {"system", "user", "assistant", "tool"}
@@ -43,11 +49,15 @@ def detect_format(path: Path, declared: str) -> str:
     suffix = path.suffix.lower()
     formats = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".csv": "csv"}
     if suffix not in formats:
-        raise InputError(f"{path}: cannot tell the format from {suffix!r}; set format: jsonl|parquet|csv|hf")
+        raise InputError(
+            f"{path}: cannot tell the format from {suffix!r}; set format: jsonl|parquet|csv|hf"
+        )
     return formats[suffix]
 
 
-def iter_raw_rows(path: Path, fmt: str, *, split: str = "train") -> Iterator[tuple[str, dict[str, Any] | Rejected]]:
+def iter_raw_rows(
+    path: Path, fmt: str, *, split: str = "train"
+) -> Iterator[tuple[str, dict[str, Any] | Rejected]]:
     """Yield (row_ref, row) for every input row, or (row_ref, Rejected) for unreadable ones."""
     if fmt == "jsonl":
         yield from _iter_jsonl(path)
@@ -114,9 +124,13 @@ def row_to_messages(row: dict[str, Any], config: PromptsConfig) -> list[dict[str
                 messages = json.loads(messages)
             except json.JSONDecodeError:
                 return "bad_messages"
-        if not isinstance(messages, list) or not messages or not all(
-            isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") in ROLES
-            for m in messages
+        if (
+            not isinstance(messages, list)
+            or not messages
+            or not all(
+                isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") in ROLES
+                for m in messages
+            )
         ):
             return "bad_messages"
     elif row.get(config.prompt_field) is not None:
@@ -166,28 +180,38 @@ def load_prompts(config: PromptsConfig, out_dir: str | Path) -> StageResult:
             continue
         seen.add(pid)
         extra = {k: v for k, v in row.items() if k not in fields}
-        rows.append({
-            "prompt_id": pid, "messages": messages, "source": config.source or source_path.name,
-            "metadata": json.dumps(extra, ensure_ascii=False, default=str, sort_keys=True),
-        })  # fmt: skip
+        rows.append(
+            {
+                "prompt_id": pid,
+                "messages": messages,
+                "source": config.source or source_path.name,
+                "metadata": json.dumps(extra, ensure_ascii=False, default=str, sort_keys=True),
+            }
+        )
     output = write_table(rows, out_dir / "prompts.parquet", PROMPTS)
     quarantine = write_quarantine(rejected, out_dir / "prompts.quarantine.parquet", stage="prompts")
     dropped = count_reasons([r.reason for r in rejected])
     if merged:
         dropped["duplicate_merged"] = merged
     manifest = Manifest(
-        stage="prompts", unit="prompt", config=config.model_dump(mode="json"),
+        stage="prompts",
+        unit="prompt",
+        config=config.model_dump(mode="json"),
         inputs=[input_ref(source_path)],
         outputs={"prompts": str(output), "quarantine": str(quarantine)},
-        rows_in=total, rows_out=len(rows), dropped=dropped,
+        rows_in=total,
+        rows_out=len(rows),
+        dropped=dropped,
         rows_written={"prompts": len(rows), "quarantine": len(rejected)},
         wall_time_s=time.perf_counter() - start,
-    )  # fmt: skip
+    )
     logger.info("prompts: %d rows in, %d prompts out, dropped %s", total, len(rows), dropped)
     return StageResult(output, quarantine, manifest.write(manifest_path(output)))
 
 
-def split_prompts(prompts: str | Path, *, heldout_fraction: float, out_dir: str | Path) -> tuple[Path, Path]:
+def split_prompts(
+    prompts: str | Path, *, heldout_fraction: float, out_dir: str | Path
+) -> tuple[Path, Path]:
     """Split a prompts table into train and held-out tables by the hash of `prompt_id`.
 
     The split depends only on each prompt's id, so a prompt stays on the same side when the
@@ -195,12 +219,14 @@ def split_prompts(prompts: str | Path, *, heldout_fraction: float, out_dir: str 
     """
     import polars as pl
 
-    from schemas.io import read_frame
+    from prefsmith.schemas.io import read_frame
 
     frame = read_frame(prompts, PROMPTS)
     bucket = pl.col("prompt_id").str.slice(0, 8).str.to_integer(base=16) / 2**32
     heldout = frame.filter(bucket < heldout_fraction)
     train = frame.filter(bucket >= heldout_fraction)
     out_dir = Path(out_dir)
-    return (write_table(train, out_dir / "prompts.train.parquet", PROMPTS),
-            write_table(heldout, out_dir / "prompts.heldout.parquet", PROMPTS))  # fmt: skip
+    return (
+        write_table(train, out_dir / "prompts.train.parquet", PROMPTS),
+        write_table(heldout, out_dir / "prompts.heldout.parquet", PROMPTS),
+    )

@@ -15,8 +15,8 @@ from typing import Any
 
 from jinja2.exceptions import TemplateError
 
-from schemas.errors import StageError
-from schemas.quarantine import Rejected
+from prefsmith.schemas.errors import StageError
+from prefsmith.schemas.quarantine import Rejected
 
 logger = logging.getLogger(__name__)
 

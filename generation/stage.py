@@ -1,6 +1,6 @@
 """The generate stage: prompts → `sampling.n` responses per prompt, sharded and resumable.
 
-Output folder `responses/` of shards (schemas.tables.RESPONSES):
+Output folder `responses/` of shards (prefsmith.schemas.tables.RESPONSES):
 
 | column          | type   | note                                                       |
 |-----------------|--------|------------------------------------------------------------|
@@ -37,16 +37,22 @@ from typing import Any
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from generation.backends import Backend, load_backend
-from generation.render import render_or_reject, require_chat_template
-from schemas.config_base import load_config
-from schemas.data_configs import GenerateConfig
-from schemas.errors import PrefsmithError, StageError
-from schemas.ids import content_hash, model_revision, response_id
-from schemas.io import chunk, read_frame, run_shards
-from schemas.manifest import Manifest, StageResult, count_reasons, input_ref, manifest_path
-from schemas.quarantine import Rejected, write_quarantine
-from schemas.tables import PROMPTS, RESPONSES
+from prefsmith.generation.backends import Backend, load_backend
+from prefsmith.generation.render import render_or_reject, require_chat_template
+from prefsmith.schemas.config_base import load_config
+from prefsmith.schemas.data_configs import GenerateConfig
+from prefsmith.schemas.errors import PrefsmithError, StageError
+from prefsmith.schemas.ids import content_hash, model_revision, response_id
+from prefsmith.schemas.io import chunk, read_frame, run_shards
+from prefsmith.schemas.manifest import (
+    Manifest,
+    StageResult,
+    count_reasons,
+    input_ref,
+    manifest_path,
+)
+from prefsmith.schemas.quarantine import Rejected, write_quarantine
+from prefsmith.schemas.tables import PROMPTS, RESPONSES
 
 logger = logging.getLogger(__name__)
 
@@ -221,11 +227,17 @@ def make_plan(prompts: Path, *, config: GenerateConfig, out_dir: Path, tokenizer
     kept, rejected = render_prompts(frame, tokenizer=tokenizer, max_context=identity.max_context)
     shards = chunk(kept, config.shard_size)
     output, source = Path(out_dir) / "responses", input_ref(prompts)
-    check_plan(output, {
-        "prompts_sha256": source.sha256, "gen_config_hash": identity.gen_config_hash,
-        "backend": config.backend, "shard_size": config.shard_size,
-        "max_context": identity.max_context, "shards_total": len(shards),
-    })  # fmt: skip
+    check_plan(
+        output,
+        {
+            "prompts_sha256": source.sha256,
+            "gen_config_hash": identity.gen_config_hash,
+            "backend": config.backend,
+            "shard_size": config.shard_size,
+            "max_context": identity.max_context,
+            "shards_total": len(shards),
+        },
+    )
     return Plan(frame, identity, kept, rejected, shards, output, source)
 
 
@@ -244,10 +256,16 @@ def run_plan(
     try:
         with tqdm(total=total, unit="prompt", desc="generate", disable=None) as bar:
             return run_shards(
-                plan.shards, plan.output,
-                lambda _, shard: shard_rows(shard, backend=lazy.get(), config=config, identity=plan.identity),
-                RESPONSES, progress=bar.update, only=only, workers=shards_in_flight(config),
-            )  # fmt: skip
+                plan.shards,
+                plan.output,
+                lambda _, shard: shard_rows(
+                    shard, backend=lazy.get(), config=config, identity=plan.identity
+                ),
+                RESPONSES,
+                progress=bar.update,
+                only=only,
+                workers=shards_in_flight(config),
+            )
     finally:
         lazy.close()
 
@@ -256,7 +274,9 @@ def shard_plan(prompts: Path, *, config: GenerateConfig, out_dir: Path) -> list[
     """One content hash per shard (prompt ids and rendered token ids): the cache keys of the
     mapped shard tasks in flows/, and the number of shards."""
     plan = make_plan(prompts, config=config, out_dir=out_dir, tokenizer=load_tokenizer(config))
-    return [content_hash([[p.prompt_id, list(p.token_ids)] for p in shard]) for shard in plan.shards]
+    return [
+        content_hash([[p.prompt_id, list(p.token_ids)] for p in shard]) for shard in plan.shards
+    ]
 
 
 def generate_shards(
@@ -284,17 +304,33 @@ def generate(prompts: Path, *, config: GenerateConfig, out_dir: Path) -> StageRe
     )
     identity, kept, frame = plan.identity, plan.kept, plan.frame
     manifest = Manifest(
-        stage="generate", unit="prompt", config=config.model_dump(mode="json"), inputs=[plan.source],
+        stage="generate",
+        unit="prompt",
+        config=config.model_dump(mode="json"),
+        inputs=[plan.source],
         outputs={"responses": str(plan.output), "quarantine": str(quarantine)},
-        rows_in=len(frame), rows_out=len(kept), dropped=count_reasons([r.reason for r in plan.rejected]),
+        rows_in=len(frame),
+        rows_out=len(kept),
+        dropped=count_reasons([r.reason for r in plan.rejected]),
         rows_written={"responses": count_rows(paths), "quarantine": len(plan.rejected)},
-        extra={"shards_total": len(plan.shards), "shards_skipped": skipped, "backend": config.backend,
-               "generator": identity.generator, "gen_config_hash": identity.gen_config_hash,
-               "max_context": identity.max_context},
+        extra={
+            "shards_total": len(plan.shards),
+            "shards_skipped": skipped,
+            "backend": config.backend,
+            "generator": identity.generator,
+            "gen_config_hash": identity.gen_config_hash,
+            "max_context": identity.max_context,
+        },
         wall_time_s=time.perf_counter() - start,
-    )  # fmt: skip
-    logger.info("generate: %d prompts in, %d generated (%d shards, %d resumed), dropped %s",
-                len(frame), len(kept), len(plan.shards), skipped, manifest.dropped)  # fmt: skip
+    )
+    logger.info(
+        "generate: %d prompts in, %d generated (%d shards, %d resumed), dropped %s",
+        len(frame),
+        len(kept),
+        len(plan.shards),
+        skipped,
+        manifest.dropped,
+    )
     return StageResult(plan.output, quarantine, manifest.write(manifest_path(plan.output)))
 
 
@@ -304,9 +340,9 @@ def count_rows(paths: Sequence[Path]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m generation.stage --prompts P --config C.yaml --out D` (the CLI calls `generate`)."""
+    """`python -m prefsmith.generation.stage --prompts P --config C.yaml --out D` (the CLI calls `generate`)."""
     parser = argparse.ArgumentParser(
-        prog="python -m generation.stage", description=__doc__.splitlines()[0]
+        prog="python -m prefsmith.generation.stage", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
         "--prompts", type=Path, required=True, help="prompts Parquet file or folder"

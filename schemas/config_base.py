@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from schemas.errors import ConfigError
-from schemas.ids import content_hash
+from prefsmith.schemas.errors import ConfigError
+from prefsmith.schemas.ids import content_hash
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -44,7 +44,9 @@ def parse_config(model: type[M], data: dict[str, Any] | None, *, section: str = 
         return model.model_validate(data or {})
     except ValidationError as error:
         where = f" [{section}]" if section else ""
-        raise ConfigError(f"invalid config{where}: {describe_errors(error, prefix=section)}") from None
+        raise ConfigError(
+            f"invalid config{where}: {describe_errors(error, prefix=section)}"
+        ) from None
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -57,7 +59,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
+        raise ConfigError(
+            f"{path}{where}: not valid YAML ({getattr(error, 'problem', error)})"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from schemas.config_base import StrictModel
+from prefsmith.schemas.config_base import StrictModel
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -33,7 +33,9 @@ class SamplingConfig(StrictModel):
     @model_validator(mode="after")
     def _greedy_needs_one_sample(self) -> SamplingConfig:
         if self.temperature == 0.0 and self.n > 1:
-            raise ValueError("temperature=0 (greedy) gives n identical samples: set n=1 or temperature>0")
+            raise ValueError(
+                "temperature=0 (greedy) gives n identical samples: set n=1 or temperature>0"
+            )
         return self
 
 
@@ -45,7 +47,9 @@ class GenerateConfig(StrictModel):
     shard_size: int = Field(64, ge=1, description="prompts per shard: the unit of resume")
     max_model_len: int | None = Field(None, ge=8, description="default: the model's context")
     dtype: Dtype = "auto"
-    trust_remote_code: bool = Field(False, description="opt in per model; runs the model's own code")
+    trust_remote_code: bool = Field(
+        False, description="opt in per model; runs the model's own code"
+    )
     batch_size: int = Field(16, ge=1, description="transformers backend: prompts per forward")
     servers: list[str] = Field(
         default_factory=list, description="openai backend: base URLs like http://127.0.0.1:8000/v1"
@@ -66,7 +70,9 @@ class GenerateConfig(StrictModel):
 class ScoreConfig(StrictModel):
     kind: Literal["reward_model", "armorm", "vllm_pooling", "rule"] = "reward_model"
     model: str | None = Field(None, description="reward-model folder (all kinds but 'rule')")
-    rule: str | None = Field(None, description="rule scorer name (kind 'rule'): see scoring.rules")
+    rule: str | None = Field(
+        None, description="rule scorer name (kind 'rule'): see prefsmith.scoring.rules"
+    )
     params: dict[str, Any] = Field(default_factory=dict, description="rule scorer parameters")
     name: str | None = Field(None, description="recorded in `scorer`; default: model or rule name")
     revision: str | None = None

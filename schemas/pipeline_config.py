@@ -10,15 +10,15 @@ from typing import Literal
 
 from pydantic import Field
 
-from schemas.config_base import StrictModel
-from schemas.data_configs import (
+from prefsmith.schemas.config_base import StrictModel
+from prefsmith.schemas.data_configs import (
     GenerateConfig,
     PairsConfig,
     PromptsConfig,
     SamplingConfig,
     ScoreConfig,
 )
-from schemas.train_configs import ReferenceConfig, TrainConfig
+from prefsmith.schemas.train_configs import ReferenceConfig, TrainConfig
 
 
 class EvalConfig(StrictModel):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.io import write_table
-from schemas.tables import QUARANTINE
+from prefsmith.schemas.io import write_table
+from prefsmith.schemas.tables import QUARANTINE
 
 RAW_LIMIT = 2000
 

@@ -21,7 +21,10 @@ OBJECTIVE = pa.struct([("name", pa.string()), ("value", pa.float64())])
 
 PROMPTS = pa.schema(
     [
-        ("prompt_id", pa.string()),  # stable hash of the normalized messages (schemas.ids)
+        (
+            "prompt_id",
+            pa.string(),
+        ),  # stable hash of the normalized messages (prefsmith.schemas.ids)
         ("messages", MESSAGES),
         ("source", pa.string()),
         ("metadata", pa.string()),  # JSON string
@@ -61,7 +64,10 @@ PAIRS = pa.schema(
         ("rejected", pa.string()),
         ("chosen_response_id", pa.string()),
         ("rejected_response_id", pa.string()),
-        ("score_chosen", pa.float64()),  # raw scorer scores; normalization is declared in the manifest
+        (
+            "score_chosen",
+            pa.float64(),
+        ),  # raw scorer scores; normalization is declared in the manifest
         ("score_rejected", pa.float64()),
         ("margin", pa.float64()),  # score_chosen - score_rejected, raw
         ("strategy", pa.string()),

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from schemas.config_base import StrictModel
-from schemas.data_configs import Dtype
+from prefsmith.schemas.config_base import StrictModel
+from prefsmith.schemas.data_configs import Dtype
 
 LossName = Literal["dpo", "ipo", "simpo", "unidpo", "madpo", "adadpo"]
 
@@ -23,12 +23,17 @@ LOSS_PARAMS: dict[str, dict[str, type]] = {
     "ipo": {"beta": float, "length_normalize": bool},
     "simpo": {"beta": float, "gamma_beta_ratio": float},
     "unidpo": {
-        "beta": float, "eta": float, "tau_ref": float, "gamma": float, "lam": float,
-        "tau_good": float, "detach_w_perf": bool,
+        "beta": float,
+        "eta": float,
+        "tau_ref": float,
+        "gamma": float,
+        "lam": float,
+        "tau_good": float,
+        "detach_w_perf": bool,
     },
     "madpo": {"beta": float, "c_max": float, "c_min": float, "lmbda": float, "tau": float},
     "adadpo": {"beta": float, "per_token": bool, "clip": float, "use_ref": bool},
-}  # fmt: skip
+}
 
 DEEPSPEED_PRESETS = ("zero2", "zero3")
 
@@ -46,7 +51,7 @@ def _check_param(loss: str, key: str, value: Any) -> str | None:
 
 
 class LossTerm(StrictModel):
-    name: LossName = Field(description="registered loss (training.losses.LOSSES)")
+    name: LossName = Field(description="registered loss (prefsmith.training.losses.LOSSES)")
     weight: float = Field(1.0, description="multiplies this term's per-pair loss in the sum")
     params: dict[str, Any] = Field(
         default_factory=dict, description="keyword hyperparameters of the loss, e.g. {beta: 0.1}"
@@ -95,7 +100,7 @@ LOOPBACK = ("127.", "localhost", "::1")
 
 
 class LaunchConfig(StrictModel):
-    """How `training.launch.launch_train` starts the train stage across processes and nodes.
+    """How `prefsmith.training.launch.launch_train` starts the train stage across processes and nodes.
 
     torchrun is started once per node (each with its `node_rank`); the deepspeed launcher is
     started once, on the head node, and reaches the other hosts of `hostfile` over ssh (pdsh).
@@ -117,9 +122,11 @@ class LaunchConfig(StrictModel):
         "the first hostfile host (deepspeed launcher)",
     )
     master_port: int | None = Field(
-        None, ge=1024, le=65535,
+        None,
+        ge=1024,
+        le=65535,
         description="rendezvous TCP port on node 0; None: a free port (one node), 29500 (deepspeed)",
-    )  # fmt: skip
+    )
     hostfile: str | None = Field(
         None, description="deepspeed launcher: MPI-style host list, one `host slots=N` per line"
     )
@@ -128,20 +135,28 @@ class LaunchConfig(StrictModel):
     def _consistent(self) -> LaunchConfig:
         problems = []
         if self.hostfile is not None and self.launcher != "deepspeed":
-            problems.append("hostfile: only the deepspeed launcher reads a hostfile; set launcher: "
-                            "deepspeed, or give torchrun nnodes/node_rank/master_addr/master_port")  # fmt: skip
+            problems.append(
+                "hostfile: only the deepspeed launcher reads a hostfile; set launcher: "
+                "deepspeed, or give torchrun nnodes/node_rank/master_addr/master_port"
+            )
         if self.node_rank >= self.nnodes:
             problems.append(f"node_rank: must be < nnodes ({self.nnodes}), got {self.node_rank}")
         if self.launcher == "deepspeed" and self.node_rank != 0:
-            problems.append("node_rank: the deepspeed launcher starts every node from the head "
-                            "node; leave node_rank 0")  # fmt: skip
+            problems.append(
+                "node_rank: the deepspeed launcher starts every node from the head "
+                "node; leave node_rank 0"
+            )
         if self.launcher == "deepspeed" and self.nnodes > 1 and self.hostfile is None:
-            problems.append(f"hostfile: nnodes={self.nnodes} with the deepspeed launcher needs a "
-                            "hostfile naming the hosts")  # fmt: skip
+            problems.append(
+                f"hostfile: nnodes={self.nnodes} with the deepspeed launcher needs a "
+                "hostfile naming the hosts"
+            )
         if self.launcher == "torchrun" and self.nnodes > 1:
             if self.master_addr is None or self.master_addr.startswith(LOOPBACK):
-                problems.append(f"master_addr: nnodes={self.nnodes} needs node 0's address that "
-                                f"every node can reach, got {self.master_addr!r}")  # fmt: skip
+                problems.append(
+                    f"master_addr: nnodes={self.nnodes} needs node 0's address that "
+                    f"every node can reach, got {self.master_addr!r}"
+                )
             if self.master_port is None:
                 problems.append("master_port: nnodes > 1 needs one fixed port for all nodes")
         if problems:
@@ -211,7 +226,7 @@ class TrainConfig(StrictModel):
     )
     launch: LaunchConfig | None = Field(
         None,
-        description="start across processes/nodes (training.launch); None: one process, in the "
+        description="start across processes/nodes (prefsmith.training.launch); None: one process, in the "
         "caller's process unless `deepspeed` is set (then torchrun with one process)",
     )
 
@@ -246,5 +261,5 @@ class TrainConfig(StrictModel):
         return self
 
     def terms(self) -> list[tuple[str, float, dict[str, Any]]]:
-        """The loss terms in `training.losses.combined_loss`'s form."""
+        """The loss terms in `prefsmith.training.losses.combined_loss`'s form."""
         return [(term.name, term.weight, dict(term.params)) for term in self.loss]

@@ -9,7 +9,7 @@ checkpoint (`auto_map` in config.json), so it runs only when the user sets
 
 Objective names come from `params.objective_names`, else the model config's `objective_names`
 attribute, else `obj_0..obj_{K-1}`. Rendering, batching and quarantine reasons are the reward
-model's (`scoring.reward_model`).
+model's (`prefsmith.scoring.reward_model`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from schemas.data_configs import ScoreConfig
-from schemas.errors import ConfigError, StageError
-from scoring.reward_model import (
+from prefsmith.schemas.data_configs import ScoreConfig
+from prefsmith.schemas.errors import ConfigError, StageError
+from prefsmith.scoring.reward_model import (
     ModelScorer,
     check_remote_code,
     load_model_and_tokenizer,

@@ -1,7 +1,7 @@
 """What flows through a scorer, and how rows are grouped into padded batches.
 
 A scorer takes `ScoreRequest`s (one response with its prompt) and returns, per request, either a
-`Scored` or a `schemas.quarantine.Rejected` — never an exception for one bad row, so one bad row
+`Scored` or a `prefsmith.schemas.quarantine.Rejected` — never an exception for one bad row, so one bad row
 cannot fail a shard of thousands. Batches are formed by a token budget rather than a fixed row
 count: a padded batch costs rows × longest tokens, so sorting by length and filling up to a budget
 keeps padding small and memory bounded whatever the length distribution.
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.quarantine import Rejected
+from prefsmith.schemas.quarantine import Rejected
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ special tokens would give two, and a different score).
 Batches are right-padded with an attention mask. With right padding every real token keeps the
 position it has when scored alone, and causal attention never lets a real token see the trailing
 pads, so a batched score equals the one-at-a-time score; the model's head pools the last non-pad
-token. Rows are grouped by a token budget (`scoring.batching`), longest first.
+token. Rows are grouped by a token budget (`prefsmith.scoring.batching`), longest first.
 
 Rows longer than `max_length` are quarantined as `too_long`, never truncated: a reward model
 pools the *last* token, so truncating would score a response cut mid-way (usually with its end,
@@ -28,10 +28,10 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from schemas.data_configs import ScoreConfig
-from schemas.errors import ConfigError, InputError, StageError
-from schemas.quarantine import Rejected
-from scoring.batching import Outcome, Scored, ScoreRequest, token_budget_batches
+from prefsmith.schemas.data_configs import ScoreConfig
+from prefsmith.schemas.errors import ConfigError, InputError, StageError
+from prefsmith.schemas.quarantine import Rejected
+from prefsmith.scoring.batching import Outcome, Scored, ScoreRequest, token_budget_batches
 
 logger = logging.getLogger(__name__)
 

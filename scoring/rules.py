@@ -21,9 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.errors import ConfigError
-from schemas.quarantine import Rejected
-from scoring.batching import Outcome, Scored, ScoreRequest
+from prefsmith.schemas.errors import ConfigError
+from prefsmith.schemas.quarantine import Rejected
+from prefsmith.scoring.batching import Outcome, Scored, ScoreRequest
 
 logger = logging.getLogger(__name__)
 

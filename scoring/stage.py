@@ -1,6 +1,6 @@
 """The score stage: responses → scores, one row per response for one scorer.
 
-Output `out_dir/scores/` — Parquet shards `shard-00000.parquet`, … (schemas.tables.SCORES):
+Output `out_dir/scores/` — Parquet shards `shard-00000.parquet`, … (prefsmith.schemas.tables.SCORES):
 
 | column      | type                   | note                                                    |
 |-------------|------------------------|---------------------------------------------------------|
@@ -41,13 +41,19 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from schemas.data_configs import ScoreConfig
-from schemas.ids import content_hash, model_revision
-from schemas.io import chunk, read_frame, run_shards, shard_name, write_table
-from schemas.manifest import Manifest, StageResult, count_reasons, input_ref, manifest_path
-from schemas.quarantine import Rejected, write_quarantine
-from schemas.tables import PROMPTS, QUARANTINE, RESPONSES, SCORES
-from scoring.batching import Outcome, Scored, ScoreRequest
+from prefsmith.schemas.data_configs import ScoreConfig
+from prefsmith.schemas.ids import content_hash, model_revision
+from prefsmith.schemas.io import chunk, read_frame, run_shards, shard_name, write_table
+from prefsmith.schemas.manifest import (
+    Manifest,
+    StageResult,
+    count_reasons,
+    input_ref,
+    manifest_path,
+)
+from prefsmith.schemas.quarantine import Rejected, write_quarantine
+from prefsmith.schemas.tables import PROMPTS, QUARANTINE, RESPONSES, SCORES
+from prefsmith.scoring.batching import Outcome, Scored, ScoreRequest
 
 logger = logging.getLogger(__name__)
 
@@ -69,14 +75,14 @@ def scorer_name(config: ScoreConfig) -> str:
 
 def check_scorer(config: ScoreConfig) -> None:
     """Fail before reading any row: unknown rule or bad params, missing model, remote code."""
-    from scoring.reward_model import check_remote_code, model_folder
+    from prefsmith.scoring.reward_model import check_remote_code, model_folder
 
     if config.kind == "rule":
-        from scoring.rules import get_rule
+        from prefsmith.scoring.rules import get_rule
 
         get_rule(str(config.rule), params=config.params)
     elif config.kind == "armorm":
-        from scoring.armorm import check_armorm
+        from prefsmith.scoring.armorm import check_armorm
 
         check_armorm(config)
     else:
@@ -86,18 +92,18 @@ def check_scorer(config: ScoreConfig) -> None:
 def make_scorer(config: ScoreConfig) -> Scorer:
     """Load the scorer of `config.kind` (models are loaded here, not at import)."""
     if config.kind == "rule":
-        from scoring.rules import RuleScorer, get_rule
+        from prefsmith.scoring.rules import RuleScorer, get_rule
 
         return RuleScorer(get_rule(str(config.rule), params=config.params), dict(config.params))
     if config.kind == "armorm":
-        from scoring.armorm import load_armorm
+        from prefsmith.scoring.armorm import load_armorm
 
         return load_armorm(config)
     if config.kind == "vllm_pooling":
-        from scoring.vllm_pooling import VllmPoolingScorer
+        from prefsmith.scoring.vllm_pooling import VllmPoolingScorer
 
         return VllmPoolingScorer(config)
-    from scoring.reward_model import load_reward_model
+    from prefsmith.scoring.reward_model import load_reward_model
 
     return load_reward_model(config)
 
@@ -151,22 +157,34 @@ def to_item(row: dict[str, Any]) -> ScoreRequest | Rejected:
     if not row["_first"]:
         return Rejected(rid, "duplicate_response_id", "response_id seen before; first kept")
     if not row["_known"]:
-        return Rejected(rid, "unknown_prompt", f"prompt_id {pid!r} is not in the prompts table",
-                        row["response"] or "")  # fmt: skip
+        return Rejected(
+            rid,
+            "unknown_prompt",
+            f"prompt_id {pid!r} is not in the prompts table",
+            row["response"] or "",
+        )
     if row["response"] is None:
         return Rejected(rid, "missing_response", "response text is null")
     return ScoreRequest(
-        rid, pid, list(row["messages"]), row["response"], _metadata(row["metadata"]),
+        rid,
+        pid,
+        list(row["messages"]),
+        row["response"],
+        _metadata(row["metadata"]),
         int(row["n_tokens"] or 0),
-    )  # fmt: skip
+    )
 
 
 def score_row(request: ScoreRequest, scored: Scored, scorer: str) -> dict[str, Any]:
     objectives = [{"name": name, "value": value} for name, value in scored.objectives]
     return {
-        "response_id": request.response_id, "prompt_id": request.prompt_id, "scorer": scorer,
-        "score": scored.score, "objectives": objectives, "n_tokens": scored.n_tokens,
-    }  # fmt: skip
+        "response_id": request.response_id,
+        "prompt_id": request.prompt_id,
+        "scorer": scorer,
+        "score": scored.score,
+        "objectives": objectives,
+        "n_tokens": scored.n_tokens,
+    }
 
 
 def score_shard(
@@ -183,8 +201,14 @@ def score_shard(
         if isinstance(outcome, Rejected):
             rejected.append(outcome)
         elif not math.isfinite(outcome.score):
-            rejected.append(Rejected(item.response_id, "non_finite_score",
-                                     f"scorer returned {outcome.score}", item.response))  # fmt: skip
+            rejected.append(
+                Rejected(
+                    item.response_id,
+                    "non_finite_score",
+                    f"scorer returned {outcome.score}",
+                    item.response,
+                )
+            )
         else:
             rows.append(score_row(item, outcome, name))
     if len(rows) + len(rejected) != len(items):
@@ -194,7 +218,7 @@ def score_shard(
 
 
 def model_stamp(config: ScoreConfig) -> str:
-    """Identity of the scorer's model (schemas.ids.model_revision): a rebuilt model is new."""
+    """Identity of the scorer's model (prefsmith.schemas.ids.model_revision): a rebuilt model is new."""
     if config.kind == "rule" or config.model is None:
         return ""
     return model_revision(config.model, revision=config.revision)
@@ -218,8 +242,11 @@ def prepare_shard_dirs(scores_dir: Path, quarantine_dir: Path, *, key: str) -> i
         for path in quarantine_dir.glob("shard-*.parquet"):
             path.unlink()
         if removed:
-            logger.warning("score: removed %d stale shards from %s (config/inputs changed)",
-                           removed, scores_dir)  # fmt: skip
+            logger.warning(
+                "score: removed %d stale shards from %s (config/inputs changed)",
+                removed,
+                scores_dir,
+            )
     key_file.write_text(json.dumps({"key": key}))
     return removed
 
@@ -252,13 +279,18 @@ def run_plan(
 ) -> tuple[list[Path], int]:
     """Score the plan's missing shards (or only those in `only`); the scorer loads lazily."""
     scorer = LazyScorer(config)
-    work = partial(score_shard, scorer=scorer, name=scorer_name(config),
-                   quarantine_dir=Path(out_dir) / "scores.quarantine")  # fmt: skip
+    work = partial(
+        score_shard,
+        scorer=scorer,
+        name=scorer_name(config),
+        quarantine_dir=Path(out_dir) / "scores.quarantine",
+    )
     total = plan.joined.height if only is None else sum(plan.shards[i].height for i in only)
     try:
         with tqdm(total=total, unit="response", desc="score", disable=None) as bar:
-            return run_shards(plan.shards, Path(out_dir) / "scores", work, SCORES,
-                              progress=bar.update, only=only)  # fmt: skip
+            return run_shards(
+                plan.shards, Path(out_dir) / "scores", work, SCORES, progress=bar.update, only=only
+            )
     finally:
         scorer.close()
 
@@ -284,14 +316,33 @@ def score(responses: Path, *, prompts: Path, config: ScoreConfig, out_dir: Path)
     start = time.perf_counter()
     plan = make_plan(responses, prompts=prompts, config=config, out_dir=out_dir)
     paths, skipped = run_plan(plan, config=config, out_dir=out_dir)
-    facts = {"scorer": scorer_name(config), "shards": len(paths), "shards_skipped": skipped,
-             "stale_shards_removed": plan.removed}  # fmt: skip
-    return _finish(Path(out_dir), paths, config=config, refs=plan.refs, rows_in=plan.joined.height,
-                   facts=facts, start=start)  # fmt: skip
+    facts = {
+        "scorer": scorer_name(config),
+        "shards": len(paths),
+        "shards_skipped": skipped,
+        "stale_shards_removed": plan.removed,
+    }
+    return _finish(
+        Path(out_dir),
+        paths,
+        config=config,
+        refs=plan.refs,
+        rows_in=plan.joined.height,
+        facts=facts,
+        start=start,
+    )
 
 
-def _finish(out_dir: Path, paths: list[Path], *, config: ScoreConfig, refs: list, rows_in: int,
-            facts: dict[str, Any], start: float) -> StageResult:  # fmt: skip
+def _finish(
+    out_dir: Path,
+    paths: list[Path],
+    *,
+    config: ScoreConfig,
+    refs: list,
+    rows_in: int,
+    facts: dict[str, Any],
+    start: float,
+) -> StageResult:
     """Gather the quarantine shards, count every row, write the manifest."""
     quarantine_tables = [pq.read_table(out_dir / "scores.quarantine" / p.name) for p in paths]
     quarantine = pa.concat_tables([t.cast(QUARANTINE) for t in quarantine_tables])
@@ -301,13 +352,25 @@ def _finish(out_dir: Path, paths: list[Path], *, config: ScoreConfig, refs: list
     facts["n_tokens_total"] = sum(int(pc.sum(c).as_py() or 0) for c in n_tokens)
     dropped = count_reasons(quarantine.column("reason").to_pylist())
     manifest = Manifest(
-        stage=STAGE, unit="response", config=config.model_dump(mode="json"), inputs=refs,
+        stage=STAGE,
+        unit="response",
+        config=config.model_dump(mode="json"),
+        inputs=refs,
         outputs={"scores": str(out_dir / "scores"), "quarantine": str(quarantine_path)},
-        rows_in=rows_in, rows_out=rows_out, dropped=dropped,
-        rows_written={"scores": rows_out, "quarantine": quarantine.num_rows}, extra=facts,
+        rows_in=rows_in,
+        rows_out=rows_out,
+        dropped=dropped,
+        rows_written={"scores": rows_out, "quarantine": quarantine.num_rows},
+        extra=facts,
         wall_time_s=time.perf_counter() - start,
-    )  # fmt: skip
-    logger.info("score: %d responses in, %d scored, dropped %s (%d/%d shards skipped)",
-                rows_in, rows_out, dropped, facts["shards_skipped"], facts["shards"])  # fmt: skip
+    )
+    logger.info(
+        "score: %d responses in, %d scored, dropped %s (%d/%d shards skipped)",
+        rows_in,
+        rows_out,
+        dropped,
+        facts["shards_skipped"],
+        facts["shards"],
+    )
     output = out_dir / "scores"
     return StageResult(output, quarantine_path, manifest.write(manifest_path(output)))

@@ -5,7 +5,7 @@ vLLM's batching and paged attention; `llm.classify(...)` with `PoolingParams(use
 returns the raw head output (no sigmoid/softmax), which equals transformers' logits[:, 0].
 
 Prompts are passed as token ids (`TokensPrompt`) rendered by the same code as the transformers
-reward model (`scoring.reward_model.encode_requests`: the scorer's chat template, one BOS, rows
+reward model (`prefsmith.scoring.reward_model.encode_requests`: the scorer's chat template, one BOS, rows
 over max_length quarantined as `too_long`), so the two backends see identical tokens and vLLM's
 own tokenizer (which would add a second BOS to a rendered template) is never used.
 
@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.data_configs import ScoreConfig
-from scoring.batching import Outcome, Scored, ScoreRequest
-from scoring.reward_model import (
+from prefsmith.schemas.data_configs import ScoreConfig
+from prefsmith.scoring.batching import Outcome, Scored, ScoreRequest
+from prefsmith.scoring.reward_model import (
     check_remote_code,
     encode_requests,
     model_folder,
@@ -55,7 +55,7 @@ class VllmPoolingScorer:
         """Load the tokenizer and start the engine (a few seconds on the CPU)."""
         from transformers import AutoConfig, AutoTokenizer
 
-        from generation.vllm_env import configure_cpu_defaults
+        from prefsmith.generation.vllm_env import configure_cpu_defaults
 
         configure_cpu_defaults()  # before the first `import vllm`: vLLM reads them at import
         from vllm import LLM
@@ -69,10 +69,13 @@ class VllmPoolingScorer:
             self.config.max_length, model_config=model_config, tokenizer=self._tokenizer
         )
         self._llm = LLM(
-            model=str(path), runner="pooling", enforce_eager=True,
+            model=str(path),
+            runner="pooling",
+            enforce_eager=True,
             dtype=checkpoint_dtype(self.config.dtype, model_config=model_config),
-            max_model_len=self._max_length, trust_remote_code=remote,
-        )  # fmt: skip
+            max_model_len=self._max_length,
+            trust_remote_code=remote,
+        )
 
     def __call__(self, requests: Sequence[ScoreRequest]) -> list[Outcome]:
         if self._llm is None:
@@ -84,9 +87,13 @@ class VllmPoolingScorer:
         )
         indices = sorted(encoded)
         prompts = [TokensPrompt(prompt_token_ids=encoded[i]) for i in indices]
-        results = self._llm.classify(
-            prompts, pooling_params=PoolingParams(use_activation=False), use_tqdm=False
-        ) if prompts else []  # fmt: skip
+        results = (
+            self._llm.classify(
+                prompts, pooling_params=PoolingParams(use_activation=False), use_tqdm=False
+            )
+            if prompts
+            else []
+        )
         for index, result in zip(indices, results, strict=True):
             outcomes[index] = Scored(float(result.outputs.probs[0]), len(encoded[index]))
         return [outcomes[i] for i in range(len(requests))]

@@ -19,20 +19,34 @@ import pytest
 
 MARK_CLASSES = {"bar", "dot", "curve", "rug"}
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--hide-scrollbars", "--virtual-time-budget=2000",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--virtual-time-budget=2000",
+]
 
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Path of a Chromium binary (PREFSMITH_CHROMIUM overrides the search)."""
     found = os.environ.get("PREFSMITH_CHROMIUM") or next(
-        (p for name in ("chromium", "chromium-browser", "google-chrome") if (p := shutil.which(name))), None
+        (
+            p
+            for name in ("chromium", "chromium-browser", "google-chrome")
+            if (p := shutil.which(name))
+        ),
+        None,
     )
     if found is None:
-        message = "Chromium not installed (apt-get install -y chromium): headless report test not run"
+        message = (
+            "Chromium not installed (apt-get install -y chromium): headless report test not run"
+        )
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
@@ -42,7 +56,13 @@ def chromium() -> str:
 def run_chromium(binary: str, page: Path, *args: str) -> subprocess.CompletedProcess:
     """Run headless Chromium on a local file with a throw-away profile."""
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
-        command = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, page.resolve().as_uri()]
+        command = [
+            binary,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            *args,
+            page.resolve().as_uri(),
+        ]
         done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     return done
@@ -66,7 +86,9 @@ class ReportDom(HTMLParser):
         attrs = dict(attrs)
         classes = set((attrs.get("class") or "").split())
         if tag == "svg" and "chart" in classes:
-            self.charts.append({"points": int(attrs["data-points"]), "title": attrs.get("data-title"), "marks": 0})
+            self.charts.append(
+                {"points": int(attrs["data-points"]), "title": attrs.get("data-title"), "marks": 0}
+            )
             self._in_chart = True
         elif self._in_chart and classes & MARK_CLASSES:
             self.charts[-1]["marks"] += 1
@@ -91,7 +113,9 @@ def parse(page: str) -> ReportDom:
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"  # screenshots kept for people to look at
 
 
-def check_page_in_chromium(binary: str, page: Path, *, screenshot: str, size: tuple[int, int]) -> list[dict]:
+def check_page_in_chromium(
+    binary: str, page: Path, *, screenshot: str, size: tuple[int, int]
+) -> list[dict]:
     """Open `page` in headless Chromium and assert what a reader would see: no script error, no
     console message, every chart the HTML declares built by the browser with points and marks;
     then save a `size` screenshot as tests/artifacts/<screenshot> and check it is a real PNG of

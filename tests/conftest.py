@@ -44,8 +44,8 @@ def _builder_digest() -> str:
 
 @pytest.fixture(scope="session")
 def tiny():
-    """flows.tiny.TinyPaths of the tiny tokenizer, policy and reward model (built once)."""
-    from flows.tiny import build_tiny_setup
+    """prefsmith.flows.tiny.TinyPaths of the tiny tokenizer, policy and reward model (built once)."""
+    from prefsmith.flows.tiny import build_tiny_setup
 
     return build_tiny_setup(CACHE / f"tiny-{_builder_digest()}")
 

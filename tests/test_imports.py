@@ -7,7 +7,17 @@ import pkgutil
 
 import pytest
 
-PACKAGES = ["schemas", "generation", "scoring", "training", "evaluation", "flows"]
+FOLDERS = [
+    "schemas",
+    "generation",
+    "scoring",
+    "curation",
+    "inspection",
+    "training",
+    "evaluation",
+    "flows",
+]
+PACKAGES = [f"prefsmith.{folder}" for folder in FOLDERS]
 
 
 def _modules():

@@ -43,8 +43,8 @@ from typing import Any, Literal
 import torch
 from pydantic import ValidationError
 
-from schemas.manifest import Manifest, manifest_path
-from training.render import RenderedPair
+from prefsmith.schemas.manifest import Manifest, manifest_path
+from prefsmith.training.render import RenderedPair
 
 logger = logging.getLogger(__name__)
 
@@ -97,9 +97,13 @@ def pair_length(rendered: RenderedPair, *, layout: Layout) -> int:
 
 
 def pair_example(
-    row: Mapping[str, Any], rendered: RenderedPair, *, transform: ScoreTransform | None,
-    reference: bool, layout: Layout = "concatenated",
-) -> dict[str, Any]:  # fmt: skip
+    row: Mapping[str, Any],
+    rendered: RenderedPair,
+    *,
+    transform: ScoreTransform | None,
+    reference: bool,
+    layout: Layout = "concatenated",
+) -> dict[str, Any]:
     """One dataset item: ids, length (for length-grouped batching) and the per-pair values."""
     example: dict[str, Any] = {
         "prompt_ids": rendered.prompt_ids,

@@ -12,9 +12,9 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from schemas.errors import StageError
-from schemas.tables import REFERENCE_COLUMNS
-from training.losses import needs_reference
+from prefsmith.schemas.errors import StageError
+from prefsmith.schemas.tables import REFERENCE_COLUMNS
+from prefsmith.training.losses import needs_reference
 
 
 def check_finite_loss(loss: float, *, step: int, metrics: Mapping[str, Any]) -> None:
@@ -70,8 +70,10 @@ def check_tokenizer_model(tokenizer, config, *, model_name: str = "model") -> No
     vocab = int(config.vocab_size)
     problems = []
     if len(tokenizer) > vocab:
-        problems.append(f"the tokenizer has {len(tokenizer)} tokens (max id {len(tokenizer) - 1}) "
-                        f"but the model's vocab_size is {vocab}")  # fmt: skip
+        problems.append(
+            f"the tokenizer has {len(tokenizer)} tokens (max id {len(tokenizer) - 1}) "
+            f"but the model's vocab_size is {vocab}"
+        )
     for name in ("pad", "eos", "bos"):
         token_id = getattr(tokenizer, f"{name}_token_id")
         if token_id is not None and not 0 <= token_id < vocab:
@@ -80,8 +82,10 @@ def check_tokenizer_model(tokenizer, config, *, model_name: str = "model") -> No
             )
         declared = _ids(getattr(config, f"{name}_token_id", None))
         if name != "pad" and token_id is not None and declared and token_id not in declared:
-            problems.append(f"the tokenizer's {name}_token_id is {token_id} but the model's "
-                            f"config says {declared}")  # fmt: skip
+            problems.append(
+                f"the tokenizer's {name}_token_id is {token_id} but the model's "
+                f"config says {declared}"
+            )
     if tokenizer.eos_token_id is None:
         problems.append("the tokenizer has no eos_token: completions could not end")
     if problems:

@@ -1,8 +1,8 @@
 """Start the train stage on several processes or nodes: torchrun, or DeepSpeed's launcher.
 
 `launch_train` is the call a flow makes. With one process and no DeepSpeed it runs
-`training.stage.train` in the caller's process. Otherwise it writes the config beside the outputs
-(`out_dir/train.launch.yaml`), runs the launcher with `-m training.stage` on every rank, streams
+`prefsmith.training.stage.train` in the caller's process. Otherwise it writes the config beside the outputs
+(`out_dir/train.launch.yaml`), runs the launcher with `-m prefsmith.training.stage` on every rank, streams
 the ranks' output to stderr and to `out_dir/train.launch.log`, and reads back the manifest that
 global rank 0 wrote. DeepSpeed needs a rendezvous even for one process (otherwise it looks for
 mpi4py), so a config with `deepspeed` set always goes through a launcher.
@@ -11,8 +11,8 @@ mpi4py), so a config with `deepspeed` set always goes through a launcher.
 |---------------------------------------|--------------------------------------------------------------|
 | None, `deepspeed` None                | none: `train(...)` in this process                            |
 | None, `deepspeed` set                 | torchrun, 1 process, 127.0.0.1, a free port                   |
-| `launcher: torchrun`                  | `python -m torch.distributed.run --nproc_per_node N --nnodes M --node_rank K --master_addr A --master_port P -m training.stage ...`, run on every node |
-| `launcher: deepspeed`                 | `python -m deepspeed.launcher.runner [--hostfile H] --num_nodes M --num_gpus N [--master_addr A] [--master_port P] --module training.stage ...`, run on the head node only |
+| `launcher: torchrun`                  | `python -m torch.distributed.run --nproc_per_node N --nnodes M --node_rank K --master_addr A --master_port P -m prefsmith.training.stage ...`, run on every node |
+| `launcher: deepspeed`                 | `python -m deepspeed.launcher.runner [--hostfile H] --num_nodes M --num_gpus N [--master_addr A] [--master_port P] --module prefsmith.training.stage ...`, run on the head node only |
 """
 
 from __future__ import annotations
@@ -30,16 +30,16 @@ from pathlib import Path
 
 import yaml
 
-from schemas.errors import ConfigError, StageError
-from schemas.manifest import Manifest, StageResult, manifest_path
-from schemas.train_configs import LaunchConfig, TrainConfig
+from prefsmith.schemas.errors import ConfigError, StageError
+from prefsmith.schemas.manifest import Manifest, StageResult, manifest_path
+from prefsmith.schemas.train_configs import LaunchConfig, TrainConfig
 
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "train.launch.yaml"
 LOG_FILE = "train.launch.log"
 TAIL_LINES = 6
-# A rank's own one-line error (`training.stage.main` prints "error: ...") or an exception line;
+# A rank's own one-line error (`prefsmith.training.stage.main` prints "error: ...") or an exception line;
 # torch prefixes a worker's traceback lines with "[rankN]:".
 _CAUSE = re.compile(r"^(?:\[rank\d+\]:\s*)?((?:error: |[\w.]*(?:Error|Exception): ).+)$")
 
@@ -58,20 +58,46 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch_command(launch: LaunchConfig, *, pairs: Path, config_file: Path, out_dir: Path,
-                   master_port: int | None, python: str = sys.executable) -> list[str]:  # fmt: skip
+def launch_command(
+    launch: LaunchConfig,
+    *,
+    pairs: Path,
+    config_file: Path,
+    out_dir: Path,
+    master_port: int | None,
+    python: str = sys.executable,
+) -> list[str]:
     """The launcher's argv for this node. `master_port` None is allowed only where the
     launcher has a default (deepspeed); torchrun needs one (`launch_train` picks a free port)."""
-    stage = ["training.stage", "--pairs", str(pairs), "--config", str(config_file),
-             "--out", str(out_dir)]  # fmt: skip
+    stage = [
+        "prefsmith.training.stage",
+        "--pairs",
+        str(pairs),
+        "--config",
+        str(config_file),
+        "--out",
+        str(out_dir),
+    ]
     if launch.launcher == "torchrun":
         if master_port is None:
             raise ValueError("torchrun needs a master_port")
-        return [python, "-m", "torch.distributed.run",
-                "--nproc_per_node", str(launch.nproc_per_node), "--nnodes", str(launch.nnodes),
-                "--node_rank", str(launch.node_rank),
-                "--master_addr", launch.master_addr or "127.0.0.1",
-                "--master_port", str(master_port), "-m", *stage]  # fmt: skip
+        return [
+            python,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(launch.nproc_per_node),
+            "--nnodes",
+            str(launch.nnodes),
+            "--node_rank",
+            str(launch.node_rank),
+            "--master_addr",
+            launch.master_addr or "127.0.0.1",
+            "--master_port",
+            str(master_port),
+            "-m",
+            *stage,
+        ]
     command = [python, "-m", "deepspeed.launcher.runner"]
     if launch.hostfile is not None:
         command += ["--hostfile", launch.hostfile]
@@ -85,8 +111,11 @@ def launch_command(launch: LaunchConfig, *, pairs: Path, config_file: Path, out_
 
 def failure_summary(lines: list[str], *, returncode: int, launcher: str, log: Path) -> str:
     """One line: the ranks' last error line, the log's last lines, and where the full log is."""
-    causes = [m.group(1) for line in lines if (m := _CAUSE.match(line.strip()))
-              and "ChildFailedError" not in line]  # fmt: skip
+    causes = [
+        m.group(1)
+        for line in lines
+        if (m := _CAUSE.match(line.strip())) and "ChildFailedError" not in line
+    ]
     shown = [line.strip() for line in lines if line.strip().strip("=-")]  # drop ==== rules
     cause = f": {causes[-1]}" if causes else ""
     tail = " | ".join(shown[-TAIL_LINES:])
@@ -116,10 +145,18 @@ def run_streaming(command: list[str], *, log: Path) -> tuple[int, list[str]]:
     """Run `command`, copying its output to stderr and `log`; (exit code, last lines)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     tail: deque[str] = deque(maxlen=200)
-    with log.open("w") as sink, subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-        env=env, preexec_fn=_die_with_parent,
-    ) as process:  # fmt: skip
+    with (
+        log.open("w") as sink,
+        subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            env=env,
+            preexec_fn=_die_with_parent,
+        ) as process,
+    ):
         try:
             for line in process.stdout:
                 sys.stderr.write(line)
@@ -133,7 +170,7 @@ def run_streaming(command: list[str], *, log: Path) -> tuple[int, list[str]]:
 
 def _read_back(out_dir: Path, *, launch: LaunchConfig) -> StageResult:
     """The StageResult from the manifest rank 0 wrote (on node 0; other nodes trust node 0)."""
-    from training.stage import FINAL
+    from prefsmith.training.stage import FINAL
 
     manifest = manifest_path(out_dir / FINAL)
     if launch.node_rank != 0:
@@ -148,7 +185,7 @@ def _read_back(out_dir: Path, *, launch: LaunchConfig) -> StageResult:
 def launch_train(pairs: str | Path, *, config: TrainConfig, out_dir: str | Path) -> StageResult:
     """Train on `pairs` with `config.launch`'s processes and nodes; see the module docstring."""
     if runs_in_process(config):
-        from training.stage import train
+        from prefsmith.training.stage import train
 
         return train(pairs, config=config, out_dir=out_dir)
     launch = config.launch or LaunchConfig()
@@ -159,12 +196,21 @@ def launch_train(pairs: str | Path, *, config: TrainConfig, out_dir: str | Path)
     config_file = out_dir / CONFIG_FILE
     config_file.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     port = launch.master_port or (free_port() if launch.nnodes == 1 else None)
-    command = launch_command(launch, pairs=Path(pairs).resolve(), config_file=config_file,
-                             out_dir=out_dir, master_port=port)  # fmt: skip
-    logger.info("%d processes x %d nodes: %s", launch.nproc_per_node, launch.nnodes,
-                " ".join(command))  # fmt: skip
+    command = launch_command(
+        launch,
+        pairs=Path(pairs).resolve(),
+        config_file=config_file,
+        out_dir=out_dir,
+        master_port=port,
+    )
+    logger.info(
+        "%d processes x %d nodes: %s", launch.nproc_per_node, launch.nnodes, " ".join(command)
+    )
     returncode, tail = run_streaming(command, log=out_dir / LOG_FILE)
     if returncode != 0:
-        raise StageError(failure_summary(tail, returncode=returncode, launcher=launch.launcher,
-                                         log=out_dir / LOG_FILE))  # fmt: skip
+        raise StageError(
+            failure_summary(
+                tail, returncode=returncode, launcher=launch.launcher, log=out_dir / LOG_FILE
+            )
+        )
     return _read_back(out_dir, launch=launch)

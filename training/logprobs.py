@@ -13,7 +13,7 @@ dtype), then float32 log-softmax at the selected positions, in chunks.
 Right-padded batches drop their attention mask: under causal attention no real token attends to
 the pads after it, so the result is the same and SDPA takes its causal fast path.
 
-`pair_logps` reads either batch layout of `training.collate` (concatenated `[chosen; rejected]`
+`pair_logps` reads either batch layout of `prefsmith.training.collate` (concatenated `[chosen; rejected]`
 rows, or one `[prompt | chosen | rejected]` row per pair with a block mask) and returns the same
 `(2B,)` values, chosen first; `completion_logps` is the plain per-sequence form (reference pass).
 """
@@ -122,16 +122,23 @@ def token_logps(head: nn.Module, hidden: Tensor, targets: Tensor, *, chunk_token
             hidden[s : s + chunk_tokens],
             targets[s : s + chunk_tokens],
             use_reentrant=False,
-        )  # fmt: skip
+        )
         for s in range(0, hidden.shape[0], chunk_tokens)
     ]
     return torch.cat(parts) if parts else _wide(hidden.new_zeros(0))
 
 
 def logps_at(
-    model: nn.Module, input_ids: Tensor, *, rows: Tensor, positions: Tensor, targets: Tensor,
-    chunk_tokens: int, attention_mask: Tensor | None = None, position_ids: Tensor | None = None,
-) -> Tensor:  # fmt: skip
+    model: nn.Module,
+    input_ids: Tensor,
+    *,
+    rows: Tensor,
+    positions: Tensor,
+    targets: Tensor,
+    chunk_tokens: int,
+    attention_mask: Tensor | None = None,
+    position_ids: Tensor | None = None,
+) -> Tensor:
     """log p(`targets`) `(M,)` from the outputs at (`rows`, `positions`) `(M,)`, one forward.
 
     `attention_mask` may be 2D `(N, T)`, a prepared 4D boolean mask `(N, 1, T, T)`, or None
@@ -197,7 +204,7 @@ def shared_prompt_logps(
     model: nn.Module, batch: dict[str, Tensor], *, chunk_tokens: int
 ) -> tuple[Tensor, Tensor]:
     """Summed log-probs of pairs packed as `[prompt | chosen | rejected]` rows (see
-    `training.collate`): the prompt runs once per pair, and the 4D mask keeps the rejected
+    `prefsmith.training.collate`): the prompt runs once per pair, and the 4D mask keeps the rejected
     tokens from seeing the chosen ones, so every value equals the unpacked computation.
 
     Returns `(2B,)` summed log-probs and `(2B,)` token counts, chosen rows first.
@@ -224,8 +231,13 @@ def pair_logps(
     model: nn.Module, batch: dict[str, Tensor], *, chunk_tokens: int
 ) -> tuple[Tensor, Tensor]:
     """`(2B,)` summed completion log-probs and token counts of a collated pair batch, chosen
-    first, in either layout of `training.collate.PairCollator`."""
+    first, in either layout of `prefsmith.training.collate.PairCollator`."""
     if "predictor" in batch:
         return shared_prompt_logps(model, batch, chunk_tokens=chunk_tokens)
-    return completion_logps(model, batch["input_ids"], batch["attention_mask"],
-                            batch["completion_mask"], chunk_tokens=chunk_tokens)  # fmt: skip
+    return completion_logps(
+        model,
+        batch["input_ids"],
+        batch["attention_mask"],
+        batch["completion_mask"],
+        chunk_tokens=chunk_tokens,
+    )

@@ -1,7 +1,7 @@
-"""Parts the losses in :mod:`training.losses` are built from: reading a ``PairBatch`` (with a
+"""Parts the losses in :mod:`prefsmith.training.losses` are built from: reading a ``PairBatch`` (with a
 clear error for a missing field), the logistic loss, the reward metrics, MADPO's margin weight
 and AdaDPO's coefficients. Shapes are ``(B,)`` throughout; the formulas and the metric
-definitions are documented once, in :mod:`training.losses`.
+definitions are documented once, in :mod:`prefsmith.training.losses`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from training.pair_batch import PairBatch
+    from prefsmith.training.pair_batch import PairBatch
 
 _OPTIONAL = {  # kind -> (optional PairBatch fields, how to get them)
     "reference": (

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from training.loss_parts import (
+from prefsmith.training.loss_parts import (
     adadpo_coefficients,
     log_ratios,
     madpo_weight,
@@ -49,7 +49,7 @@ from training.loss_parts import (
     reward_metrics,
     sigmoid_loss,
 )
-from training.pair_batch import LossOutput, Metrics, PairBatch
+from prefsmith.training.pair_batch import LossOutput, Metrics, PairBatch
 
 
 class LossFn(Protocol):

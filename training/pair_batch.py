@@ -1,8 +1,8 @@
 """The input of every preference loss: per-pair log-probabilities, token counts and scores.
 
-A loss in :mod:`training.losses` takes a :class:`PairBatch` and returns ``LossOutput``:
+A loss in :mod:`prefsmith.training.losses` takes a :class:`PairBatch` and returns ``LossOutput``:
 ``(per_pair_loss (B,), metrics)``. The notation (``lw, ll, rw, rl, Lw, Ll, S_w, S_l``) is
-documented in :mod:`training.losses`.
+documented in :mod:`prefsmith.training.losses`.
 """
 
 from __future__ import annotations

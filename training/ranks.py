@@ -1,6 +1,6 @@
 """What the train stage does differently when a launcher (torchrun, deepspeed) starts several ranks.
 
-Every rank runs the whole `training.stage.train`: it reads and renders the pairs itself, HF
+Every rank runs the whole `prefsmith.training.stage.train`: it reads and renders the pairs itself, HF
 `Trainer` gives rank r the r-th per-device batch of one shared, seeded permutation (accelerate's
 `BatchSamplerShard`), DeepSpeed averages the gradients, and only global rank 0 writes the final
 checkpoint, the manifest and the quarantine. This module holds the few rank-aware pieces:
@@ -19,9 +19,9 @@ import logging
 import os
 from typing import Any
 
-from schemas.errors import StageError
-from schemas.ids import content_hash
-from schemas.train_configs import TrainConfig
+from prefsmith.schemas.errors import StageError
+from prefsmith.schemas.ids import content_hash
+from prefsmith.schemas.train_configs import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +70,21 @@ def log_global_batch(world_size: int, *, config: TrainConfig) -> int:
     per_device = config.per_device_train_batch_size
     accumulation = config.gradient_accumulation_steps
     global_batch = per_device * accumulation * world_size
-    logger.info("global batch: %d pairs per optimizer step = %d per device x %d accumulation x "
-                "%d processes", global_batch, per_device, accumulation, world_size)  # fmt: skip
+    logger.info(
+        "global batch: %d pairs per optimizer step = %d per device x %d accumulation x "
+        "%d processes",
+        global_batch,
+        per_device,
+        accumulation,
+        world_size,
+    )
     if world_size > 1 and config.group_by_length:
-        logger.warning("group_by_length with %d processes: the length-grouped order depends on the "
-                       "per-device batch, so steps differ from a run with another process count "
-                       "(set group_by_length: false to compare runs)", world_size)  # fmt: skip
+        logger.warning(
+            "group_by_length with %d processes: the length-grouped order depends on the "
+            "per-device batch, so steps differ from a run with another process count "
+            "(set group_by_length: false to compare runs)",
+            world_size,
+        )
     return global_batch
 
 
@@ -98,8 +107,10 @@ def check_same_examples(rows: list[dict[str, Any]], *, lengths: list[int]) -> No
     digests: list[Any] = [None] * world
     dist.all_gather_object(digests, digest)
     if len(set(digests)) > 1:
-        raise StageError(f"the {world} ranks read different pairs (digest by rank: {digests}); put "
-                         "the pairs table and the policy on storage every node sees alike")  # fmt: skip
+        raise StageError(
+            f"the {world} ranks read different pairs (digest by rank: {digests}); put "
+            "the pairs table and the policy on storage every node sees alike"
+        )
 
 
 def wait_for_all() -> None:

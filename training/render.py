@@ -22,8 +22,8 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from schemas.errors import StageError
-from schemas.quarantine import Rejected
+from prefsmith.schemas.errors import StageError
+from prefsmith.schemas.quarantine import Rejected
 
 
 @dataclass(frozen=True)
@@ -108,10 +108,13 @@ def render_pairs(
             messages = list(row["messages"])
             prompt = _chat_text(tokenizer, messages, generation_prompt=True)
             chosen, rejected_text = (
-                _chat_text(tokenizer, [*messages, {"role": "assistant", "content": row[side]}],
-                           generation_prompt=False)
+                _chat_text(
+                    tokenizer,
+                    [*messages, {"role": "assistant", "content": row[side]}],
+                    generation_prompt=False,
+                )
                 for side in ("chosen", "rejected")
-            )  # fmt: skip
+            )
         # a template may refuse a conversation (e.g. roles must alternate): quarantine that row
         except (TemplateError, ValueError, TypeError, KeyError) as error:
             rejected.append(Rejected(str(row["pair_id"]), "template_error", str(error)[:300]))
@@ -120,8 +123,15 @@ def render_pairs(
         texts.extend([prompt, chosen, rejected_text])
         ok.append(True)
     ids = _tokenize(tokenizer, texts) if texts else []
-    return _assemble(rows, ok, ids, rejected, tokenizer=tokenizer, max_length=max_length,
-                     max_prompt_length=max_prompt_length)  # fmt: skip
+    return _assemble(
+        rows,
+        ok,
+        ids,
+        rejected,
+        tokenizer=tokenizer,
+        max_length=max_length,
+        max_prompt_length=max_prompt_length,
+    )
 
 
 def _assemble(rows, ok, ids, rejected, *, tokenizer, max_length, max_prompt_length):

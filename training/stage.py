@@ -12,11 +12,11 @@ Output in `out_dir`:
 Quarantine reasons: template_error, prompt_too_long, empty_completion (rendering),
 missing_reference, missing_score (a loss reads a value the row lacks).
 
-Launchers (torchrun, `deepspeed`) run `python -m training.stage --pairs P --config C.yaml --out D`
-on every rank (`training.launch.launch_train` builds that command from `TrainConfig.launch`).
+Launchers (torchrun, `deepspeed`) run `python -m prefsmith.training.stage --pairs P --config C.yaml --out D`
+on every rank (`prefsmith.training.launch.launch_train` builds that command from `TrainConfig.launch`).
 Every rank reads and renders the pairs (checked equal across ranks), the global batch is
 per_device_train_batch_size x gradient_accumulation_steps x world size, and only global rank 0
-writes `final/`, the manifest and the quarantine (see `training.ranks`).
+writes `final/`, the manifest and the quarantine (see `prefsmith.training.ranks`).
 """
 
 from __future__ import annotations
@@ -29,13 +29,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from schemas.config_base import load_config
-from schemas.errors import ConfigError, InputError, PrefsmithError
-from schemas.io import read_table, shard_files
-from schemas.manifest import Manifest, StageResult, count_reasons, input_ref, manifest_path
-from schemas.quarantine import Rejected, write_quarantine
-from schemas.tables import PAIRS, PAIRS_WITH_REFERENCE
-from schemas.train_configs import TrainConfig
+from prefsmith.schemas.config_base import load_config
+from prefsmith.schemas.errors import ConfigError, InputError, PrefsmithError
+from prefsmith.schemas.io import read_table, shard_files
+from prefsmith.schemas.manifest import (
+    Manifest,
+    StageResult,
+    count_reasons,
+    input_ref,
+    manifest_path,
+)
+from prefsmith.schemas.quarantine import Rejected, write_quarantine
+from prefsmith.schemas.tables import PAIRS, PAIRS_WITH_REFERENCE
+from prefsmith.schemas.train_configs import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +61,7 @@ def read_pairs(pairs: Path, *, config: TrainConfig) -> tuple[list[dict[str, Any]
     """The pair rows, and whether they carry reference columns (guarded if a loss needs them)."""
     import pyarrow.parquet as pq
 
-    from training.guards import check_reference_columns
+    from prefsmith.training.guards import check_reference_columns
 
     files = shard_files(pairs)
     if not files:
@@ -78,16 +84,20 @@ def _reference_mismatch(row: dict[str, Any], pair) -> str | None:
 
 def build_examples(rows, *, tokenizer, config: TrainConfig, pairs: Path, has_reference: bool):
     """Render, filter and normalize pairs: (examples, rejected)."""
-    from training.collate import load_score_transform, missing_values, pair_example
-    from training.guards import check_reference_tokens
-    from training.losses import needs_reference, needs_scores
-    from training.render import render_pairs
+    from prefsmith.training.collate import load_score_transform, missing_values, pair_example
+    from prefsmith.training.guards import check_reference_tokens
+    from prefsmith.training.losses import needs_reference, needs_scores
+    from prefsmith.training.render import render_pairs
 
     use_ref = has_reference and any(needs_reference(n, **p) for n, _, p in config.terms())
     use_scores = any(needs_scores(n) for n, _, _ in config.terms())
     transform = load_score_transform(pairs, warn=use_scores) if use_scores else None
-    rendered, rejected = render_pairs(rows, tokenizer=tokenizer, max_length=config.max_length,
-                                      max_prompt_length=config.max_prompt_length)  # fmt: skip
+    rendered, rejected = render_pairs(
+        rows,
+        tokenizer=tokenizer,
+        max_length=config.max_length,
+        max_prompt_length=config.max_prompt_length,
+    )
     examples, mismatches = [], []
     for row, pair in zip(rows, rendered, strict=True):
         if pair is None:
@@ -98,8 +108,11 @@ def build_examples(rows, *, tokenizer, config: TrainConfig, pairs: Path, has_ref
         elif use_ref and (mismatch := _reference_mismatch(row, pair)):
             mismatches.append(mismatch)
         else:
-            examples.append(pair_example(row, pair, transform=transform, reference=use_ref,
-                                         layout=config.pair_layout))  # fmt: skip
+            examples.append(
+                pair_example(
+                    row, pair, transform=transform, reference=use_ref, layout=config.pair_layout
+                )
+            )
     check_reference_tokens(len(mismatches), total=len(rows), example=next(iter(mismatches), ""))
     return examples, rejected
 
@@ -109,26 +122,35 @@ def training_arguments(config: TrainConfig, *, out_dir: Path):
     import torch
     from transformers import TrainingArguments
 
-    from training.ranks import cpu_process_group
+    from prefsmith.training.ranks import cpu_process_group
 
     return TrainingArguments(
         output_dir=str(out_dir / "checkpoints"),
         per_device_train_batch_size=config.per_device_train_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
-        learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler_type,
-        warmup_steps=config.warmup_ratio, weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm, max_steps=config.max_steps,
-        num_train_epochs=config.num_train_epochs, seed=config.seed,
-        logging_steps=config.logging_steps, report_to=config.report_to,
-        save_strategy="steps" if config.save_steps else "no", save_steps=config.save_steps or 500,
-        save_total_limit=config.save_total_limit, deepspeed=deepspeed_config(config.deepspeed),
-        bf16=config.bf16, gradient_checkpointing=config.gradient_checkpointing,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        max_steps=config.max_steps,
+        num_train_epochs=config.num_train_epochs,
+        seed=config.seed,
+        logging_steps=config.logging_steps,
+        report_to=config.report_to,
+        save_strategy="steps" if config.save_steps else "no",
+        save_steps=config.save_steps or 500,
+        save_total_limit=config.save_total_limit,
+        deepspeed=deepspeed_config(config.deepspeed),
+        bf16=config.bf16,
+        gradient_checkpointing=config.gradient_checkpointing,
         remove_unused_columns=False,  # the collator needs the pair-level columns
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
-        length_column_name="length", dataloader_num_workers=0,
+        length_column_name="length",
+        dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),  # pinning warns and does nothing on CPU
         **cpu_process_group(deepspeed=config.deepspeed is not None),  # several CPU ranks: one job
-    )  # fmt: skip
+    )
 
 
 def resume_checkpoint(config: TrainConfig, *, out_dir: Path) -> str | None:
@@ -153,7 +175,7 @@ def load_policy(config: TrainConfig):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from training.guards import check_tokenizer_model
+    from prefsmith.training.guards import check_tokenizer_model
 
     remote = config.trust_remote_code
     tokenizer = AutoTokenizer.from_pretrained(config.policy, trust_remote_code=remote)
@@ -168,56 +190,85 @@ def pair_layout(config: TrainConfig, model) -> str:
     """The configured layout, or `concatenated` where the attention cannot take a 4D mask."""
     attention = getattr(model.config, "_attn_implementation", None)
     if config.pair_layout == "shared_prompt" and attention not in ("sdpa", "eager"):
-        logger.warning("pair_layout shared_prompt needs sdpa or eager attention, the model uses %r: "
-                       "using concatenated", attention)  # fmt: skip
+        logger.warning(
+            "pair_layout shared_prompt needs sdpa or eager attention, the model uses %r: "
+            "using concatenated",
+            attention,
+        )
         return "concatenated"
     return config.pair_layout
 
 
 def make_trainer(model, tokenizer, dataset, *, config: TrainConfig, args):
     """A PreferenceTrainer over `dataset` with the config's loss terms."""
-    from training.collate import PairCollator
-    from training.trainer import PreferenceTrainer
+    from prefsmith.training.collate import PairCollator
+    from prefsmith.training.trainer import PreferenceTrainer
 
     pad_id = (
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     )
     collator = PairCollator(pad_token_id=pad_id, layout=pair_layout(config, model))
     return PreferenceTrainer(
-        model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-        data_collator=collator, loss_terms=config.terms(),
-        nll_weight=config.nll_weight, logprob_chunk_tokens=config.logprob_chunk_tokens,
-    )  # fmt: skip
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        data_collator=collator,
+        loss_terms=config.terms(),
+        nll_weight=config.nll_weight,
+        logprob_chunk_tokens=config.logprob_chunk_tokens,
+    )
 
 
-def _save_final(trainer, tokenizer, *, config: TrainConfig, final: Path, metrics: dict,
-                global_batch: int) -> None:  # fmt: skip
+def _save_final(
+    trainer, tokenizer, *, config: TrainConfig, final: Path, metrics: dict, global_batch: int
+) -> None:
     """Every rank calls save_model (ZeRO-3 gathers shards from all); rank 0 writes the files."""
     trainer.save_model(str(final))  # safetensors
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(final))
         history = trainer.state.log_history
         logged = [e for e in history if "loss" in e]
-        summary = {"config": config.model_dump(mode="json"), "metrics": metrics,
-                   "global_step": trainer.state.global_step, "last_log": logged[-1] if logged else {},
-                   "world_size": trainer.args.world_size, "global_batch": global_batch,
-                   "loss_curve": [[e["step"], e["loss"]] for e in logged],  # mean over all ranks
-                   "log_history": history}  # fmt: skip
+        summary = {
+            "config": config.model_dump(mode="json"),
+            "metrics": metrics,
+            "global_step": trainer.state.global_step,
+            "last_log": logged[-1] if logged else {},
+            "world_size": trainer.args.world_size,
+            "global_batch": global_batch,
+            "loss_curve": [[e["step"], e["loss"]] for e in logged],  # mean over all ranks
+            "log_history": history,
+        }
         (final / SUMMARY).write_text(json.dumps(summary, indent=2, default=float))
 
 
-def _write_records(rows, *, config: TrainConfig, pairs: Path, final: Path, n_trained: int,
-                   rejected: list[Rejected], extra: dict, start: float) -> None:  # fmt: skip
+def _write_records(
+    rows,
+    *,
+    config: TrainConfig,
+    pairs: Path,
+    final: Path,
+    n_trained: int,
+    rejected: list[Rejected],
+    extra: dict,
+    start: float,
+) -> None:
     """Rank 0: the quarantine beside `final/` and the manifest (pairs in = trained + dropped)."""
     quarantine = final.parent / "final.quarantine.parquet"
     write_quarantine(rejected, quarantine, stage="train")
     manifest = Manifest(
-        stage="train", unit="pair", config=config.model_dump(mode="json"), inputs=[input_ref(pairs)],
-        outputs={"checkpoint": str(final), "quarantine": str(quarantine)}, rows_in=len(rows),
-        rows_out=n_trained, dropped=count_reasons([r.reason for r in rejected]),
-        rows_written={"quarantine": len(rejected)}, extra=extra,
+        stage="train",
+        unit="pair",
+        config=config.model_dump(mode="json"),
+        inputs=[input_ref(pairs)],
+        outputs={"checkpoint": str(final), "quarantine": str(quarantine)},
+        rows_in=len(rows),
+        rows_out=n_trained,
+        dropped=count_reasons([r.reason for r in rejected]),
+        rows_written={"quarantine": len(rejected)},
+        extra=extra,
         wall_time_s=time.perf_counter() - start,
-    )  # fmt: skip
+    )
     manifest.write(manifest_path(final))
 
 
@@ -225,7 +276,7 @@ def train(pairs: str | Path, *, config: TrainConfig, out_dir: str | Path) -> Sta
     """Train the policy on `pairs`; write the final checkpoint, quarantine and manifest."""
     import datasets
 
-    from training.ranks import check_same_examples, log_global_batch, wait_for_all
+    from prefsmith.training.ranks import check_same_examples, log_global_batch, wait_for_all
 
     start = time.perf_counter()
     pairs, out_dir = Path(pairs), Path(out_dir)
@@ -233,8 +284,9 @@ def train(pairs: str | Path, *, config: TrainConfig, out_dir: str | Path) -> Sta
     args = training_arguments(config, out_dir=out_dir)  # first: lets ZeRO-3 partition at load
     global_batch = log_global_batch(args.world_size, config=config)
     tokenizer, model = load_policy(config)
-    examples, rejected = build_examples(rows, tokenizer=tokenizer, config=config, pairs=pairs,
-                                        has_reference=has_reference)  # fmt: skip
+    examples, rejected = build_examples(
+        rows, tokenizer=tokenizer, config=config, pairs=pairs, has_reference=has_reference
+    )
     check_same_examples(rows, lengths=[e["length"] for e in examples])
     if not examples:
         raise InputError(
@@ -245,22 +297,40 @@ def train(pairs: str | Path, *, config: TrainConfig, out_dir: str | Path) -> Sta
     )
     result = trainer.train(resume_from_checkpoint=resume_checkpoint(config, out_dir=out_dir))
     final = out_dir / FINAL
-    _save_final(trainer, tokenizer, config=config, final=final, metrics=result.metrics,
-                global_batch=global_batch)  # fmt: skip
+    _save_final(
+        trainer,
+        tokenizer,
+        config=config,
+        final=final,
+        metrics=result.metrics,
+        global_batch=global_batch,
+    )
     quarantine = out_dir / "final.quarantine.parquet"
     if trainer.is_world_process_zero():
-        extra = {"global_step": trainer.state.global_step, "metrics": result.metrics,
-                 "world_size": args.world_size, "global_batch": global_batch}  # fmt: skip
-        _write_records(rows, config=config, pairs=pairs, final=final, n_trained=len(examples),
-                       rejected=rejected, extra=extra, start=start)  # fmt: skip
+        extra = {
+            "global_step": trainer.state.global_step,
+            "metrics": result.metrics,
+            "world_size": args.world_size,
+            "global_batch": global_batch,
+        }
+        _write_records(
+            rows,
+            config=config,
+            pairs=pairs,
+            final=final,
+            n_trained=len(examples),
+            rejected=rejected,
+            extra=extra,
+            start=start,
+        )
     wait_for_all()  # no rank returns before rank 0 has written the outputs
     return StageResult(final, quarantine, manifest_path(final))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m training.stage --pairs P --config C.yaml --out D [--section train]`."""
+    """`python -m prefsmith.training.stage --pairs P --config C.yaml --out D [--section train]`."""
     parser = argparse.ArgumentParser(
-        prog="python -m training.stage", description=__doc__.splitlines()[0]
+        prog="python -m prefsmith.training.stage", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
         "--pairs", required=True, type=Path, help="pairs table (Parquet file or folder)"
@@ -274,8 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        result = train(options.pairs, config=load_config(TrainConfig, options.config, section=options.section),
-                       out_dir=options.out)  # fmt: skip
+        result = train(
+            options.pairs,
+            config=load_config(TrainConfig, options.config, section=options.section),
+            out_dir=options.out,
+        )
     except PrefsmithError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -2,12 +2,12 @@
 DeepSpeed, checkpoints, resume, `report_to` logging) is the Trainer's own.
 
 `compute_loss` is the whole algorithm: one forward over chosen and rejected, summed completion
-log-probs (`training.logprobs`), a `PairBatch`, `training.losses.combined_loss`, the plain mean
+log-probs (`prefsmith.training.logprobs`), a `PairBatch`, `prefsmith.training.losses.combined_loss`, the plain mean
 over pairs (`reduce_loss`), a finite-loss guard, and the loss's metrics kept for logging. `log`
 only folds the mean of those metrics since the last log into the Trainer's own log line, so every
 `report_to` integration and `state.log_history` receive them.
 
-Logged metrics: those of `training.losses` (``rewards/*`` and each loss's own), plus
+Logged metrics: those of `prefsmith.training.losses` (``rewards/*`` and each loss's own), plus
     logps/chosen, logps/rejected   policy summed log-prob per sequence, nats
     tokens/completion              completion tokens per pair (chosen + rejected)
 """
@@ -20,11 +20,11 @@ from typing import Any
 import torch
 from transformers import Trainer
 
-from training.collate import PER_PAIR_KEYS
-from training.guards import check_finite_loss
-from training.logprobs import pair_logps
-from training.losses import combined_loss, reduce_loss
-from training.pair_batch import PairBatch
+from prefsmith.training.collate import PER_PAIR_KEYS
+from prefsmith.training.guards import check_finite_loss
+from prefsmith.training.logprobs import pair_logps
+from prefsmith.training.losses import combined_loss, reduce_loss
+from prefsmith.training.pair_batch import PairBatch
 
 
 def pair_batch(logps: torch.Tensor, tokens: torch.Tensor, inputs: dict[str, Any]) -> PairBatch:
@@ -34,8 +34,13 @@ def pair_batch(logps: torch.Tensor, tokens: torch.Tensor, inputs: dict[str, Any]
     optional = {
         key: inputs[key].to(logps.dtype) for key in PER_PAIR_KEYS if key in inputs
     }  # (B,) each
-    return PairBatch(policy_chosen_logps=chosen, policy_rejected_logps=rejected,
-                     chosen_tokens=n_chosen, rejected_tokens=n_rejected, **optional)  # fmt: skip
+    return PairBatch(
+        policy_chosen_logps=chosen,
+        policy_rejected_logps=rejected,
+        chosen_tokens=n_chosen,
+        rejected_tokens=n_rejected,
+        **optional,
+    )
 
 
 class PreferenceTrainer(Trainer):
@@ -49,8 +54,14 @@ class PreferenceTrainer(Trainer):
 
     loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides by accumulation steps
 
-    def __init__(self, *args, loss_terms: list[tuple[str, float, dict]], nll_weight: float = 0.0,
-                 logprob_chunk_tokens: int = 2048, **kwargs) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *args,
+        loss_terms: list[tuple[str, float, dict]],
+        nll_weight: float = 0.0,
+        logprob_chunk_tokens: int = 2048,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.loss_terms = loss_terms
         self.nll_weight = nll_weight

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from generation.backends.base import Backend, Completion
-from schemas.data_configs import GenerateConfig
+from prefsmith.generation.backends.base import Backend, Completion
+from prefsmith.schemas.data_configs import GenerateConfig
 
 __all__ = ["Backend", "Completion", "load_backend"]
 
@@ -16,13 +16,13 @@ __all__ = ["Backend", "Completion", "load_backend"]
 def load_backend(config: GenerateConfig, *, tokenizer: Any) -> Backend:
     """Construct the backend `config.backend` names (loads the model or connects to servers)."""
     if config.backend == "vllm":
-        from generation.backends.vllm_offline import VllmBackend
+        from prefsmith.generation.backends.vllm_offline import VllmBackend
 
         return VllmBackend(config)
     if config.backend == "transformers":
-        from generation.backends.hf import TransformersBackend
+        from prefsmith.generation.backends.hf import TransformersBackend
 
         return TransformersBackend(config, tokenizer=tokenizer)
-    from generation.backends.openai_server import OpenAIServerBackend
+    from prefsmith.generation.backends.openai_server import OpenAIServerBackend
 
     return OpenAIServerBackend(config, tokenizer=tokenizer)

@@ -1,6 +1,6 @@
 """What every generation backend offers: token ids in, completions out.
 
-Prompts arrive already rendered with the policy's chat template (generation.render), so every
+Prompts arrive already rendered with the policy's chat template (prefsmith.generation.render), so every
 backend generates from exactly the same ids. A backend never renders, never re-tokenizes a
 prompt, and reports each completion's own token ids so `n_tokens` means the same everywhere.
 """
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from schemas.data_configs import SamplingConfig
-from schemas.errors import StageError
+from prefsmith.schemas.data_configs import SamplingConfig
+from prefsmith.schemas.errors import StageError
 
 FinishReason = Literal["stop", "length"]
 

@@ -14,9 +14,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from generation.backends.base import Completion, per_prompt_max_tokens
-from schemas.data_configs import GenerateConfig, SamplingConfig
-from schemas.ids import content_hash
+from prefsmith.generation.backends.base import Completion, per_prompt_max_tokens
+from prefsmith.schemas.data_configs import GenerateConfig, SamplingConfig
+from prefsmith.schemas.ids import content_hash
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +94,10 @@ class TransformersBackend:
         self.tokenizer = tokenizer
         self.batch_size = config.batch_size
         self.model = AutoModelForCausalLM.from_pretrained(
-            config.model, dtype=TORCH_DTYPES[config.dtype],
+            config.model,
+            dtype=TORCH_DTYPES[config.dtype],
             trust_remote_code=config.trust_remote_code,
-        )  # fmt: skip
+        )
         self.model.eval()
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device)
@@ -133,9 +134,13 @@ class TransformersBackend:
         return results
 
     def _generate_rows(
-        self, prompts: Sequence[Sequence[int]], *, seeds: list[int], caps: list[int],
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        seeds: list[int],
+        caps: list[int],
         sampling: SamplingConfig,
-    ) -> list[Completion]:  # fmt: skip
+    ) -> list[Completion]:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
 
@@ -146,14 +151,18 @@ class TransformersBackend:
                 SeededSampler(seeds, temperature=sampling.temperature, top_p=sampling.top_p)
             )
         settings = GenerationConfig(
-            max_new_tokens=max(caps), do_sample=False, eos_token_id=self.eos_ids,
+            max_new_tokens=max(caps),
+            do_sample=False,
+            eos_token_id=self.eos_ids,
             pad_token_id=self.pad_id,
-        )  # fmt: skip
+        )
         with torch.inference_mode():
             sequences = self.model.generate(
-                input_ids=input_ids, attention_mask=attention_mask,
-                generation_config=settings, logits_processor=processors,
-            )  # (R, P + T)  # fmt: skip
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                generation_config=settings,
+                logits_processor=processors,
+            )  # (R, P + T)
         new_tokens = sequences[:, input_ids.shape[1] :].tolist()  # (R, T)
         return [self._completion(row, cap=cap) for row, cap in zip(new_tokens, caps, strict=True)]
 
@@ -193,7 +202,7 @@ def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
         ids.append(tokenizer.eos_token_id)
     if not ids:
-        from schemas.errors import StageError
+        from prefsmith.schemas.errors import StageError
 
         raise StageError(
             "the model and tokenizer declare no EOS token: generation would never stop"

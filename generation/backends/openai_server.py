@@ -5,7 +5,7 @@ the server's. `return_token_ids` asks vLLM for the completion's ids; a server th
 gets its text re-tokenized with the policy tokenizer (counted, but not bit-exact).
 
 Scale-out model. One backend instance is shared by the stage's shard threads (one per server,
-generation.stage.shards_in_flight), so every `generate` call is one shard running concurrently
+prefsmith.generation.stage.shards_in_flight), so every `generate` call is one shard running concurrently
 with others. A `ServerPool` gives each shard a first server: an up server with the fewest shards
 in flight (ties in round-robin order), so shards spread across servers and a slow server is not
 handed a second shard while another idles. All requests of a shard go to that server, concurrently
@@ -35,9 +35,9 @@ from typing import Any
 
 import httpx
 
-from generation.backends.base import Completion, finish_reason, per_prompt_max_tokens
-from schemas.data_configs import GenerateConfig, SamplingConfig
-from schemas.errors import StageError
+from prefsmith.generation.backends.base import Completion, finish_reason, per_prompt_max_tokens
+from prefsmith.schemas.data_configs import GenerateConfig, SamplingConfig
+from prefsmith.schemas.errors import StageError
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +110,13 @@ class ServerPool:
             if newly_down:
                 state.down_since = now
         if newly_down:
-            logger.warning("server %s is down (%s); skipping it for %.0f s, then probing again "
-                           "with doubling pauses", state.url, problem, cooldown)  # fmt: skip
+            logger.warning(
+                "server %s is down (%s); skipping it for %.0f s, then probing again "
+                "with doubling pauses",
+                state.url,
+                problem,
+                cooldown,
+            )
         else:
             logger.info("server %s still down; next probe in %.0f s", state.url, cooldown)
 
@@ -180,9 +185,11 @@ class OpenAIServerBackend:
                 if response.status_code == 200:
                     return response.json()
                 if response.status_code not in RETRYABLE_STATUS:
-                    raise StageError(one_line(
-                        f"{url} refused the request ({response.status_code}): {response.text[:500]}"
-                    ))  # fmt: skip
+                    raise StageError(
+                        one_line(
+                            f"{url} refused the request ({response.status_code}): {response.text[:500]}"
+                        )
+                    )
                 problem = one_line(f"{url}: HTTP {response.status_code}: {response.text[:200]}")
                 logger.warning("attempt %d/%d failed: %s", attempt + 1, self.attempts, problem)
             if attempt + 1 < self.attempts:

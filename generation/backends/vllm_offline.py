@@ -7,9 +7,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from generation.backends.base import Completion, finish_reason, per_prompt_max_tokens
-from generation.vllm_env import configure_cpu_defaults
-from schemas.data_configs import GenerateConfig, SamplingConfig
+from prefsmith.generation.backends.base import Completion, finish_reason, per_prompt_max_tokens
+from prefsmith.generation.vllm_env import configure_cpu_defaults
+from prefsmith.schemas.data_configs import GenerateConfig, SamplingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class VllmBackend:
                 top_p=sampling.top_p,
                 max_tokens=cap,
                 seed=seed,
-            )  # fmt: skip
+            )
             for seed, cap in zip(seeds, caps, strict=True)
         ]
         prompts = [TokensPrompt(prompt_token_ids=list(ids)) for ids in prompt_token_ids]

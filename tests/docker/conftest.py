@@ -69,8 +69,14 @@ def compose(compose_cmd) -> Callable[..., subprocess.CompletedProcess]:
     prefix, base_env = compose_cmd
 
     def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([*prefix, *args], env={**base_env, **(env or {})}, cwd=REPO,
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        return subprocess.run(
+            [*prefix, *args],
+            env={**base_env, **(env or {})},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     return run
 

@@ -162,14 +162,23 @@ def test_worker_serves_the_rebuild_on_a_schedule(rendered):
 
 def test_named_volumes_declared(rendered):
     config = rendered("vllm")
-    used = {v["source"] for s in config["services"].values() for v in s.get("volumes", [])
-            if v["type"] == "volume"}  # fmt: skip
+    used = {
+        v["source"]
+        for s in config["services"].values()
+        for v in s.get("volumes", [])
+        if v["type"] == "volume"
+    }
     assert used == {"prefect-db", "prefsmith-data"} and used <= set(config["volumes"])
 
 
 def test_environment_overrides_flow_into_services(rendered):
-    env = {"PREFSMITH_CRON": "*/5 * * * *", "PREFECT_PORT": "4300", "PREFECT_BIND": "0.0.0.0",
-           "PREFSMITH_FLAVOR": "cpu", "PREFSMITH_CONFIG_FILE": "nightly.yaml"}  # fmt: skip
+    env = {
+        "PREFSMITH_CRON": "*/5 * * * *",
+        "PREFECT_PORT": "4300",
+        "PREFECT_BIND": "0.0.0.0",
+        "PREFSMITH_FLAVOR": "cpu",
+        "PREFSMITH_CONFIG_FILE": "nightly.yaml",
+    }
     services = rendered(env=env)["services"]
     command = services["worker"]["command"]
     assert command[command.index("--cron") + 1] == "*/5 * * * *"
@@ -188,8 +197,16 @@ def test_readme_cpu_override_drops_the_gpu_reservation(compose, tmp_path):
     blocks = re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
     override = tmp_path / "compose.cpu.yaml"
     override.write_text(next(block for block in blocks if "!reset" in block))
-    result = compose("-f", str(COMPOSE_FILE), "-f", str(override), "config", "--format", "json",
-                     env={"PREFSMITH_FLAVOR": "cpu"})  # fmt: skip
+    result = compose(
+        "-f",
+        str(COMPOSE_FILE),
+        "-f",
+        str(override),
+        "config",
+        "--format",
+        "json",
+        env={"PREFSMITH_FLAVOR": "cpu"},
+    )
     assert result.returncode == 0, result.stderr
     worker = yaml.safe_load(result.stdout)["services"]["worker"]
     assert "deploy" not in worker and worker["image"] == "prefsmith:cpu"
@@ -277,8 +294,11 @@ def test_cpu_image_python_satisfies_requires_python():
 
 
 def test_dockerignore_keeps_what_the_images_copy():
-    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]  # fmt: skip
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert {".git", ".venv", "docker/models"} <= set(patterns)
     needed = {"pyproject.toml", "README.md", "requirements/lock-cpu.txt", "schemas/io.py"}
     for flavor in DOCKERFILES:
@@ -292,7 +312,7 @@ def test_dockerignore_keeps_what_the_images_copy():
 
 def test_readme_openai_generate_snippet_is_a_valid_config():
     """The README's `generate:` block for the vLLM server loads with the real config model."""
-    from schemas.data_configs import GenerateConfig
+    from prefsmith.schemas.data_configs import GenerateConfig
 
     readme = (DOCKER / "README.md").read_text()
     block = next(

@@ -7,21 +7,39 @@ from pathlib import Path
 
 import pytest
 
-from schemas.ids import prompt_id, response_id
-from schemas.io import write_table
-from schemas.tables import PROMPTS, RESPONSES
+from prefsmith.schemas.ids import prompt_id, response_id
+from prefsmith.schemas.io import write_table
+from prefsmith.schemas.tables import PROMPTS, RESPONSES
 
 
 def write_prompts(path: Path, texts: list[str]) -> tuple[Path, list[str]]:
-    rows = [{"prompt_id": prompt_id([{"role": "user", "content": t}]), "messages": [{"role": "user", "content": t}],
-             "source": "test", "metadata": "{}"} for t in texts]  # fmt: skip
+    rows = [
+        {
+            "prompt_id": prompt_id([{"role": "user", "content": t}]),
+            "messages": [{"role": "user", "content": t}],
+            "source": "test",
+            "metadata": "{}",
+        }
+        for t in texts
+    ]
     return write_table(rows, path, PROMPTS), [r["prompt_id"] for r in rows]
 
 
 def write_responses(path: Path, answers: dict[str, list[str]]) -> Path:
-    rows = [{"prompt_id": pid, "response_id": response_id(pid, i), "sample_idx": i, "response": text,
-             "n_tokens": len(text.split()), "finish_reason": "stop", "generator": "test", "gen_config_hash": "x"}
-            for pid, texts in answers.items() for i, text in enumerate(texts)]  # fmt: skip
+    rows = [
+        {
+            "prompt_id": pid,
+            "response_id": response_id(pid, i),
+            "sample_idx": i,
+            "response": text,
+            "n_tokens": len(text.split()),
+            "finish_reason": "stop",
+            "generator": "test",
+            "gen_config_hash": "x",
+        }
+        for pid, texts in answers.items()
+        for i, text in enumerate(texts)
+    ]
     return write_table(rows, path, RESPONSES)
 
 
@@ -45,8 +63,12 @@ def perturbed_policy(policy: Path, out: Path, *, scale: float, seed: int = 0) ->
 def answers(prompt_ids: list[str], *, per_prompt: int, seed: int = 0) -> dict[str, list[str]]:
     rng = random.Random(seed)
     words = "the cat sees a red bird and the dog runs fast".split()
-    return {pid: [" ".join(rng.choice(words) for _ in range(rng.randint(2, 9))) for _ in range(per_prompt)]
-            for pid in prompt_ids}  # fmt: skip
+    return {
+        pid: [
+            " ".join(rng.choice(words) for _ in range(rng.randint(2, 9))) for _ in range(per_prompt)
+        ]
+        for pid in prompt_ids
+    }
 
 
 @pytest.fixture(scope="session")
@@ -58,8 +80,10 @@ def tuned_policy(tiny, tmp_path_factory):
 @pytest.fixture
 def heldout(tmp_path):
     """(prompts table, responses table, prompt ids): 3 prompts x 2 answers, one unknown prompt's answer."""
-    prompts, ids = write_prompts(tmp_path / "prompts.parquet",
-                                 ["tell me about the cat", "count to five", "what color is the moon ?"])  # fmt: skip
+    prompts, ids = write_prompts(
+        tmp_path / "prompts.parquet",
+        ["tell me about the cat", "count to five", "what color is the moon ?"],
+    )
     texts = answers(ids, per_prompt=2)
     texts["unknown-prompt"] = ["the dog"]
     return prompts, write_responses(tmp_path / "responses.parquet", texts), ids

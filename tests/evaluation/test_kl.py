@@ -7,11 +7,11 @@ import polars as pl
 import pytest
 import torch
 
-from evaluation.kl import KL_SAMPLES, kl_estimate, sample_kl, summarize_kl
-from schemas.io import read_frame
-from schemas.manifest import Manifest
-from schemas.tables import PROMPTS, RESPONSES
-from schemas.train_configs import ReferenceConfig
+from prefsmith.evaluation.kl import KL_SAMPLES, kl_estimate, sample_kl, summarize_kl
+from prefsmith.schemas.io import read_frame
+from prefsmith.schemas.manifest import Manifest
+from prefsmith.schemas.tables import PROMPTS, RESPONSES
+from prefsmith.schemas.train_configs import ReferenceConfig
 
 
 def test_sample_kl_by_hand():
@@ -37,22 +37,29 @@ def oracle_logps(model_dir, messages, response) -> np.ndarray:
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).double().eval()
     prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    full = tok.apply_chat_template([*messages, {"role": "assistant", "content": response}], tokenize=False)
+    full = tok.apply_chat_template(
+        [*messages, {"role": "assistant", "content": response}], tokenize=False
+    )
     p_ids, f_ids = (tok(t, add_special_tokens=False)["input_ids"] for t in (prompt, full))
     assert f_ids[: len(p_ids)] == p_ids
-    completion = f_ids[len(p_ids):]
+    completion = f_ids[len(p_ids) :]
     completion = completion[: completion.index(tok.eos_token_id) + 1]
     ids = torch.tensor([p_ids + completion])  # (1, T)
     with torch.no_grad():
         logp = torch.log_softmax(model(ids).logits[0].double(), dim=-1)  # (T, V)
-    targets = ids[0, len(p_ids):]  # (C,)
+    targets = ids[0, len(p_ids) :]  # (C,)
     return logp[len(p_ids) - 1 : -1].gather(1, targets[:, None]).squeeze(1).numpy()  # (C,)
 
 
 def test_kl_matches_a_direct_float64_computation(tiny, tuned_policy, heldout, tmp_path):
     prompts, responses, _ = heldout
-    result = kl_estimate(responses, prompts=prompts, policy=str(tuned_policy),
-                         reference=ReferenceConfig(model=str(tiny.policy)), out_dir=tmp_path / "kl")  # fmt: skip
+    result = kl_estimate(
+        responses,
+        prompts=prompts,
+        policy=str(tuned_policy),
+        reference=ReferenceConfig(model=str(tiny.policy)),
+        out_dir=tmp_path / "kl",
+    )
     got = read_frame(result.output, KL_SAMPLES).sort("response_id")
     assert got.height == 6 and got["kl_seq"].abs().min() > 1e-3  # the noise moved every sample
     messages = dict(read_frame(prompts, PROMPTS).select("prompt_id", "messages").iter_rows())
@@ -74,8 +81,13 @@ def test_kl_matches_a_direct_float64_computation(tiny, tuned_policy, heldout, tm
 
 def test_kl_of_a_model_against_itself_is_zero(tiny, heldout, tmp_path):
     prompts, responses, _ = heldout
-    result = kl_estimate(responses, prompts=prompts, policy=str(tiny.policy),
-                         reference=ReferenceConfig(model=str(tiny.policy)), out_dir=tmp_path)  # fmt: skip
+    result = kl_estimate(
+        responses,
+        prompts=prompts,
+        policy=str(tiny.policy),
+        reference=ReferenceConfig(model=str(tiny.policy)),
+        out_dir=tmp_path,
+    )
     got = read_frame(result.output, KL_SAMPLES)
     assert got.height == 6 and (got["tokens"] > 1).all()
     assert got["kl_seq"].abs().max() == 0.0 and got["k3_seq"].abs().max() == 0.0

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from evaluation.winrate import length_controlled_win_rate, outcomes, win_rate
+from prefsmith.evaluation.winrate import length_controlled_win_rate, outcomes, win_rate
 
 
 def test_ties_count_half_and_counts_add_up():
@@ -40,7 +40,9 @@ def test_lc_win_rate_is_the_maximum_likelihood_intercept():
     # Independent oracle: a coarse-to-fine grid search of the same log-likelihood.
     z = diff / np.std(diff)
     grid_a, grid_b = np.linspace(-2, 2, 201), np.linspace(-5, 5, 201)
-    best = max(((a, b) for a in grid_a for b in grid_b), key=lambda ab: _logistic_loglik(*ab, won, z))
+    best = max(
+        ((a, b) for a in grid_a for b in grid_b), key=lambda ab: _logistic_loglik(*ab, won, z)
+    )
     assert lc == pytest.approx(1 / (1 + math.exp(-best[0])), abs=0.01)
     assert abs(lc - 0.6) < 0.1  # the true intercept σ(0.4) ≈ 0.599
     assert won.mean() != pytest.approx(lc, abs=1e-3)  # length was not ignored

@@ -18,20 +18,37 @@ def write_pipeline_yaml(root: Path, *, policy: Path, n_prompts: int = 8, **overr
     """Write prompts + a pipeline YAML under `root`; `overrides` replace top-level sections."""
     root.mkdir(parents=True, exist_ok=True)
     prompts = root / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"prompt": f"tell me about the small thing {i}"}) + "\n"
-                               for i in range(n_prompts)))  # fmt: skip
+    prompts.write_text(
+        "".join(
+            json.dumps({"prompt": f"tell me about the small thing {i}"}) + "\n"
+            for i in range(n_prompts)
+        )
+    )
     config = {
-        "name": "flowtest", "out_dir": str(root / "runs"), "heldout_fraction": 0.0,
+        "name": "flowtest",
+        "out_dir": str(root / "runs"),
+        "heldout_fraction": 0.0,
         "isolate_stages": True,
         "prompts": {"path": str(prompts)},
-        "generate": {"model": str(policy), "backend": "transformers", "dtype": "float32",
-                     "max_model_len": 128, "shard_size": 1, "batch_size": 4,
-                     "sampling": {"n": 2, "temperature": 1.0, "max_new_tokens": 12}},
-        "score": {"kind": "rule", "rule": "length_target", "params": {"target": 5}, "shard_size": 4},
+        "generate": {
+            "model": str(policy),
+            "backend": "transformers",
+            "dtype": "float32",
+            "max_model_len": 128,
+            "shard_size": 1,
+            "batch_size": 4,
+            "sampling": {"n": 2, "temperature": 1.0, "max_new_tokens": 12},
+        },
+        "score": {
+            "kind": "rule",
+            "rule": "length_target",
+            "params": {"target": 5},
+            "shard_size": 4,
+        },
         "pairs": {"strategy": "best_vs_worst", "min_margin": 0.0},
         "train": None,
         **overrides,
-    }  # fmt: skip
+    }
     path = root / "pipeline.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -40,7 +57,9 @@ def write_pipeline_yaml(root: Path, *, policy: Path, n_prompts: int = 8, **overr
 @pytest.fixture
 def pipeline_yaml(tmp_path, tiny, prefect_home):
     """Factory: `pipeline_yaml(name, **overrides)` -> path of a cheap pipeline YAML."""
-    return lambda name="cfg", **overrides: write_pipeline_yaml(tmp_path / name, policy=tiny.policy, **overrides)
+    return lambda name="cfg", **overrides: write_pipeline_yaml(
+        tmp_path / name, policy=tiny.policy, **overrides
+    )
 
 
 def free_port() -> int:
@@ -89,14 +108,23 @@ def prefect_server(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect-server-home")
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_API_URL": url, "PREFECT_SERVER_API_HOST": "127.0.0.1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_URL": url,
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+    }
     prefect = shutil.which("prefect", path=str(Path(sys.executable).parent)) or "prefect"
     log = (home / "server.log").open("w")
     env_server = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
-    process = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                               env=env_server, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env_server,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         wait_healthy(url, process=process, timeout_s=120)
         yield env
@@ -117,7 +145,10 @@ def on_server(prefect_server):
 
     storage = Path(prefect_server["PREFECT_HOME"]) / "storage"  # results of cached tasks
     # No log shipping from this process: its handler would outlive the server at session end.
-    updates = {PREFECT_API_URL: prefect_server["PREFECT_API_URL"], PREFECT_LOCAL_STORAGE_PATH: str(storage),
-               PREFECT_LOGGING_TO_API_ENABLED: False}  # fmt: skip
+    updates = {
+        PREFECT_API_URL: prefect_server["PREFECT_API_URL"],
+        PREFECT_LOCAL_STORAGE_PATH: str(storage),
+        PREFECT_LOGGING_TO_API_ENABLED: False,
+    }
     with temporary_settings(updates=updates):
         yield prefect_server

@@ -10,16 +10,21 @@ import sys
 import time
 from pathlib import Path
 
-from schemas.io import read_table
-from schemas.tables import PAIRS, RESPONSES, SCORES
+from prefsmith.schemas.io import read_table
+from prefsmith.schemas.tables import PAIRS, RESPONSES, SCORES
 
 
 def run_pipeline(config: Path, run_dir: Path, *, env: dict[str, str]) -> subprocess.Popen:
-    """`python -m flows.pipeline CONFIG --run-dir DIR` in its own process group (so a kill
+    """`python -m prefsmith.flows.pipeline CONFIG --run-dir DIR` in its own process group (so a kill
     reaches the isolated stage processes too)."""
-    return subprocess.Popen([sys.executable, "-m", "flows.pipeline", str(config), "--run-dir", str(run_dir)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "prefsmith.flows.pipeline", str(config), "--run-dir", str(run_dir)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def finish(process: subprocess.Popen, *, timeout_s: float = 240) -> str:
@@ -45,7 +50,9 @@ def kill_after_first_shard(
                 assert len(list(shards.glob("shard-*.parquet"))) == seen, "stage outlived the flow"
                 return seen
             time.sleep(0.02)
-        raise AssertionError(f"no response shard within {timeout_s} s: {process.communicate()[0][-3000:]}")
+        raise AssertionError(
+            f"no response shard within {timeout_s} s: {process.communicate()[0][-3000:]}"
+        )
     finally:
         try:  # whatever this test started in that process group
             os.killpg(process.pid, signal.SIGKILL)
@@ -65,12 +72,12 @@ def tables(run_dir: Path) -> dict[str, object]:
 
 def build_without_prefect(config_path: Path, out: Path) -> None:
     """The oracle: the same stages called directly, one after the other, never interrupted."""
-    from generation.prompts import load_prompts, split_prompts
-    from generation.stage import generate
-    from schemas.config_base import parse_config, read_yaml
-    from schemas.pipeline_config import PipelineConfig
-    from scoring.pairs import build_pairs
-    from scoring.stage import score
+    from prefsmith.curation.pairs import build_pairs
+    from prefsmith.generation.prompts import load_prompts, split_prompts
+    from prefsmith.generation.stage import generate
+    from prefsmith.schemas.config_base import parse_config, read_yaml
+    from prefsmith.schemas.pipeline_config import PipelineConfig
+    from prefsmith.scoring.stage import score
 
     config = parse_config(PipelineConfig, read_yaml(config_path))
     prompts = load_prompts(config.prompts, out).output
@@ -85,8 +92,11 @@ def latest_states(client, names: list[str]) -> dict[str, str]:
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
     from prefect.client.schemas.sorting import TaskRunSort
 
-    runs = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=names)),
-                                 sort=TaskRunSort.EXPECTED_START_TIME_DESC, limit=100)  # fmt: skip
+    runs = client.read_task_runs(
+        task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=names)),
+        sort=TaskRunSort.EXPECTED_START_TIME_DESC,
+        limit=100,
+    )
     states: dict[str, str] = {}
     for run in runs:
         states.setdefault(run.name, run.state.name)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
+from prefsmith.flows.cli import app
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -17,7 +17,9 @@ def _run(*args: str):
     return runner.invoke(app, list(args))
 
 
-@pytest.mark.parametrize("example", sorted((REPO / "examples").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "example", sorted((REPO / "examples").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_every_shipped_config_validates(example):
     result = _run("validate", str(example))
     assert result.exit_code == 0, result.output
@@ -47,7 +49,11 @@ def test_prompts_command_writes_table_and_manifest(tmp_path):
     source.write_text('{"prompt": "a"}\n{"prompt": "b"}\n{"prompt": "a"}\n')
     result = _run("prompts", str(source), "--out", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
-    from schemas.manifest import Manifest
+    from prefsmith.schemas.manifest import Manifest
 
     manifest = Manifest.read(tmp_path / "out" / "prompts.manifest.json")
-    assert (manifest.rows_in, manifest.rows_out, manifest.dropped) == (3, 2, {"duplicate_merged": 1})
+    assert (manifest.rows_in, manifest.rows_out, manifest.dropped) == (
+        3,
+        2,
+        {"duplicate_merged": 1},
+    )

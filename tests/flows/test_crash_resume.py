@@ -15,19 +15,23 @@ from flow_oracle import (
     tables,
 )
 
-from schemas.manifest import Manifest
+from prefsmith.schemas.manifest import Manifest
 
 pytestmark = pytest.mark.slow
 
 
-def test_killed_pipeline_resumes_from_shards_and_matches_uninterrupted(pipeline_yaml, prefect_server, tmp_path):
+def test_killed_pipeline_resumes_from_shards_and_matches_uninterrupted(
+    pipeline_yaml, prefect_server, tmp_path
+):
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     config = pipeline_yaml("crash", n_prompts=8)
     resumed, clean = tmp_path / "resumed", tmp_path / "clean"
 
-    seen = kill_after_first_shard(run_pipeline(config, resumed, env=prefect_server), resumed / "responses")
+    seen = kill_after_first_shard(
+        run_pipeline(config, resumed, env=prefect_server), resumed / "responses"
+    )
     assert seen >= 1 and not (resumed / "pairs.parquet").exists()
     finish(run_pipeline(config, resumed, env=prefect_server))
     generate = Manifest.read(resumed / "responses.manifest.json").extra
@@ -41,9 +45,14 @@ def test_killed_pipeline_resumes_from_shards_and_matches_uninterrupted(pipeline_
 
     # A re-run into the finished folder: the finished stages are Prefect cache hits.
     finish(run_pipeline(config, resumed, env=prefect_server))
-    with temporary_settings(updates={PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}), \
-            get_client(sync_client=True) as client:
-        assert latest_states(client, ["generate", "score"]) == {"generate": "Cached", "score": "Cached"}
+    with (
+        temporary_settings(updates={PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}),
+        get_client(sync_client=True) as client,
+    ):
+        assert latest_states(client, ["generate", "score"]) == {
+            "generate": "Cached",
+            "score": "Cached",
+        }
     assert tables(resumed)["pairs"].equals(want["pairs"])
 
 
@@ -56,14 +65,19 @@ def test_killed_mapped_build_shows_finished_parts_cached(pipeline_yaml, prefect_
 
     config = pipeline_yaml("mapped", n_prompts=8, scale={"shards_per_task": 2})
     resumed, clean = tmp_path / "resumed", tmp_path / "clean"
-    kill_after_first_shard(run_pipeline(config, resumed, env=prefect_server), resumed / "responses",
-                           at_least=3)  # fmt: skip
+    kill_after_first_shard(
+        run_pipeline(config, resumed, env=prefect_server), resumed / "responses", at_least=3
+    )
     finish(run_pipeline(config, resumed, env=prefect_server))
     names = [f"generate-part-{i}" for i in range(4)]
-    with temporary_settings(updates={PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}), \
-            get_client(sync_client=True) as client:
+    with (
+        temporary_settings(updates={PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}),
+        get_client(sync_client=True) as client,
+    ):
         states = latest_states(client, names)
-    assert states["generate-part-0"] == "Cached" and states["generate-part-3"] == "Completed", states
+    assert states["generate-part-0"] == "Cached" and states["generate-part-3"] == "Completed", (
+        states
+    )
     generate = Manifest.read(resumed / "responses.manifest.json").extra
     assert generate["shards_skipped"] == generate["shards_total"] == 8  # the parts wrote them all
 

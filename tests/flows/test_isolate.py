@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from flows.isolate import run_isolated
-from generation.prompts import load_prompts
-from schemas.config_base import parse_config
-from schemas.data_configs import PromptsConfig
-from schemas.errors import InputError
-from schemas.io import read_table
-from schemas.tables import PROMPTS
+from prefsmith.flows.isolate import run_isolated
+from prefsmith.generation.prompts import load_prompts
+from prefsmith.schemas.config_base import parse_config
+from prefsmith.schemas.data_configs import PromptsConfig
+from prefsmith.schemas.errors import InputError
+from prefsmith.schemas.io import read_table
+from prefsmith.schemas.tables import PROMPTS
 
 
 def test_isolated_stage_equals_in_process(tmp_path):
@@ -18,7 +18,7 @@ def test_isolated_stage_equals_in_process(tmp_path):
     source.write_text('{"prompt": "x"}\n{"prompt": "y"}\nnot json\n')
     config = parse_config(PromptsConfig, {"path": str(source)})
     here = load_prompts(config, tmp_path / "here")
-    there = run_isolated("generation.prompts:load_prompts", config, tmp_path / "there")
+    there = run_isolated("prefsmith.generation.prompts:load_prompts", config, tmp_path / "there")
     assert read_table(there["output"], PROMPTS) == read_table(here.output, PROMPTS)
     assert there["manifest"].endswith("prompts.manifest.json")
 
@@ -26,4 +26,4 @@ def test_isolated_stage_equals_in_process(tmp_path):
 def test_isolated_error_keeps_class_and_message(tmp_path):
     config = parse_config(PromptsConfig, {"path": str(tmp_path / "missing.jsonl")})
     with pytest.raises(InputError, match="prompts file not found"):
-        run_isolated("generation.prompts:load_prompts", config, tmp_path)
+        run_isolated("prefsmith.generation.prompts:load_prompts", config, tmp_path)

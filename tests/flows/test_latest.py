@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from flows.pipeline import new_run_dir, point_latest, run_config_file
-from schemas.config_base import parse_config, read_yaml
-from schemas.errors import PrefsmithError
-from schemas.pipeline_config import PipelineConfig
+from prefsmith.flows.pipeline import new_run_dir, point_latest, run_config_file
+from prefsmith.schemas.config_base import parse_config, read_yaml
+from prefsmith.schemas.errors import PrefsmithError
+from prefsmith.schemas.pipeline_config import PipelineConfig
 
 
 def test_point_latest_swaps_the_link(tmp_path):
@@ -45,7 +45,9 @@ def test_failed_build_leaves_latest_at_previous_good_build(pipeline_yaml, on_ser
     with pytest.raises(PrefsmithError):
         run_config_file(bad)
     run_dirs = sorted(p for p in good_dir.parent.iterdir() if p.is_dir() and not p.is_symlink())
-    assert len(run_dirs) == 2 and (run_dirs[-1] / "responses.manifest.json").is_file()  # it got that far
+    assert (
+        len(run_dirs) == 2 and (run_dirs[-1] / "responses.manifest.json").is_file()
+    )  # it got that far
     assert latest.resolve() == good_dir.resolve()
 
 

@@ -1,5 +1,5 @@
 """Scheduled rebuilds: a real Prefect server on loopback, the rebuild deployment served by
-`python -m flows.cli_serve`, one run triggered; its outputs and artifacts are found."""
+`python -m prefsmith.flows.cli_serve`, one run triggered; its outputs and artifacts are found."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import time
 import pytest
 from process_group import stop_process_group
 
-from flows.serve import serve_rebuilds
-from schemas.errors import ConfigError
-from schemas.io import read_table
-from schemas.manifest import Manifest
-from schemas.tables import PAIRS
+from prefsmith.flows.serve import serve_rebuilds
+from prefsmith.schemas.errors import ConfigError
+from prefsmith.schemas.io import read_table
+from prefsmith.schemas.manifest import Manifest
+from prefsmith.schemas.tables import PAIRS
 
 CRON = "0 3 * * *"
 
@@ -33,8 +33,10 @@ def test_serve_without_server_is_one_line_error(tmp_path, monkeypatch):
 def test_bad_cron_is_refused(tmp_path):
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}), \
-            pytest.raises(ConfigError, match="--cron"):
+    with (
+        temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}),
+        pytest.raises(ConfigError, match="--cron"),
+    ):
         serve_rebuilds(tmp_path / "cfg.yaml", cron="every day at 3")
 
 
@@ -45,7 +47,7 @@ def wait_for_deployment(client, name: str, *, process, timeout_s: float = 120):
             raise AssertionError(f"serve exited: {process.communicate()[0][-3000:]}")
         try:
             return client.read_deployment_by_name(name)
-        except Exception:  # noqa: BLE001 (not registered yet: ObjectNotFound)
+        except Exception:
             time.sleep(0.5)
     raise AssertionError(f"deployment {name} not registered within {timeout_s} s")
 
@@ -55,22 +57,39 @@ def artifacts_by_key(client, keys: list[str]) -> dict[str, object]:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
     from prefect.client.schemas.sorting import ArtifactSort
 
-    found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)),
-                                  sort=ArtifactSort.CREATED_DESC)  # fmt: skip
+    found = client.read_artifacts(
+        artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)),
+        sort=ArtifactSort.CREATED_DESC,
+    )
     newest: dict[str, object] = {}
     for artifact in found:
-        newest.setdefault(artifact.key, json.loads(artifact.data) if artifact.type == "table" else artifact.data)
+        newest.setdefault(
+            artifact.key, json.loads(artifact.data) if artifact.type == "table" else artifact.data
+        )
     return newest
 
 
 @pytest.fixture
 def served(pipeline_yaml, on_server):
-    """`python -m flows.cli_serve CONFIG --cron ...` in its own process group; always stopped."""
+    """`python -m prefsmith.flows.cli_serve CONFIG --cron ...` in its own process group; always stopped."""
     config = pipeline_yaml("served", n_prompts=4, isolate_stages=False)
     process = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli_serve", str(config), "--cron", CRON, "--name", "nightly"],
-        env=on_server, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "prefsmith.flows.cli_serve",
+            str(config),
+            "--cron",
+            CRON,
+            "--name",
+            "nightly",
+        ],
+        env=on_server,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         yield config, process
     finally:
@@ -101,11 +120,15 @@ def test_served_rebuild_runs_into_a_new_dated_folder(served):
     assert pairs.num_rows > 0
 
     with get_client(sync_client=True) as client:
-        found = artifacts_by_key(client, ["build-counts", "build-summary", "pair-quantiles", "build-progress"])
+        found = artifacts_by_key(
+            client, ["build-counts", "build-summary", "pair-quantiles", "build-progress"]
+        )
     assert set(found) == {"build-counts", "build-summary", "pair-quantiles", "build-progress"}
     assert run_dir.name in found["build-summary"]
     counts = {row["stage"]: row for row in found["build-counts"]}
     assert counts["pairs"]["rows_out"] == Manifest.read(run_dir / "pairs.manifest.json").rows_out
     quantiles = {row["quantile"]: row for row in found["pair-quantiles"]}
-    assert quantiles[1.0]["margin"] == pytest.approx(max(pairs.column("margin").to_pylist()), abs=1e-6)
+    assert quantiles[1.0]["margin"] == pytest.approx(
+        max(pairs.column("margin").to_pylist()), abs=1e-6
+    )
     assert found["build-progress"] == 100.0

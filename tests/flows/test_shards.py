@@ -6,18 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from flows.shards import PartInputs, parts_of, task_runner
-from schemas.config_base import parse_config
-from schemas.data_configs import ScoreConfig
-from schemas.errors import ConfigError
-from schemas.pipeline_config import ScaleConfig
+from prefsmith.flows.shards import PartInputs, parts_of, task_runner
+from prefsmith.schemas.config_base import parse_config
+from prefsmith.schemas.data_configs import ScoreConfig
+from prefsmith.schemas.errors import ConfigError
+from prefsmith.schemas.pipeline_config import ScaleConfig
 
 RULE = ScoreConfig(kind="rule", rule="length_target", params={"target": 5}, shard_size=2)
 
 
 def key(hashes, *, out_dir="/runs/a", config=RULE, responses="/x/responses"):
     call = {"args": [Path(responses)], "kwargs": {"config": config, "out_dir": Path(out_dir)}}
-    inputs = {"target": "scoring.stage:score_shards", "hashes": hashes, "call": call}
+    inputs = {"target": "prefsmith.scoring.stage:score_shards", "hashes": hashes, "call": call}
     return PartInputs().compute_key(None, inputs, {})
 
 
@@ -48,23 +48,49 @@ def test_scale_defaults_and_validation():
 
 def test_score_shards_write_exactly_the_asked_shards_and_the_stage_finishes(tmp_path, tiny):
     """Two parts then the stage itself: the same rows as one uninterrupted `score` call."""
-    from schemas.io import read_table, write_table
-    from schemas.manifest import Manifest
-    from schemas.tables import PROMPTS, RESPONSES, SCORES
-    from scoring.stage import score, score_shards, shard_plan
+    from prefsmith.schemas.io import read_table, write_table
+    from prefsmith.schemas.manifest import Manifest
+    from prefsmith.schemas.tables import PROMPTS, RESPONSES, SCORES
+    from prefsmith.scoring.stage import score, score_shards, shard_plan
 
-    prompts = write_table([{"prompt_id": "p", "messages": [{"role": "user", "content": "hi"}],
-                            "source": "t", "metadata": "{}"}], tmp_path / "prompts.parquet", PROMPTS)  # fmt: skip
-    rows = [{"prompt_id": "p", "response_id": f"p-{i}", "sample_idx": i, "response": "x" * i,
-             "n_tokens": i, "finish_reason": "stop", "generator": "g", "gen_config_hash": "h"}
-            for i in range(7)]  # fmt: skip
+    prompts = write_table(
+        [
+            {
+                "prompt_id": "p",
+                "messages": [{"role": "user", "content": "hi"}],
+                "source": "t",
+                "metadata": "{}",
+            }
+        ],
+        tmp_path / "prompts.parquet",
+        PROMPTS,
+    )
+    rows = [
+        {
+            "prompt_id": "p",
+            "response_id": f"p-{i}",
+            "sample_idx": i,
+            "response": "x" * i,
+            "n_tokens": i,
+            "finish_reason": "stop",
+            "generator": "g",
+            "gen_config_hash": "h",
+        }
+        for i in range(7)
+    ]
     responses = write_table(rows, tmp_path / "responses.parquet", RESPONSES)
     hashes = shard_plan(responses, prompts=prompts, config=RULE, out_dir=tmp_path / "mapped")
     assert len(hashes) == 4 and len(set(hashes)) == 4
-    written = score_shards(responses, prompts=prompts, config=RULE, out_dir=tmp_path / "mapped", shards=[1, 3])
+    written = score_shards(
+        responses, prompts=prompts, config=RULE, out_dir=tmp_path / "mapped", shards=[1, 3]
+    )
     assert [Path(p).name for p in written] == ["shard-00001.parquet", "shard-00003.parquet"]
-    assert sorted(p.name for p in (tmp_path / "mapped" / "scores").glob("*.parquet")) == [Path(p).name for p in written]
-    score_shards(responses, prompts=prompts, config=RULE, out_dir=tmp_path / "mapped", shards=[0, 2])
+    assert sorted(p.name for p in (tmp_path / "mapped" / "scores").glob("*.parquet")) == [
+        Path(p).name for p in written
+    ]
+    score_shards(
+        responses, prompts=prompts, config=RULE, out_dir=tmp_path / "mapped", shards=[0, 2]
+    )
     mapped = score(responses, prompts=prompts, config=RULE, out_dir=tmp_path / "mapped")
     direct = score(responses, prompts=prompts, config=RULE, out_dir=tmp_path / "direct")
     assert Manifest.read(mapped.manifest).extra["shards_skipped"] == 4

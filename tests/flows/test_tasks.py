@@ -7,14 +7,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flows.tasks import QUANTILES, StageInputs, _transient, pair_quantiles
-from flows.tasks import stage_model_revision as model_revision
-from schemas import errors
-from schemas.data_configs import ScoreConfig
+from prefsmith.flows.tasks import QUANTILES, StageInputs, _transient, pair_quantiles
+from prefsmith.flows.tasks import stage_model_revision as model_revision
+from prefsmith.schemas import errors
+from prefsmith.schemas.data_configs import ScoreConfig
 
 
 def key(*args, **kwargs) -> str:
-    return StageInputs().compute_key(None, {"name": "s", "target": "m:f", "args": args, "kwargs": kwargs}, {})
+    return StageInputs().compute_key(
+        None, {"name": "s", "target": "m:f", "args": args, "kwargs": kwargs}, {}
+    )
 
 
 @pytest.fixture
@@ -57,10 +59,15 @@ class _State:
         return self.exception
 
 
-@pytest.mark.parametrize(("exception", "retried"), [
-    (errors.StageError("child died"), True), (OSError("disk"), True),
-    (errors.ConfigError("bad key"), False), (errors.InputError("no file"), False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("exception", "retried"),
+    [
+        (errors.StageError("child died"), True),
+        (OSError("disk"), True),
+        (errors.ConfigError("bad key"), False),
+        (errors.InputError("no file"), False),
+    ],
+)
 def test_only_transient_failures_retry(exception, retried):
     assert _transient(None, None, _State(exception)) is retried
 
@@ -69,16 +76,27 @@ def test_pair_quantiles_match_numpy(tmp_path):
     rng = np.random.default_rng(0)
     chosen, rejected = rng.normal(size=37) + 1.0, rng.normal(size=37)
     path = tmp_path / "pairs.parquet"
-    pq.write_table(pa.table({"score_chosen": chosen, "score_rejected": rejected,
-                             "margin": chosen - rejected}), path)  # fmt: skip
+    pq.write_table(
+        pa.table({"score_chosen": chosen, "score_rejected": rejected, "margin": chosen - rejected}),
+        path,
+    )
     rows = pair_quantiles(path)
     assert [r["quantile"] for r in rows] == list(QUANTILES)
-    for column, values in (("score_chosen", chosen), ("score_rejected", rejected), ("margin", chosen - rejected)):
+    for column, values in (
+        ("score_chosen", chosen),
+        ("score_rejected", rejected),
+        ("margin", chosen - rejected),
+    ):
         expected = np.quantile(values, QUANTILES)  # linear interpolation, numpy's default
         assert [r[column] for r in rows] == pytest.approx(expected, abs=1e-6)
 
 
 def test_pair_quantiles_of_no_pairs_are_empty(tmp_path):
     path = tmp_path / "pairs.parquet"
-    pq.write_table(pa.table({c: pa.array([], pa.float64()) for c in ("score_chosen", "score_rejected", "margin")}), path)
+    pq.write_table(
+        pa.table(
+            {c: pa.array([], pa.float64()) for c in ("score_chosen", "score_rejected", "margin")}
+        ),
+        path,
+    )
     assert all(r["margin"] is None for r in pair_quantiles(path))

@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).parent))  # this folder's helpers: vllm_se
 @pytest.fixture
 def make_prompts(tmp_path):
     """`make_prompts(texts)` → a prompts table written by the real prompts stage from a JSONL."""
-    from generation.prompts import load_prompts
-    from schemas.data_configs import PromptsConfig
+    from prefsmith.generation.prompts import load_prompts
+    from prefsmith.schemas.data_configs import PromptsConfig
 
     def make(texts: list[str] | list[list[dict]], *, name: str = "prompts") -> Path:
         source = tmp_path / f"{name}.jsonl"
@@ -31,7 +31,7 @@ def make_prompts(tmp_path):
 
 def tiny_prompt_texts(count: int, *, seed: int = 0) -> list[str]:
     """`count` distinct prompts in the tiny policy's vocabulary."""
-    from flows.tiny import sample_prompt
+    from prefsmith.flows.tiny import sample_prompt
 
     rng = random.Random(seed)
     return [f"{sample_prompt(rng)} {i}" for i in range(count)]

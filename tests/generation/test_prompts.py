@@ -7,28 +7,30 @@ import json
 import polars as pl
 import pytest
 
-from generation.prompts import load_prompts
-from schemas.config_base import parse_config
-from schemas.data_configs import PromptsConfig
-from schemas.errors import InputError
-from schemas.ids import prompt_id
-from schemas.io import read_table
-from schemas.manifest import Manifest
-from schemas.tables import PROMPTS, QUARANTINE
+from prefsmith.generation.prompts import load_prompts
+from prefsmith.schemas.config_base import parse_config
+from prefsmith.schemas.data_configs import PromptsConfig
+from prefsmith.schemas.errors import InputError
+from prefsmith.schemas.ids import prompt_id
+from prefsmith.schemas.io import read_table
+from prefsmith.schemas.manifest import Manifest
+from prefsmith.schemas.tables import PROMPTS, QUARANTINE
 
-MESSY_JSONL = b"\n".join([
-    b'{"prompt": "What is 2+2?", "answer": "4"}',
-    b'{"prompt": "  What is 2+2?  "}',                                   # duplicate after strip
-    b'{"messages": [{"role": "user", "content": "hi"}]}',
-    b'{"prompt": "broken"',                                               # malformed JSON
-    b'{"prompt": "   "}',                                                 # whitespace
-    b'{"text": "no prompt field"}',                                       # missing field
-    b'{"prompt": "caf\xe9"}',                                             # Latin-1, not UTF-8
-    b'{"messages": [{"role": "wizard", "content": "x"}]}',                # unknown role
-    b"[1, 2]",                                                            # not an object
-    b"",                                                                  # blank line: layout
-    b'{"messages": "[{\\"role\\": \\"user\\", \\"content\\": \\"json in a string\\"}]"}',
-])  # fmt: skip
+MESSY_JSONL = b"\n".join(
+    [
+        b'{"prompt": "What is 2+2?", "answer": "4"}',
+        b'{"prompt": "  What is 2+2?  "}',  # duplicate after strip
+        b'{"messages": [{"role": "user", "content": "hi"}]}',
+        b'{"prompt": "broken"',  # malformed JSON
+        b'{"prompt": "   "}',  # whitespace
+        b'{"text": "no prompt field"}',  # missing field
+        b'{"prompt": "caf\xe9"}',  # Latin-1, not UTF-8
+        b'{"messages": [{"role": "wizard", "content": "x"}]}',  # unknown role
+        b"[1, 2]",  # not an object
+        b"",  # blank line: layout
+        b'{"messages": "[{\\"role\\": \\"user\\", \\"content\\": \\"json in a string\\"}]"}',
+    ]
+)
 
 
 def _run(tmp_path, path, **options):
@@ -41,13 +43,21 @@ def test_messy_jsonl_quarantines_each_bad_row_with_its_reason(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_bytes(MESSY_JSONL)
     result, rows, manifest = _run(tmp_path, path)
-    assert [r["messages"][-1]["content"] for r in rows] == ["What is 2+2?", "hi", "json in a string"]
+    assert [r["messages"][-1]["content"] for r in rows] == [
+        "What is 2+2?",
+        "hi",
+        "json in a string",
+    ]
     quarantined = read_table(result.quarantine, QUARANTINE).to_pylist()
     reasons = {q["row_ref"]: q["reason"] for q in quarantined}
     assert reasons == {
-        "p.jsonl:4": "malformed_json", "p.jsonl:5": "empty_prompt", "p.jsonl:6": "missing_field",
-        "p.jsonl:7": "not_utf8", "p.jsonl:8": "bad_messages", "p.jsonl:9": "malformed_json",
-    }  # fmt: skip
+        "p.jsonl:4": "malformed_json",
+        "p.jsonl:5": "empty_prompt",
+        "p.jsonl:6": "missing_field",
+        "p.jsonl:7": "not_utf8",
+        "p.jsonl:8": "bad_messages",
+        "p.jsonl:9": "malformed_json",
+    }
     assert manifest.rows_in == 10 and manifest.rows_out == 3
     assert manifest.dropped["duplicate_merged"] == 1
     assert manifest.rows_in == manifest.rows_out + sum(manifest.dropped.values())
@@ -57,7 +67,9 @@ def test_messy_jsonl_quarantines_each_bad_row_with_its_reason(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "hf"])
 def test_other_formats_give_the_same_prompts(tmp_path, fmt):
-    frame = pl.DataFrame({"prompt": ["a question", "another", "a question"], "answer": ["1", "2", "1"]})
+    frame = pl.DataFrame(
+        {"prompt": ["a question", "another", "a question"], "answer": ["1", "2", "1"]}
+    )
     if fmt == "parquet":
         path = tmp_path / "p.parquet"
         frame.write_parquet(path)
@@ -68,7 +80,9 @@ def test_other_formats_give_the_same_prompts(tmp_path, fmt):
         import datasets
 
         path = tmp_path / "hf"
-        datasets.DatasetDict({"train": datasets.Dataset.from_dict(frame.to_dict(as_series=False))}).save_to_disk(str(path))
+        datasets.DatasetDict(
+            {"train": datasets.Dataset.from_dict(frame.to_dict(as_series=False))}
+        ).save_to_disk(str(path))
     _, rows, manifest = _run(tmp_path, path, system_prompt="Be brief.")
     assert [r["messages"] for r in rows] == [
         [{"role": "system", "content": "Be brief."}, {"role": "user", "content": q}]
@@ -87,20 +101,26 @@ def test_unusable_inputs_stop_with_one_line(tmp_path):
     with pytest.raises(InputError, match="no split 'test'"):
         import datasets
 
-        datasets.DatasetDict({"train": datasets.Dataset.from_dict({"prompt": ["x"]})}).save_to_disk(str(tmp_path / "hf"))
+        datasets.DatasetDict({"train": datasets.Dataset.from_dict({"prompt": ["x"]})}).save_to_disk(
+            str(tmp_path / "hf")
+        )
         _run(tmp_path, tmp_path / "hf", split="test")
 
 
 def test_split_is_by_id_hash_and_stable_when_the_set_grows(tmp_path):
-    from generation.prompts import split_prompts
+    from prefsmith.generation.prompts import split_prompts
 
     def run(n, folder):
         path = tmp_path / f"{folder}.jsonl"
         path.write_text("".join(json.dumps({"prompt": f"question {i}"}) + "\n" for i in range(n)))
         result, _, _ = _run(tmp_path / folder, path)
-        train, heldout = split_prompts(result.output, heldout_fraction=0.25, out_dir=tmp_path / folder)
-        return ({r["prompt_id"] for r in read_table(train, PROMPTS).to_pylist()},
-                {r["prompt_id"] for r in read_table(heldout, PROMPTS).to_pylist()})  # fmt: skip
+        train, heldout = split_prompts(
+            result.output, heldout_fraction=0.25, out_dir=tmp_path / folder
+        )
+        return (
+            {r["prompt_id"] for r in read_table(train, PROMPTS).to_pylist()},
+            {r["prompt_id"] for r in read_table(heldout, PROMPTS).to_pylist()},
+        )
 
     train, heldout = run(400, "small")
     assert not train & heldout and len(train | heldout) == 400

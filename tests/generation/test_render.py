@@ -6,15 +6,15 @@ import shutil
 
 import pytest
 
-from generation.render import (
+from prefsmith.generation.render import (
     check_single_bos,
     prompt_length,
     render_or_reject,
     render_prompt_ids,
     require_chat_template,
 )
-from schemas.errors import StageError
-from schemas.quarantine import Rejected
+from prefsmith.schemas.errors import StageError
+from prefsmith.schemas.quarantine import Rejected
 
 CONVERSATIONS = [
     [{"role": "user", "content": "tell me about the cat"}],
@@ -90,11 +90,11 @@ def test_template_refusal_is_a_template_error(tokenizer):
 
 def test_stage_quarantines_and_reconciles(tiny, tmp_path, make_prompts, prompt_texts):
     """Long and template-refused prompts are quarantined, counted, and every prompt is accounted for."""
-    from generation.stage import generate
-    from schemas.data_configs import GenerateConfig
-    from schemas.io import read_frame
-    from schemas.manifest import Manifest
-    from schemas.tables import QUARANTINE, RESPONSES
+    from prefsmith.generation.stage import generate
+    from prefsmith.schemas.data_configs import GenerateConfig
+    from prefsmith.schemas.io import read_frame
+    from prefsmith.schemas.manifest import Manifest
+    from prefsmith.schemas.tables import QUARANTINE, RESPONSES
 
     model = tmp_path / "policy"
     shutil.copytree(tiny.policy, model)
@@ -106,9 +106,12 @@ def test_stage_quarantines_and_reconciles(tiny, tmp_path, make_prompts, prompt_t
     ]
     table = make_prompts([*texts, system])
     config = GenerateConfig(
-        model=str(model), backend="transformers", max_model_len=96, shard_size=2,
+        model=str(model),
+        backend="transformers",
+        max_model_len=96,
+        shard_size=2,
         sampling={"n": 2, "temperature": 0.7, "max_new_tokens": 4},
-    )  # fmt: skip
+    )
     result = generate(table, config=config, out_dir=tmp_path / "out")
 
     manifest = Manifest.read(result.manifest)
@@ -130,18 +133,20 @@ def test_completion_is_capped_by_the_context(tiny, tmp_path, make_prompts):
     """A prompt 2 tokens short of the context gets at most 2 new tokens, whatever max_new_tokens says."""
     from transformers import AutoTokenizer
 
-    from generation.stage import generate
-    from schemas.data_configs import GenerateConfig
-    from schemas.io import read_frame
-    from schemas.tables import RESPONSES
+    from prefsmith.generation.stage import generate
+    from prefsmith.schemas.data_configs import GenerateConfig
+    from prefsmith.schemas.io import read_frame
+    from prefsmith.schemas.tables import RESPONSES
 
     messages = [{"role": "user", "content": "write a story about a dog and a cat"}]
     tokenizer = AutoTokenizer.from_pretrained(str(tiny.policy))
     length = prompt_length(messages, tokenizer=tokenizer)
     config = GenerateConfig(
-        model=str(tiny.policy), backend="transformers", max_model_len=length + 2,
+        model=str(tiny.policy),
+        backend="transformers",
+        max_model_len=length + 2,
         sampling={"n": 3, "temperature": 1.0, "max_new_tokens": 50},
-    )  # fmt: skip
+    )
     result = generate(make_prompts([messages]), config=config, out_dir=tmp_path / "out")
     responses = read_frame(result.output, RESPONSES)
     assert responses.height == 3

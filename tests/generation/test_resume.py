@@ -13,13 +13,13 @@ import polars as pl
 import pytest
 import yaml
 
-from generation.stage import generate
-from schemas.config_base import load_config
-from schemas.data_configs import GenerateConfig
-from schemas.errors import StageError
-from schemas.io import read_frame, read_table
-from schemas.manifest import Manifest
-from schemas.tables import RESPONSES
+from prefsmith.generation.stage import generate
+from prefsmith.schemas.config_base import load_config
+from prefsmith.schemas.data_configs import GenerateConfig
+from prefsmith.schemas.errors import StageError
+from prefsmith.schemas.io import read_frame, read_table
+from prefsmith.schemas.manifest import Manifest
+from prefsmith.schemas.tables import RESPONSES
 
 REPO = Path(__file__).resolve().parents[2]
 N_PROMPTS, SHARD_SIZE, N_SAMPLES = 40, 4, 2
@@ -28,10 +28,13 @@ SHARDS = N_PROMPTS // SHARD_SIZE
 
 def write_config(path: Path, model: Path, **overrides) -> Path:
     config = {
-        "model": str(model), "backend": "transformers", "shard_size": SHARD_SIZE, "batch_size": 4,
+        "model": str(model),
+        "backend": "transformers",
+        "shard_size": SHARD_SIZE,
+        "batch_size": 4,
         "sampling": {"n": N_SAMPLES, "temperature": 0.9, "max_new_tokens": 16, "seed": 3},
         **overrides,
-    }  # fmt: skip
+    }
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -67,8 +70,17 @@ def test_killed_run_resumes_to_the_uninterrupted_rows(tiny, tmp_path, make_promp
     table = make_prompts(prompt_texts(N_PROMPTS, seed=4))
     config_path = write_config(tmp_path / "generate.yaml", tiny.policy)
     resumed = tmp_path / "resumed"
-    command = [sys.executable, "-m", "generation.stage", "--prompts", str(table),
-               "--config", str(config_path), "--out", str(resumed)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "prefsmith.generation.stage",
+        "--prompts",
+        str(table),
+        "--config",
+        str(config_path),
+        "--out",
+        str(resumed),
+    ]
 
     done_at_kill = start_and_kill(command, resumed)
     print(f"killed after {done_at_kill}/{SHARDS} shards")
@@ -113,7 +125,7 @@ def test_finished_run_is_skipped_without_loading_a_model(finished_run, monkeypat
     def no_model(*args, **kwargs):
         raise AssertionError("a fully finished run must not construct a backend")
 
-    monkeypatch.setattr("generation.stage.load_backend", no_model)
+    monkeypatch.setattr("prefsmith.generation.stage.load_backend", no_model)
     again = generate(table, config=config, out_dir=tmp_path / "out")
     manifest = Manifest.read(again.manifest)
     assert manifest.extra["shards_skipped"] == manifest.extra["shards_total"] == 2
@@ -133,7 +145,7 @@ def test_resume_with_another_plan_is_refused(finished_run, tmp_path):
 
 
 def test_rows_follow_the_schema_and_ids(finished_run):
-    from schemas.ids import response_id
+    from prefsmith.schemas.ids import response_id
 
     _, config, result = finished_run
     frame = read_frame(result.output, RESPONSES)
@@ -150,7 +162,7 @@ def test_rows_follow_the_schema_and_ids(finished_run):
 
 
 def test_module_entry_point_reports_a_bad_config_in_one_line(tmp_path, capsys):
-    from generation.stage import main
+    from prefsmith.generation.stage import main
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"model": "m", "backend": "openai", "shard_sise": 3}))

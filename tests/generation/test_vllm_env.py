@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from generation import vllm_env
+from prefsmith.generation import vllm_env
 
 
 def test_cpu_defaults_fill_only_unset_variables(monkeypatch):

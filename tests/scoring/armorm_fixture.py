@@ -21,13 +21,26 @@ import sys
 from pathlib import Path
 
 OBJECTIVE_NAMES = [
-    "helpsteer-helpfulness", "helpsteer-correctness", "helpsteer-coherence",
-    "helpsteer-complexity", "helpsteer-verbosity", "ultrafeedback-overall_score",
-    "ultrafeedback-instruction_following", "ultrafeedback-truthfulness", "ultrafeedback-honesty",
-    "ultrafeedback-helpfulness", "beavertails-is_safe", "prometheus-score",
-    "argilla-overall_quality", "argilla-judge_lm", "code-complexity", "code-style",
-    "code-explanation", "code-instruction-following", "code-readability",
-]  # fmt: skip
+    "helpsteer-helpfulness",
+    "helpsteer-correctness",
+    "helpsteer-coherence",
+    "helpsteer-complexity",
+    "helpsteer-verbosity",
+    "ultrafeedback-overall_score",
+    "ultrafeedback-instruction_following",
+    "ultrafeedback-truthfulness",
+    "ultrafeedback-honesty",
+    "ultrafeedback-helpfulness",
+    "beavertails-is_safe",
+    "prometheus-score",
+    "argilla-overall_quality",
+    "argilla-judge_lm",
+    "code-complexity",
+    "code-style",
+    "code-explanation",
+    "code-instruction-following",
+    "code-readability",
+]
 
 MODELING_SOURCE = '''
 """Tiny ArmoRM-like reward model (test fixture)."""
@@ -102,12 +115,19 @@ def build_tiny_armorm(
     module = _import_modeling(code_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     config = module.TinyArmoConfig(
-        objective_names=OBJECTIVE_NAMES, vocab_size=len(tokenizer), hidden_size=hidden,
-        intermediate_size=hidden * 2, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.2,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        objective_names=OBJECTIVE_NAMES,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        initializer_range=0.2,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
-    )  # fmt: skip
+    )
     torch.manual_seed(seed)
     module.TinyArmoConfig.register_for_auto_class()
     module.TinyArmoForRewardModel.register_for_auto_class("AutoModelForSequenceClassification")
@@ -121,10 +141,10 @@ def build_tiny_armorm(
 
 def write_prompts(records: list[dict], out_dir: Path) -> tuple[Path, list[str]]:
     """Run the real prompts stage on `records`; return (prompts.parquet, prompt_ids in order)."""
-    from generation.prompts import load_prompts
-    from schemas.data_configs import PromptsConfig
-    from schemas.io import read_frame
-    from schemas.tables import PROMPTS
+    from prefsmith.generation.prompts import load_prompts
+    from prefsmith.schemas.data_configs import PromptsConfig
+    from prefsmith.schemas.io import read_frame
+    from prefsmith.schemas.tables import PROMPTS
 
     out_dir.mkdir(parents=True, exist_ok=True)
     source = out_dir / "prompts.jsonl"
@@ -135,20 +155,27 @@ def write_prompts(records: list[dict], out_dir: Path) -> tuple[Path, list[str]]:
 
 def write_responses(pairs: list[tuple[str, str]], path: Path, *, seed: int | None = 0) -> Path:
     """A responses table from (prompt_id, text) pairs, rows shuffled so position means nothing."""
-    from schemas.ids import response_id
-    from schemas.io import write_table
-    from schemas.tables import RESPONSES
+    from prefsmith.schemas.ids import response_id
+    from prefsmith.schemas.io import write_table
+    from prefsmith.schemas.tables import RESPONSES
 
     counters: dict[str, int] = {}
     rows = []
     for pid, text in pairs:
         k = counters.get(pid, 0)
         counters[pid] = k + 1
-        rows.append({
-            "prompt_id": pid, "response_id": response_id(pid, k), "sample_idx": k,
-            "response": text, "n_tokens": len(text.split()), "finish_reason": "stop",
-            "generator": "test", "gen_config_hash": "0",
-        })  # fmt: skip
+        rows.append(
+            {
+                "prompt_id": pid,
+                "response_id": response_id(pid, k),
+                "sample_idx": k,
+                "response": text,
+                "n_tokens": len(text.split()),
+                "finish_reason": "stop",
+                "generator": "test",
+                "gen_config_hash": "0",
+            }
+        )
     if seed is not None:
         random.Random(seed).shuffle(rows)
     return write_table(rows, path, RESPONSES)
@@ -156,7 +183,7 @@ def write_responses(pairs: list[tuple[str, str]], path: Path, *, seed: int | Non
 
 def words(n: int, *, seed: int = 0) -> str:
     """n words of the tiny tokenizer's vocabulary."""
-    from flows.tiny import WORDS
+    from prefsmith.flows.tiny import WORDS
 
     rng = random.Random(seed)
     return " ".join(rng.choice(WORDS) for _ in range(n))

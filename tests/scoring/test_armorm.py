@@ -9,13 +9,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from schemas.data_configs import ScoreConfig
-from schemas.errors import ConfigError
-from schemas.io import read_frame
-from schemas.manifest import Manifest
-from schemas.tables import RESPONSES, SCORES
-from scoring.reward_model import ModelScorer
-from scoring.stage import score
+from prefsmith.schemas.data_configs import ScoreConfig
+from prefsmith.schemas.errors import ConfigError
+from prefsmith.schemas.io import read_frame
+from prefsmith.schemas.manifest import Manifest
+from prefsmith.schemas.tables import RESPONSES, SCORES
+from prefsmith.scoring.reward_model import ModelScorer
+from prefsmith.scoring.stage import score
 
 _SPEC = importlib.util.spec_from_file_location(
     "score_test_fixtures", Path(__file__).with_name("armorm_fixture.py")
@@ -82,8 +82,12 @@ def test_armorm_scores_and_named_objectives(tiny_armorm, tmp_path):
 def test_objective_names_from_params_override_and_must_match(tiny_armorm, tmp_path):
     responses, prompts, _, _ = _inputs(tmp_path)
     names = [f"o{k}" for k in range(19)]
-    config = ScoreConfig(kind="armorm", model=str(tiny_armorm.path), trust_remote_code=True,
-                         params={"objective_names": names})  # fmt: skip
+    config = ScoreConfig(
+        kind="armorm",
+        model=str(tiny_armorm.path),
+        trust_remote_code=True,
+        params={"objective_names": names},
+    )
     result = score(responses, prompts=prompts, config=config, out_dir=tmp_path / "a")
     first = read_frame(result.output, SCORES)["objectives"][0]
     assert [o["name"] for o in first] == names

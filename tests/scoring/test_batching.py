@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scoring.batching import token_budget_batches
+from prefsmith.scoring.batching import token_budget_batches
 
 
 def test_hand_worked_example():

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from schemas.data_configs import ScoreConfig
-from schemas.io import read_frame
-from schemas.manifest import Manifest
-from schemas.quarantine import Rejected
-from schemas.tables import QUARANTINE, SCORES
-from scoring.batching import Scored, ScoreRequest
-from scoring.reward_model import load_reward_model
-from scoring.stage import score
+from prefsmith.schemas.data_configs import ScoreConfig
+from prefsmith.schemas.io import read_frame
+from prefsmith.schemas.manifest import Manifest
+from prefsmith.schemas.quarantine import Rejected
+from prefsmith.schemas.tables import QUARANTINE, SCORES
+from prefsmith.scoring.batching import Scored, ScoreRequest
+from prefsmith.scoring.reward_model import load_reward_model
+from prefsmith.scoring.stage import score
 
 _SPEC = importlib.util.spec_from_file_location(
     "score_test_fixtures", Path(__file__).with_name("armorm_fixture.py")
@@ -34,8 +34,9 @@ def _requests(texts: list[str]) -> list[ScoreRequest]:
 def _oracle(scorer, request: ScoreRequest) -> tuple[float, list[int]]:
     """Independent path: render to text, tokenize without special tokens, one unpadded row."""
     tokenizer, model = scorer.tokenizer, scorer.model
-    text = tokenizer.apply_chat_template([*request.messages, {"role": "assistant",
-                                          "content": request.response}], tokenize=False)  # fmt: skip
+    text = tokenizer.apply_chat_template(
+        [*request.messages, {"role": "assistant", "content": request.response}], tokenize=False
+    )
     ids = tokenizer(text, add_special_tokens=False).input_ids
     with torch.inference_mode():
         logit = model(input_ids=torch.tensor([ids])).logits[0, 0]  # (1, 1) -> ()
@@ -43,8 +44,7 @@ def _oracle(scorer, request: ScoreRequest) -> tuple[float, list[int]]:
 
 
 def test_batched_scores_equal_one_at_a_time(tiny):
-    texts = [fx.words(1), fx.words(150, seed=1), fx.words(12, seed=2), "",
-             fx.words(60, seed=3)]  # fmt: skip
+    texts = [fx.words(1), fx.words(150, seed=1), fx.words(12, seed=2), "", fx.words(60, seed=3)]
     scorer = load_reward_model(ScoreConfig(model=str(tiny.reward_model), token_budget=100_000))
     requests = _requests(texts)
     batched = scorer(requests)  # one batch: the budget covers all rows

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.errors import ConfigError
-from scoring.rules import (
+from prefsmith.schemas.errors import ConfigError
+from prefsmith.scoring.rules import (
     PROMPT_METADATA,
     RULES,
     RuleRowError,

@@ -10,14 +10,14 @@ import polars as pl
 import pytest
 import torch
 
-from schemas.data_configs import ScoreConfig
-from schemas.errors import ConfigError
-from schemas.io import read_frame, shard_files
-from schemas.manifest import Manifest
-from schemas.tables import QUARANTINE, RESPONSES, SCORES
-from scoring import stage as stage_module
-from scoring.rules import register_rule
-from scoring.stage import score
+from prefsmith.schemas.data_configs import ScoreConfig
+from prefsmith.schemas.errors import ConfigError
+from prefsmith.schemas.io import read_frame, shard_files
+from prefsmith.schemas.manifest import Manifest
+from prefsmith.schemas.tables import QUARANTINE, RESPONSES, SCORES
+from prefsmith.scoring import stage as stage_module
+from prefsmith.scoring.rules import register_rule
+from prefsmith.scoring.stage import score
 
 _SPEC = importlib.util.spec_from_file_location(
     "score_test_fixtures", Path(__file__).with_name("armorm_fixture.py")
@@ -57,9 +57,11 @@ def _direct_scores(tiny, ids, pairs) -> dict[tuple[str, str], tuple[float, int]]
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny.reward_model))
     model = AutoModelForSequenceClassification.from_pretrained(str(tiny.reward_model)).eval()
-    messages = {ids[0]: [{"role": "user", "content": RECORDS[0]["prompt"]}],
-                ids[1]: RECORDS[1]["messages"],
-                ids[2]: [{"role": "user", "content": RECORDS[2]["prompt"]}]}  # fmt: skip
+    messages = {
+        ids[0]: [{"role": "user", "content": RECORDS[0]["prompt"]}],
+        ids[1]: RECORDS[1]["messages"],
+        ids[2]: [{"role": "user", "content": RECORDS[2]["prompt"]}],
+    }
     out = {}
     for pid, text in pairs:
         if pid not in messages:
@@ -131,8 +133,10 @@ def test_rule_row_errors_are_quarantined(tmp_path):
 
 
 def _snapshot(result) -> tuple[pl.DataFrame, pl.DataFrame]:
-    return (read_frame(result.output, SCORES).sort("response_id"),
-            read_frame(result.quarantine, QUARANTINE).sort("row_ref"))  # fmt: skip
+    return (
+        read_frame(result.output, SCORES).sort("response_id"),
+        read_frame(result.quarantine, QUARANTINE).sort("row_ref"),
+    )
 
 
 def test_resume_redoes_only_missing_shards(tiny, tmp_path, monkeypatch):

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from schemas.data_configs import ScoreConfig
-from schemas.io import read_frame
-from schemas.manifest import Manifest
-from schemas.tables import QUARANTINE, SCORES
-from scoring.stage import score
+from prefsmith.schemas.data_configs import ScoreConfig
+from prefsmith.schemas.io import read_frame
+from prefsmith.schemas.manifest import Manifest
+from prefsmith.schemas.tables import QUARANTINE, SCORES
+from prefsmith.scoring.stage import score
 
 _SPEC = importlib.util.spec_from_file_location(
     "score_test_fixtures", Path(__file__).with_name("armorm_fixture.py")

@@ -11,10 +11,10 @@ import random
 
 import pytest
 
-from flows.tiny import sample_answer, sample_prompt
-from schemas.ids import pair_id, prompt_id
-from schemas.io import write_table
-from schemas.tables import PAIRS
+from prefsmith.flows.tiny import sample_answer, sample_prompt
+from prefsmith.schemas.ids import pair_id, prompt_id
+from prefsmith.schemas.io import write_table
+from prefsmith.schemas.tables import PAIRS
 
 
 def make_pair_rows(n: int, *, seed: int = 0) -> list[dict]:
@@ -29,13 +29,22 @@ def make_pair_rows(n: int, *, seed: int = 0) -> list[dict]:
         rejected = sample_answer(rng)
         ids = (f"r{index}-0", f"r{index}-1")
         score_chosen, score_rejected = 2.0 + rng.random(), rng.random()
-        rows.append({
-            "pair_id": pair_id(*ids), "prompt_id": prompt_id(messages), "messages": messages,
-            "chosen": chosen, "rejected": rejected, "chosen_response_id": ids[0],
-            "rejected_response_id": ids[1], "score_chosen": score_chosen,
-            "score_rejected": score_rejected, "margin": score_chosen - score_rejected,
-            "strategy": "best_vs_worst", "scorer": "test-rule",
-        })  # fmt: skip
+        rows.append(
+            {
+                "pair_id": pair_id(*ids),
+                "prompt_id": prompt_id(messages),
+                "messages": messages,
+                "chosen": chosen,
+                "rejected": rejected,
+                "chosen_response_id": ids[0],
+                "rejected_response_id": ids[1],
+                "score_chosen": score_chosen,
+                "score_rejected": score_rejected,
+                "margin": score_chosen - score_rejected,
+                "strategy": "best_vs_worst",
+                "scorer": "test-rule",
+            }
+        )
     return rows
 
 

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from training.pair_batch import PairBatch
+from prefsmith.training.pair_batch import PairBatch
 
 F64 = torch.float64
 TAU = math.log(999.0)

@@ -10,8 +10,8 @@ import pytest
 import torch
 from loss_cases import PAIRS, _t, grad_wrt_chosen, make_batch, sig, with_policy
 
-from training.loss_parts import adadpo_coefficients
-from training.losses import adadpo, dpo, needs_reference
+from prefsmith.training.loss_parts import adadpo_coefficients
+from prefsmith.training.losses import adadpo, dpo, needs_reference
 
 
 def test_adadpo_coefficients_sum_to_two_and_clip():
@@ -81,5 +81,3 @@ def test_adadpo_without_reference():
     assert not needs_reference("adadpo", use_ref=False)
     with pytest.raises(ValueError, match="ref_chosen_logps"):
         adadpo(no_ref)
-
-

@@ -7,22 +7,36 @@ import logging
 import pytest
 import torch
 
-from schemas.manifest import Manifest, manifest_path
-from training.collate import (
+from prefsmith.schemas.manifest import Manifest, manifest_path
+from prefsmith.training.collate import (
     PairCollator,
     ScoreTransform,
     load_score_transform,
     missing_values,
     pair_example,
 )
-from training.render import RenderedPair
+from prefsmith.training.render import RenderedPair
 
 EXAMPLES = [
-    {"prompt_ids": [1, 5, 6], "chosen_ids": [7, 8, 2], "rejected_ids": [9, 2],
-     "ref_chosen_logps": -3.0, "ref_rejected_logps": -4.0, "score_chosen": 1.5, "score_rejected": 0.5},
-    {"prompt_ids": [1, 5], "chosen_ids": [2], "rejected_ids": [10, 11, 12, 2],
-     "ref_chosen_logps": -1.0, "ref_rejected_logps": -6.0, "score_chosen": 0.0, "score_rejected": -1.0},
-]  # fmt: skip
+    {
+        "prompt_ids": [1, 5, 6],
+        "chosen_ids": [7, 8, 2],
+        "rejected_ids": [9, 2],
+        "ref_chosen_logps": -3.0,
+        "ref_rejected_logps": -4.0,
+        "score_chosen": 1.5,
+        "score_rejected": 0.5,
+    },
+    {
+        "prompt_ids": [1, 5],
+        "chosen_ids": [2],
+        "rejected_ids": [10, 11, 12, 2],
+        "ref_chosen_logps": -1.0,
+        "ref_rejected_logps": -6.0,
+        "score_chosen": 0.0,
+        "score_rejected": -1.0,
+    },
+]
 
 
 def test_concatenated_right_padded_batch():
@@ -36,8 +50,11 @@ def test_concatenated_right_padded_batch():
     assert batch["attention_mask"].tolist() == [[1] * 6, [1, 1, 1, 0, 0, 0], [1] * 5 + [0], [1] * 6]
     assert batch["completion_mask"].dtype == torch.bool
     assert batch["completion_mask"].int().tolist() == [
-        [0, 0, 0, 1, 1, 1], [0, 0, 1, 0, 0, 0], [0, 0, 0, 1, 1, 0], [0, 0, 1, 1, 1, 1],
-    ]  # fmt: skip
+        [0, 0, 0, 1, 1, 1],
+        [0, 0, 1, 0, 0, 0],
+        [0, 0, 0, 1, 1, 0],
+        [0, 0, 1, 1, 1, 1],
+    ]
     assert batch["ref_chosen_logps"].tolist() == [-3.0, -1.0]
     assert batch["score_rejected"].tolist() == [0.5, -1.0]
     assert batch["ref_chosen_logps"].shape == (2,)
@@ -51,8 +68,16 @@ def test_pad_to_multiple_and_optional_columns():
 
 
 def _write_manifest(path, extra):
-    Manifest(stage="pairs", unit="prompt", config={}, inputs=[], outputs={}, rows_in=1, rows_out=1,
-             extra=extra).write(manifest_path(path))  # fmt: skip
+    Manifest(
+        stage="pairs",
+        unit="prompt",
+        config={},
+        inputs=[],
+        outputs={},
+        rows_in=1,
+        rows_out=1,
+        extra=extra,
+    ).write(manifest_path(path))
 
 
 def test_scores_are_normalized_as_the_pairs_manifest_declares(tmp_path):
@@ -75,7 +100,7 @@ def test_scores_are_normalized_as_the_pairs_manifest_declares(tmp_path):
 
 def test_no_declared_transform_warns_and_keeps_raw_scores(tmp_path, caplog):
     pairs = tmp_path / "pairs.parquet"
-    with caplog.at_level(logging.WARNING, logger="training.collate"):
+    with caplog.at_level(logging.WARNING, logger="prefsmith.training.collate"):
         transform = load_score_transform(pairs)
     assert transform == ScoreTransform() and not transform.declared
     assert "no score_transform" in caplog.text

@@ -1,6 +1,6 @@
 """DeepSpeed ZeRO-2 and ZeRO-3 on the CPU (gloo, one process), with the shipped configs.
 
-Each run is a fresh `python -m training.stage` process with the single-process rendezvous
+Each run is a fresh `python -m prefsmith.training.stage` process with the single-process rendezvous
 variables set (without them DeepSpeed looks for mpi4py). The first run on a machine compiles
 DeepSpeed's shared-memory comm op into TORCH_EXTENSIONS_DIR (about a minute), hence `slow`.
 """
@@ -15,11 +15,11 @@ import sys
 
 import pytest
 
-from schemas.config_base import parse_config
-from schemas.io import write_table
-from schemas.tables import PAIRS
-from schemas.train_configs import ReferenceConfig
-from scoring.reference import reference_pass
+from prefsmith.schemas.config_base import parse_config
+from prefsmith.schemas.io import write_table
+from prefsmith.schemas.tables import PAIRS
+from prefsmith.schemas.train_configs import ReferenceConfig
+from prefsmith.training.reference import reference_pass
 
 pytest.importorskip("deepspeed")
 # ZeRO-3 takes the checkpointed LM-head path instead of the fused one, and AdamW magnifies the
@@ -34,17 +34,41 @@ def _free_port() -> int:
 
 
 def _run(pairs, policy, out, *, deepspeed: str | None) -> dict:
-    lines = [f"policy: {policy}", "max_length: 128", "max_prompt_length: 64", "max_steps: 4",
-             "per_device_train_batch_size: 4", "learning_rate: 0.001", "lr_scheduler_type: constant",
-             "warmup_ratio: 0.0", "logging_steps: 1", "save_steps: 0"]  # fmt: skip
+    lines = [
+        f"policy: {policy}",
+        "max_length: 128",
+        "max_prompt_length: 64",
+        "max_steps: 4",
+        "per_device_train_batch_size: 4",
+        "learning_rate: 0.001",
+        "lr_scheduler_type: constant",
+        "warmup_ratio: 0.0",
+        "logging_steps: 1",
+        "save_steps: 0",
+    ]
     if deepspeed:
         lines.append(f"deepspeed: {deepspeed}")
     out.mkdir(parents=True)
     (out / "train.yaml").write_text("\n".join(lines) + "\n")
-    env = dict(os.environ, RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
-               MASTER_PORT=str(_free_port()))  # fmt: skip
-    command = [sys.executable, "-m", "training.stage", "--pairs", str(pairs), "--config",
-               str(out / "train.yaml"), "--out", str(out)]  # fmt: skip
+    env = dict(
+        os.environ,
+        RANK="0",
+        WORLD_SIZE="1",
+        LOCAL_RANK="0",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(_free_port()),
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "prefsmith.training.stage",
+        "--pairs",
+        str(pairs),
+        "--config",
+        str(out / "train.yaml"),
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((out / "final" / "prefsmith_train.json").read_text())

@@ -6,9 +6,9 @@ import copy
 
 import pytest
 
-from schemas.errors import StageError
-from schemas.tables import PAIRS, PAIRS_WITH_REFERENCE
-from training.guards import (
+from prefsmith.schemas.errors import StageError
+from prefsmith.schemas.tables import PAIRS, PAIRS_WITH_REFERENCE
+from prefsmith.training.guards import (
     check_finite_loss,
     check_reference_columns,
     check_reference_tokens,

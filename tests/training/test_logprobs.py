@@ -5,22 +5,28 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training import logprobs
-from training.collate import PairCollator
-from training.logprobs import causal_mask_or_none, completion_logps, pair_logps
-from training.render import render_pairs
+from prefsmith.training import logprobs
+from prefsmith.training.collate import PairCollator
+from prefsmith.training.logprobs import causal_mask_or_none, completion_logps, pair_logps
+from prefsmith.training.render import render_pairs
 
 
 @pytest.fixture(scope="module")
 def examples(tiny_tokenizer):
     rows = [
-        {"pair_id": f"p{i}", "messages": [{"role": "user", "content": "tell me about the cat " * (i + 1)}],
-         "chosen": "the dog runs " * (i + 1), "rejected": "no"}
+        {
+            "pair_id": f"p{i}",
+            "messages": [{"role": "user", "content": "tell me about the cat " * (i + 1)}],
+            "chosen": "the dog runs " * (i + 1),
+            "rejected": "no",
+        }
         for i in range(3)
-    ]  # fmt: skip
+    ]
     rendered, _ = render_pairs(rows, tokenizer=tiny_tokenizer, max_length=128, max_prompt_length=64)
-    return [{"prompt_ids": r.prompt_ids, "chosen_ids": r.chosen_ids, "rejected_ids": r.rejected_ids}
-            for r in rendered]  # fmt: skip
+    return [
+        {"prompt_ids": r.prompt_ids, "chosen_ids": r.chosen_ids, "rejected_ids": r.rejected_ids}
+        for r in rendered
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +53,13 @@ def naive(model, batch):
 
 
 def test_equals_naive_float64_values_and_gradients(model64, batch):
-    ours, counts = completion_logps(model64, batch["input_ids"], batch["attention_mask"],
-                                    batch["completion_mask"], chunk_tokens=5)  # fmt: skip
+    ours, counts = completion_logps(
+        model64,
+        batch["input_ids"],
+        batch["attention_mask"],
+        batch["completion_mask"],
+        chunk_tokens=5,
+    )
     weights = torch.linspace(
         0.5, 1.5, ours.shape[0], dtype=torch.float64
     )  # a generic backward signal
@@ -67,8 +78,13 @@ def test_prompt_positions_do_not_contribute(model64, batch):
     """Only completion positions are summed: masking one more prompt token changes nothing
     but moving the mask onto the prompt gives exactly the naive prompt sum."""
     with torch.no_grad():
-        completion, _ = completion_logps(model64, batch["input_ids"], batch["attention_mask"],
-                                         batch["completion_mask"], chunk_tokens=64)  # fmt: skip
+        completion, _ = completion_logps(
+            model64,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["completion_mask"],
+            chunk_tokens=64,
+        )
         everything = dict(batch, completion_mask=batch["attention_mask"].bool())
         full = naive(model64, everything)
         prompt_only = naive(
@@ -82,15 +98,25 @@ def test_prompt_positions_do_not_contribute(model64, batch):
 @pytest.mark.parametrize("chunk", [1, 7, 10_000])
 def test_chunk_size_does_not_change_the_result(model64, batch, chunk):
     with torch.no_grad():
-        ours, _ = completion_logps(model64, batch["input_ids"], batch["attention_mask"],
-                                   batch["completion_mask"], chunk_tokens=chunk)  # fmt: skip
+        ours, _ = completion_logps(
+            model64,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["completion_mask"],
+            chunk_tokens=chunk,
+        )
         assert torch.allclose(ours, naive(model64, batch), atol=1e-9)
 
 
 def test_fallback_path_for_models_without_hidden_state_access(model64, batch, monkeypatch):
     monkeypatch.setattr(logprobs, "has_fast_path", lambda model: False)
-    ours, _ = completion_logps(model64, batch["input_ids"], batch["attention_mask"],
-                               batch["completion_mask"], chunk_tokens=4)  # fmt: skip
+    ours, _ = completion_logps(
+        model64,
+        batch["input_ids"],
+        batch["attention_mask"],
+        batch["completion_mask"],
+        chunk_tokens=4,
+    )
     assert torch.allclose(ours, naive(model64, batch).detach(), atol=1e-9)
 
 
@@ -99,8 +125,13 @@ def test_float32_model_is_close_to_float64(tiny, model64, batch):
 
     model32 = AutoModelForCausalLM.from_pretrained(str(tiny.policy))
     with torch.no_grad():
-        ours, _ = completion_logps(model32, batch["input_ids"], batch["attention_mask"],
-                                   batch["completion_mask"], chunk_tokens=16)  # fmt: skip
+        ours, _ = completion_logps(
+            model32,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["completion_mask"],
+            chunk_tokens=16,
+        )
         assert ours.dtype == torch.float32
         assert torch.allclose(ours.double(), naive(model64, batch), atol=1e-4)
 
@@ -142,11 +173,17 @@ def test_bf16_autocast_gives_float32_logps_and_finite_gradients(tiny, batch):
 
     model = AutoModelForCausalLM.from_pretrained(str(tiny.policy))
     with torch.no_grad():
-        exact, _ = completion_logps(model, batch["input_ids"], batch["attention_mask"],
-                                    batch["completion_mask"])  # fmt: skip
+        exact, _ = completion_logps(
+            model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+        )
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        ours, _ = completion_logps(model, batch["input_ids"], batch["attention_mask"],
-                                   batch["completion_mask"], chunk_tokens=8)  # fmt: skip
+        ours, _ = completion_logps(
+            model,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["completion_mask"],
+            chunk_tokens=8,
+        )
     assert ours.dtype == torch.float32
     assert torch.allclose(ours, exact, rtol=0.05, atol=0.5)  # bf16 keeps ~3 significant digits
     ours.sum().backward()

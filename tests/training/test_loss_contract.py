@@ -9,7 +9,7 @@ import pytest
 import torch
 from loss_cases import F64, PAIRS, TAU, _t, make_batch, with_policy  # noqa: F401
 
-from training.losses import (
+from prefsmith.training.losses import (
     LOSSES,
     adadpo,
     combined_loss,
@@ -20,7 +20,7 @@ from training.losses import (
     reduce_loss,
     simpo,
 )
-from training.pair_batch import PairBatch
+from prefsmith.training.pair_batch import PairBatch
 
 # ---------------------------------------------------------------- reduction and combination
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from loss_cases import F64, PAIRS, TAU, _t, grad_wrt_chosen, make_batch, sig, with_policy  # noqa: F401
 
-from training.losses import (
+from prefsmith.training.losses import (
     LOSSES,
     adadpo,
     dpo,

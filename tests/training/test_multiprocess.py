@@ -1,4 +1,4 @@
-"""Multi-process training through `training.launch.launch_train` (torchrun, gloo, on the CPU).
+"""Multi-process training through `prefsmith.training.launch.launch_train` (torchrun, gloo, on the CPU).
 
 The claim: 2 processes with 2 pairs each train exactly like 1 process with 4 pairs (the same
 global batch), because HF Trainer shards one seeded permutation so that rank r takes the r-th
@@ -21,13 +21,19 @@ from pathlib import Path
 
 import pytest
 
-from schemas.config_base import parse_config
-from schemas.errors import ConfigError, StageError
-from schemas.io import write_table
-from schemas.manifest import Manifest
-from schemas.tables import PAIRS
-from schemas.train_configs import LaunchConfig, ReferenceConfig, TrainConfig
-from training.launch import CONFIG_FILE, LOG_FILE, launch_command, launch_train, runs_in_process
+from prefsmith.schemas.config_base import parse_config
+from prefsmith.schemas.errors import ConfigError, StageError
+from prefsmith.schemas.io import write_table
+from prefsmith.schemas.manifest import Manifest
+from prefsmith.schemas.tables import PAIRS
+from prefsmith.schemas.train_configs import LaunchConfig, ReferenceConfig, TrainConfig
+from prefsmith.training.launch import (
+    CONFIG_FILE,
+    LOG_FILE,
+    launch_command,
+    launch_train,
+    runs_in_process,
+)
 
 LOSS_TOLERANCE = 1e-5  # absolute, per logged step; measured <= 1.2e-7 (ZeRO-2 and ZeRO-3)
 # max |param - 1-process run|; measured 4.6e-7 (ZeRO-2), 2.5e-5 (ZeRO-3)
@@ -36,11 +42,21 @@ STEPS = 6  # 16 pairs / global batch 4: crosses an epoch boundary (the sampler's
 
 
 def _config(policy, **overrides) -> TrainConfig:
-    base = {"policy": str(policy), "max_length": 128, "max_prompt_length": 64, "max_steps": STEPS,
-            "per_device_train_batch_size": 4, "learning_rate": 1e-3, "lr_scheduler_type": "constant",
-            "warmup_ratio": 0.0, "logging_steps": 1, "save_steps": 0, "seed": 0,
-            "group_by_length": False,  # the length-grouped order depends on the per-device batch
-            "deepspeed": "zero2"}  # fmt: skip
+    base = {
+        "policy": str(policy),
+        "max_length": 128,
+        "max_prompt_length": 64,
+        "max_steps": STEPS,
+        "per_device_train_batch_size": 4,
+        "learning_rate": 1e-3,
+        "lr_scheduler_type": "constant",
+        "warmup_ratio": 0.0,
+        "logging_steps": 1,
+        "save_steps": 0,
+        "seed": 0,
+        "group_by_length": False,  # the length-grouped order depends on the per-device batch
+        "deepspeed": "zero2",
+    }
     return parse_config(TrainConfig, {**base, **overrides})
 
 
@@ -68,56 +84,132 @@ def _max_param_diff(result, other) -> float:
 
 def test_launch_command_torchrun_one_node():
     launch = LaunchConfig(nproc_per_node=2)
-    command = launch_command(launch, pairs=Path("/d/pairs"), config_file=Path("/o/t.yaml"),
-                             out_dir=Path("/o"), master_port=29511, python="python")  # fmt: skip
+    command = launch_command(
+        launch,
+        pairs=Path("/d/pairs"),
+        config_file=Path("/o/t.yaml"),
+        out_dir=Path("/o"),
+        master_port=29511,
+        python="python",
+    )
     assert command == [
-        "python", "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
-        "--node_rank", "0", "--master_addr", "127.0.0.1", "--master_port", "29511",
-        "-m", "training.stage", "--pairs", "/d/pairs", "--config", "/o/t.yaml", "--out", "/o",
-    ]  # fmt: skip
+        "python",
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--nnodes",
+        "1",
+        "--node_rank",
+        "0",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        "29511",
+        "-m",
+        "prefsmith.training.stage",
+        "--pairs",
+        "/d/pairs",
+        "--config",
+        "/o/t.yaml",
+        "--out",
+        "/o",
+    ]
 
 
 def test_launch_command_torchrun_second_node():
-    launch = LaunchConfig(nproc_per_node=8, nnodes=2, node_rank=1, master_addr="10.0.0.1",
-                          master_port=29500)  # fmt: skip
-    command = launch_command(launch, pairs=Path("/s/pairs"), config_file=Path("/s/t.yaml"),
-                             out_dir=Path("/s/out"), master_port=29500, python="python")  # fmt: skip
+    launch = LaunchConfig(
+        nproc_per_node=8, nnodes=2, node_rank=1, master_addr="10.0.0.1", master_port=29500
+    )
+    command = launch_command(
+        launch,
+        pairs=Path("/s/pairs"),
+        config_file=Path("/s/t.yaml"),
+        out_dir=Path("/s/out"),
+        master_port=29500,
+        python="python",
+    )
     assert command[:14] == [
-        "python", "-m", "torch.distributed.run", "--nproc_per_node", "8", "--nnodes", "2",
-        "--node_rank", "1", "--master_addr", "10.0.0.1", "--master_port", "29500", "-m",
-    ]  # fmt: skip
+        "python",
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "8",
+        "--nnodes",
+        "2",
+        "--node_rank",
+        "1",
+        "--master_addr",
+        "10.0.0.1",
+        "--master_port",
+        "29500",
+        "-m",
+    ]
 
 
 def test_launch_command_deepspeed_hostfile():
-    launch = LaunchConfig(launcher="deepspeed", hostfile="/etc/prefsmith/hostfile", nnodes=2,
-                          nproc_per_node=8)  # fmt: skip
-    command = launch_command(launch, pairs=Path("/s/pairs"), config_file=Path("/s/t.yaml"),
-                             out_dir=Path("/s/out"), master_port=None, python="python")  # fmt: skip
+    launch = LaunchConfig(
+        launcher="deepspeed", hostfile="/etc/prefsmith/hostfile", nnodes=2, nproc_per_node=8
+    )
+    command = launch_command(
+        launch,
+        pairs=Path("/s/pairs"),
+        config_file=Path("/s/t.yaml"),
+        out_dir=Path("/s/out"),
+        master_port=None,
+        python="python",
+    )
     assert command == [
-        "python", "-m", "deepspeed.launcher.runner", "--hostfile", "/etc/prefsmith/hostfile",
-        "--num_nodes", "2", "--num_gpus", "8", "--module", "training.stage",
-        "--pairs", "/s/pairs", "--config", "/s/t.yaml", "--out", "/s/out",
-    ]  # fmt: skip
+        "python",
+        "-m",
+        "deepspeed.launcher.runner",
+        "--hostfile",
+        "/etc/prefsmith/hostfile",
+        "--num_nodes",
+        "2",
+        "--num_gpus",
+        "8",
+        "--module",
+        "prefsmith.training.stage",
+        "--pairs",
+        "/s/pairs",
+        "--config",
+        "/s/t.yaml",
+        "--out",
+        "/s/out",
+    ]
     with_address = launch.model_copy(update={"master_addr": "10.0.0.1"})
-    command = launch_command(with_address, pairs=Path("/p"), config_file=Path("/c"),
-                             out_dir=Path("/o"), master_port=29600, python="python")  # fmt: skip
+    command = launch_command(
+        with_address,
+        pairs=Path("/p"),
+        config_file=Path("/c"),
+        out_dir=Path("/o"),
+        master_port=29600,
+        python="python",
+    )
     assert command[9:14] == ["--master_addr", "10.0.0.1", "--master_port", "29600", "--module"]
 
 
 def test_launch_config_names_every_problem_at_once():
     with pytest.raises(ConfigError) as error:
-        parse_config(TrainConfig, {"policy": "p", "launch": {"nnodes": 2, "node_rank": 2,
-                                                             "hostfile": "h"}})  # fmt: skip
+        parse_config(
+            TrainConfig, {"policy": "p", "launch": {"nnodes": 2, "node_rank": 2, "hostfile": "h"}}
+        )
     message = str(error.value)
     assert "\n" not in message
-    for expected in ("only the deepspeed launcher reads a hostfile", "node_rank: must be < nnodes",
-                     "master_addr: nnodes=2", "master_port: nnodes > 1"):  # fmt: skip
+    for expected in (
+        "only the deepspeed launcher reads a hostfile",
+        "node_rank: must be < nnodes",
+        "master_addr: nnodes=2",
+        "master_port: nnodes > 1",
+    ):
         assert expected in message, message
     with pytest.raises(ConfigError, match="needs a hostfile"):
         parse_config(TrainConfig, {"policy": "p", "launch": {"launcher": "deepspeed", "nnodes": 2}})
     with pytest.raises(ConfigError, match="leave node_rank 0"):
-        parse_config(LaunchConfig, {"launcher": "deepspeed", "nnodes": 2, "node_rank": 1,
-                                    "hostfile": "h"})  # fmt: skip
+        parse_config(
+            LaunchConfig, {"launcher": "deepspeed", "nnodes": 2, "node_rank": 1, "hostfile": "h"}
+        )
     with pytest.raises(ConfigError, match="master_addr"):
         parse_config(LaunchConfig, {"nnodes": 2, "master_addr": "localhost", "master_port": 1234})
     ok = parse_config(LaunchConfig, {"nnodes": 2, "master_addr": "10.0.0.1", "master_port": 29500})
@@ -156,7 +248,7 @@ def _yaml(path: Path) -> dict:
 @pytest.fixture(scope="module")
 def pairs_ref(tiny, tmp_path_factory, pair_rows):
     pytest.importorskip("deepspeed")
-    from scoring.reference import reference_pass
+    from prefsmith.training.reference import reference_pass
 
     root = tmp_path_factory.mktemp("mp")
     pairs = write_table(pair_rows(16), root / "pairs.parquet", PAIRS)
@@ -190,8 +282,10 @@ def test_two_processes_train_like_one(one_process, two_processes):
     print(f"max |param(2 processes) - param(1 process)| = {worst:.2e}")
     assert worst <= PARAM_TOLERANCE["zero2"]
     # the trainer's own metrics are means over all ranks' pairs too, not rank 0's alone
-    margins = [[e["rewards/margins"] for e in _summary(r)["log_history"] if "rewards/margins" in e]
-               for r in (one_process, two_processes)]  # fmt: skip
+    margins = [
+        [e["rewards/margins"] for e in _summary(r)["log_history"] if "rewards/margins" in e]
+        for r in (one_process, two_processes)
+    ]
     assert len(margins[0]) == STEPS and margins[1] == pytest.approx(margins[0], abs=1e-5)
     for result, world in ((one_process, 1), (two_processes, 2)):
         summary, manifest = _summary(result), Manifest.read(result.manifest)
@@ -221,8 +315,9 @@ def test_the_comparison_detects_a_one_percent_learning_rate_change(tiny, pairs_r
 
 @pytest.mark.slow
 def test_zero3_two_processes_save_the_gathered_weights(tiny, pairs_ref, one_process):
-    config = _config(tiny.policy, deepspeed="zero3", per_device_train_batch_size=2,
-                     launch={"nproc_per_node": 2})  # fmt: skip
+    config = _config(
+        tiny.policy, deepspeed="zero3", per_device_train_batch_size=2, launch={"nproc_per_node": 2}
+    )
     result = launch_train(pairs_ref, config=config, out_dir=pairs_ref.parent.parent / "zero3")
     assert _losses(result) == pytest.approx(_losses(one_process), abs=LOSS_TOLERANCE)
     worst = _max_param_diff(result, one_process)  # full tensors, not rank 0's shard

@@ -7,13 +7,13 @@ import shutil
 import pytest
 import torch
 
-from schemas.config_base import parse_config
-from schemas.io import read_frame, write_table
-from schemas.manifest import Manifest, manifest_path
-from schemas.tables import PAIRS, PAIRS_WITH_REFERENCE, QUARANTINE
-from schemas.train_configs import ReferenceConfig
-from scoring import reference
-from scoring.reference import reference_pass
+from prefsmith.schemas.config_base import parse_config
+from prefsmith.schemas.io import read_frame, write_table
+from prefsmith.schemas.manifest import Manifest, manifest_path
+from prefsmith.schemas.tables import PAIRS, PAIRS_WITH_REFERENCE, QUARANTINE
+from prefsmith.schemas.train_configs import ReferenceConfig
+from prefsmith.training import reference
+from prefsmith.training.reference import reference_pass
 
 RAISE_ON_SYSTEM = (
     "{% if messages[0]['role'] == 'system' %}{{ raise_exception('no system') }}{% endif %}"
@@ -37,8 +37,16 @@ def pairs(tmp_path, pair_rows):
         rows[0], pair_id="bad", messages=[{"role": "system", "content": "x"}, *rows[0]["messages"]]
     )
     path = write_table([*rows, bad], tmp_path / "pairs.parquet", PAIRS)
-    Manifest(stage="pairs", unit="prompt", config={}, inputs=[], outputs={}, rows_in=7, rows_out=7,
-             extra={"score_transform": {"scale": 2.0, "shift": 0.5}}).write(manifest_path(path))  # fmt: skip
+    Manifest(
+        stage="pairs",
+        unit="prompt",
+        config={},
+        inputs=[],
+        outputs={},
+        rows_in=7,
+        rows_out=7,
+        extra={"score_transform": {"scale": 2.0, "shift": 0.5}},
+    ).write(manifest_path(path))
     return path
 
 
@@ -61,8 +69,10 @@ def independent_logp(model, tokenizer, messages, response) -> tuple[float, int]:
 def test_values_equal_an_independent_forward_and_counts_reconcile(ref_model, pairs, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    config = parse_config(ReferenceConfig, {"model": str(ref_model), "max_length": 256,
-                                            "max_prompt_length": 128, "token_budget": 64})  # fmt: skip
+    config = parse_config(
+        ReferenceConfig,
+        {"model": str(ref_model), "max_length": 256, "max_prompt_length": 128, "token_budget": 64},
+    )
     result = reference_pass(pairs, config=config, out_dir=tmp_path / "out")
     table = read_frame(result.output, PAIRS_WITH_REFERENCE)
     manifest = Manifest.read(result.manifest)

@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from schemas.errors import StageError
-from training.render import render_pairs, template_hash, truncate
+from prefsmith.schemas.errors import StageError
+from prefsmith.training.render import render_pairs, template_hash, truncate
 
 MESSAGES = [{"role": "user", "content": "tell me about the cat"}]
 
@@ -40,8 +40,9 @@ def test_completion_is_the_response_then_eos_nothing_after(tiny_tokenizer):
     assert (
         tok.decode(pair.chosen_ids) == "the dog runs" + tok.eos_token
     )  # template's '\n' after EOS dropped
-    full = tok.apply_chat_template([*MESSAGES, {"role": "assistant", "content": "the dog runs"}],
-                                   tokenize=False)  # fmt: skip
+    full = tok.apply_chat_template(
+        [*MESSAGES, {"role": "assistant", "content": "the dog runs"}], tokenize=False
+    )
     assert tok.decode(pair.prompt_ids + pair.chosen_ids) + "\n" == full
 
 
@@ -90,8 +91,12 @@ def test_truncation_that_leaves_nothing_is_a_reason():
 
 def test_truncated_pairs_keep_one_shared_prompt(tiny_tokenizer):
     long_prompt = [{"role": "user", "content": "tell me about the cat " * 20}]
-    (pair,), rejected = _render(tiny_tokenizer, [_row(messages=long_prompt, chosen="yes " * 30)],
-                                max_length=40, max_prompt_length=16)  # fmt: skip
+    (pair,), rejected = _render(
+        tiny_tokenizer,
+        [_row(messages=long_prompt, chosen="yes " * 30)],
+        max_length=40,
+        max_prompt_length=16,
+    )
     assert rejected == []
     assert len(pair.prompt_ids) == 16 and pair.prompt_ids[0] == tiny_tokenizer.bos_token_id
     assert len(pair.prompt_ids) + len(pair.chosen_ids) == 40

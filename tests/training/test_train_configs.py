@@ -7,11 +7,17 @@ import json
 
 import pytest
 
-from schemas.config_base import load_config, parse_config
-from schemas.errors import ConfigError
-from schemas.train_configs import LOSS_PARAMS, LaunchConfig, LossTerm, ReferenceConfig, TrainConfig
-from training.losses import LOSSES
-from training.stage import DEEPSPEED_DIR, deepspeed_config
+from prefsmith.schemas.config_base import load_config, parse_config
+from prefsmith.schemas.errors import ConfigError
+from prefsmith.schemas.train_configs import (
+    LOSS_PARAMS,
+    LaunchConfig,
+    LossTerm,
+    ReferenceConfig,
+    TrainConfig,
+)
+from prefsmith.training.losses import LOSSES
+from prefsmith.training.stage import DEEPSPEED_DIR, deepspeed_config
 
 
 def test_loss_params_mirror_the_loss_signatures():

@@ -7,23 +7,30 @@ import json
 import pytest
 import torch
 
-from schemas.config_base import parse_config
-from schemas.errors import StageError
-from schemas.io import read_table
-from schemas.manifest import Manifest, manifest_path
-from schemas.tables import PAIRS_WITH_REFERENCE
-from schemas.train_configs import ReferenceConfig, TrainConfig
-from scoring.reference import reference_pass
-from training import trainer as trainer_module
-from training.collate import PairCollator
-from training.logprobs import completion_logps
-from training.losses import dpo
-from training.pair_batch import PairBatch
-from training.render import render_pairs
-from training.stage import main, train
+from prefsmith.schemas.config_base import parse_config
+from prefsmith.schemas.errors import StageError
+from prefsmith.schemas.io import read_table
+from prefsmith.schemas.manifest import Manifest, manifest_path
+from prefsmith.schemas.tables import PAIRS_WITH_REFERENCE
+from prefsmith.schemas.train_configs import ReferenceConfig, TrainConfig
+from prefsmith.training import trainer as trainer_module
+from prefsmith.training.collate import PairCollator
+from prefsmith.training.logprobs import completion_logps
+from prefsmith.training.losses import dpo
+from prefsmith.training.pair_batch import PairBatch
+from prefsmith.training.reference import reference_pass
+from prefsmith.training.render import render_pairs
+from prefsmith.training.stage import main, train
 
-BASE = {"max_length": 128, "max_prompt_length": 64, "per_device_train_batch_size": 4,
-        "warmup_ratio": 0.0, "logging_steps": 5, "save_steps": 0, "seed": 0}  # fmt: skip
+BASE = {
+    "max_length": 128,
+    "max_prompt_length": 64,
+    "per_device_train_batch_size": 4,
+    "warmup_ratio": 0.0,
+    "logging_steps": 5,
+    "save_steps": 0,
+    "seed": 0,
+}
 
 
 @pytest.fixture
@@ -46,19 +53,29 @@ def dpo_on_pairs(model_dir, pairs) -> tuple[float, float]:
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     rows = read_table(pairs, PAIRS_WITH_REFERENCE).to_pylist()
     rendered, _ = render_pairs(rows, tokenizer=tokenizer, max_length=128, max_prompt_length=64)
-    examples = [{"prompt_ids": r.prompt_ids, "chosen_ids": r.chosen_ids, "rejected_ids": r.rejected_ids}
-                for r in rendered]  # fmt: skip
+    examples = [
+        {"prompt_ids": r.prompt_ids, "chosen_ids": r.chosen_ids, "rejected_ids": r.rejected_ids}
+        for r in rendered
+    ]
     batch = PairCollator(pad_token_id=tokenizer.pad_token_id)(examples)
     with torch.no_grad():
-        logps, tokens = completion_logps(model, batch["input_ids"], batch["attention_mask"],
-                                         batch["completion_mask"])  # fmt: skip
+        logps, tokens = completion_logps(
+            model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+        )
     chosen, rejected = logps.chunk(2)
     ref = torch.tensor(
         [[r["ref_logp_chosen"], r["ref_logp_rejected"]] for r in rows], dtype=torch.float32
     )
-    per_pair, metrics = dpo(PairBatch(policy_chosen_logps=chosen, policy_rejected_logps=rejected,
-                                      chosen_tokens=tokens[:16].float(), rejected_tokens=tokens[16:].float(),
-                                      ref_chosen_logps=ref[:, 0], ref_rejected_logps=ref[:, 1]))  # fmt: skip
+    per_pair, metrics = dpo(
+        PairBatch(
+            policy_chosen_logps=chosen,
+            policy_rejected_logps=rejected,
+            chosen_tokens=tokens[:16].float(),
+            rejected_tokens=tokens[16:].float(),
+            ref_chosen_logps=ref[:, 0],
+            ref_rejected_logps=ref[:, 1],
+        )
+    )
     return float(per_pair.mean()), float(metrics["rewards/accuracies"])
 
 
@@ -117,8 +134,11 @@ def test_missing_reference_stops_before_loading(tiny, pairs_file, tmp_path):
 
 def test_reference_over_other_tokens_stops(tiny, pairs_ref, tmp_path):
     with pytest.raises(StageError, match="reference log-probs over other tokens"):
-        train(pairs_ref, config=_config(tiny, max_steps=1, max_length=24, max_prompt_length=16),
-              out_dir=tmp_path / "run")  # fmt: skip
+        train(
+            pairs_ref,
+            config=_config(tiny, max_steps=1, max_length=24, max_prompt_length=16),
+            out_dir=tmp_path / "run",
+        )
 
 
 def test_nan_loss_stops_with_the_step(tiny, pairs_ref, tmp_path, monkeypatch):
@@ -141,8 +161,18 @@ def test_reference_free_loss_trains_on_plain_pairs_via_the_cli(tiny, pairs_file,
         f"train:\n  policy: {tiny.policy}\n  loss: [{{name: simpo, params: {{beta: 2.0}}}}]\n"
         "  nll_weight: 0.1\n  max_steps: 2\n  max_length: 128\n  max_prompt_length: 64\n  save_steps: 0\n"
     )
-    code = main(["--pairs", str(pairs_file), "--config", str(config), "--out", str(tmp_path / "run"),
-                 "--section", "train"])  # fmt: skip
+    code = main(
+        [
+            "--pairs",
+            str(pairs_file),
+            "--config",
+            str(config),
+            "--out",
+            str(tmp_path / "run"),
+            "--section",
+            "train",
+        ]
+    )
     assert code == 0 and (tmp_path / "run" / "final" / "model.safetensors").is_file()
     summary = json.loads((tmp_path / "run" / "final" / "prefsmith_train.json").read_text())
     assert summary["global_step"] == 2 and summary["config"]["loss"][0]["name"] == "simpo"
@@ -172,9 +202,16 @@ def test_gradient_accumulation_matches_the_larger_batch(tiny, pairs_ref, tmp_pat
 
 
 def test_scores_reach_the_loss_normalized_as_declared(tiny, pairs_file, tmp_path, monkeypatch):
-    Manifest(stage="pairs", unit="prompt", config={}, inputs=[], outputs={}, rows_in=16,
-             rows_out=16, extra={"score_transform": {"scale": 10.0, "shift": -1.0}},
-             ).write(manifest_path(pairs_file))  # fmt: skip
+    Manifest(
+        stage="pairs",
+        unit="prompt",
+        config={},
+        inputs=[],
+        outputs={},
+        rows_in=16,
+        rows_out=16,
+        extra={"score_transform": {"scale": 10.0, "shift": -1.0}},
+    ).write(manifest_path(pairs_file))
     ref = parse_config(
         ReferenceConfig, {"model": str(tiny.policy), "max_length": 128, "max_prompt_length": 64}
     )

@@ -12,12 +12,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from schemas.config_base import parse_config
-from schemas.io import write_table
-from schemas.tables import PAIRS
-from schemas.train_configs import ReferenceConfig, TrainConfig
-from scoring.reference import reference_pass
-from training.stage import build_examples, make_trainer, read_pairs, training_arguments
+from prefsmith.schemas.config_base import parse_config
+from prefsmith.schemas.io import write_table
+from prefsmith.schemas.tables import PAIRS
+from prefsmith.schemas.train_configs import ReferenceConfig, TrainConfig
+from prefsmith.training.reference import reference_pass
+from prefsmith.training.stage import build_examples, make_trainer, read_pairs, training_arguments
 
 trl = pytest.importorskip("trl")
 
@@ -51,8 +51,15 @@ def _trl_trainer(policy, ref_model, tokenizer, dataset, tmp_path, *, keep_ids: b
             return dataset  # already prompt_ids / chosen_ids / rejected_ids
 
     # TRL turns bf16 autocast on by default (even on CPU): the oracle compares in float32.
-    args = DPOConfig(output_dir=str(tmp_path / "trl"), beta=0.1, per_device_train_batch_size=4,
-                     report_to=[], max_length=None, use_cpu=True, bf16=False)  # fmt: skip
+    args = DPOConfig(
+        output_dir=str(tmp_path / "trl"),
+        beta=0.1,
+        per_device_train_batch_size=4,
+        report_to=[],
+        max_length=None,
+        use_cpu=True,
+        bf16=False,
+    )
     cls = GivenIds if keep_ids else DPOTrainer
     return cls(
         model=policy,
@@ -77,10 +84,16 @@ def test_trl_tokenization_differs_only_by_the_newline_after_eos(
     ours, _ = build_examples(
         rows, tokenizer=tiny_tokenizer, config=config, pairs=pairs_ref, has_reference=has_ref
     )
-    conversational = datasets.Dataset.from_list([
-        {"prompt": r["messages"], "chosen": [{"role": "assistant", "content": r["chosen"]}],
-         "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in rows
-    ])  # fmt: skip
+    conversational = datasets.Dataset.from_list(
+        [
+            {
+                "prompt": r["messages"],
+                "chosen": [{"role": "assistant", "content": r["chosen"]}],
+                "rejected": [{"role": "assistant", "content": r["rejected"]}],
+            }
+            for r in rows
+        ]
+    )
     policy = AutoModelForCausalLM.from_pretrained(str(tiny.policy))
     ref = AutoModelForCausalLM.from_pretrained(str(ref_dir))
     theirs = _trl_trainer(
@@ -99,17 +112,29 @@ def test_dpo_loss_and_gradient_equal_trl(tiny, setup, tmp_path, tiny_tokenizer, 
     from transformers import AutoModelForCausalLM
 
     _, pairs_ref, ref_dir = setup
-    config = parse_config(TrainConfig, {"policy": str(tiny.policy), "max_length": 128, "max_prompt_length": 64,
-                                        "loss": [{"name": "dpo", "weight": 1.0, "params": {"beta": 0.1}}],
-                                        "pair_layout": layout})  # fmt: skip
+    config = parse_config(
+        TrainConfig,
+        {
+            "policy": str(tiny.policy),
+            "max_length": 128,
+            "max_prompt_length": 64,
+            "loss": [{"name": "dpo", "weight": 1.0, "params": {"beta": 0.1}}],
+            "pair_layout": layout,
+        },
+    )
     rows, has_ref = read_pairs(pairs_ref, config=config)
     examples, _ = build_examples(
         rows, tokenizer=tiny_tokenizer, config=config, pairs=pairs_ref, has_reference=has_ref
     )
     ours_model = AutoModelForCausalLM.from_pretrained(str(tiny.policy))
     dataset = datasets.Dataset.from_list(examples)
-    ours = make_trainer(ours_model, tiny_tokenizer, dataset, config=config,
-                        args=training_arguments(config, out_dir=tmp_path / "ours"))  # fmt: skip
+    ours = make_trainer(
+        ours_model,
+        tiny_tokenizer,
+        dataset,
+        config=config,
+        args=training_arguments(config, out_dir=tmp_path / "ours"),
+    )
     our_loss = ours.compute_loss(ours_model, ours.data_collator(examples))
     our_loss.backward()
 

@@ -1,7 +1,7 @@
 """The output side of the pairs stage: pair ids in bulk, prompts by id, batch-wise Parquet.
 
 Each replaces a step that dominated the stage at 10 million rows: `pair_id_column` computes
-schemas.ids.pair_id with one hashlib call per pair and no other per-row Python; `PromptIndex`
+prefsmith.schemas.ids.pair_id with one hashlib call per pair and no other per-row Python; `PromptIndex`
 finds a batch's prompts by a merge (asof) join on sorted ids and takes their messages with
 Arrow (polars' gather of nested lists took 3 s and 1.4 GB for 2.5 million rows);
 `ParquetBatches` writes each batch's pairs as a row group, so the output is never whole in
@@ -20,10 +20,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.errors import InputError
-from schemas.ids import ID_HEX_CHARS, pair_id
-from schemas.io import conform
-from schemas.tables import MESSAGES
+from prefsmith.schemas.errors import InputError
+from prefsmith.schemas.ids import ID_HEX_CHARS, pair_id
+from prefsmith.schemas.io import conform
+from prefsmith.schemas.tables import MESSAGES
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _ESCAPED = r'["\\\x00-\x1f]'  # characters json.dumps escapes (ensure_ascii=False)
@@ -41,7 +41,7 @@ def _hex(raw: np.ndarray) -> pl.Series:
 
 
 def pair_id_column(chosen: pl.Series, rejected: pl.Series) -> tuple[pl.Series, np.ndarray]:
-    """schemas.ids.pair_id of every row, and the same 64 bits as uint64 (for duplicate checks).
+    """prefsmith.schemas.ids.pair_id of every row, and the same 64 bits as uint64 (for duplicate checks).
 
     pair_id hashes the canonical JSON `["<chosen>","<rejected>"]`. For ids without quotes,
     backslashes or control characters that JSON is a plain concatenation, which polars builds
@@ -64,7 +64,7 @@ def pair_id_column(chosen: pl.Series, rejected: pl.Series) -> tuple[pl.Series, n
 
 
 def pair_ids(chosen: pl.Series, rejected: pl.Series) -> list[str]:
-    """schemas.ids.pair_id for every row, as a list (see `pair_id_column`)."""
+    """prefsmith.schemas.ids.pair_id for every row, as a list (see `pair_id_column`)."""
     return pair_id_column(chosen, rejected)[0].to_list()
 
 
@@ -238,7 +238,7 @@ class PromptIndex:
 class ParquetBatches:
     """A Parquet file written one table at a time (one row group each), atomically.
 
-    Like schemas.io.write_table (temporary file in the destination folder, fsync, rename),
+    Like prefsmith.schemas.io.write_table (temporary file in the destination folder, fsync, rename),
     but for output that never needs to be whole in memory; `options` go to pq.ParquetWriter.
     Leaving the `with` block by an exception removes the temporary file and leaves `path` as
     it was.

@@ -18,15 +18,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import scoring.pairs as stage
-import scoring.pairs_stream as stream
-from schemas.data_configs import PairsConfig
-from schemas.errors import ConfigError, InputError
-from schemas.io import read_frame, shard_name, write_table
-from schemas.manifest import Manifest
-from schemas.tables import PAIRS, PROMPTS, QUARANTINE, RESPONSES, SCORES
-from scoring.pairs_output import ParquetBatches, PromptIndex, pair_id_column
-from scoring.pairs_select import extreme_rows, merge_copies, run_starts
+import prefsmith.curation.pairs as stage
+import prefsmith.curation.pairs_stream as stream
+from prefsmith.curation.pairs_output import ParquetBatches, PromptIndex, pair_id_column
+from prefsmith.curation.pairs_select import extreme_rows, merge_copies, run_starts
+from prefsmith.schemas.data_configs import PairsConfig
+from prefsmith.schemas.errors import ConfigError, InputError
+from prefsmith.schemas.io import read_frame, shard_name, write_table
+from prefsmith.schemas.manifest import Manifest
+from prefsmith.schemas.tables import PAIRS, PROMPTS, QUARANTINE, RESPONSES, SCORES
 
 FALLBACK = "sorting the joined input in memory"
 
@@ -47,20 +47,30 @@ def tables(seed: int, *, prompts: int = 40) -> dict[str, pl.DataFrame]:
         response_id=pl.col("prompt_id") + "-" + pl.col("sample_idx").cast(pl.String)
     )
     responses = frame.select(
-        "prompt_id", "response_id", pl.col("sample_idx").cast(pl.Int32), "response",
-        pl.col("n_tokens").cast(pl.Int32), finish_reason=pl.lit("stop"), generator=pl.lit("g"), gen_config_hash=pl.lit("h"),
-    )  # fmt: skip
+        "prompt_id",
+        "response_id",
+        pl.col("sample_idx").cast(pl.Int32),
+        "response",
+        pl.col("n_tokens").cast(pl.Int32),
+        finish_reason=pl.lit("stop"),
+        generator=pl.lit("g"),
+        gen_config_hash=pl.lit("h"),
+    )
     scores = frame.select(
-        "response_id", "prompt_id", scorer=pl.lit("rm"), score="score",
+        "response_id",
+        "prompt_id",
+        scorer=pl.lit("rm"),
+        score="score",
         objectives=pl.lit([], dtype=pl.List(pl.Struct({"name": pl.String, "value": pl.Float64}))),
         n_tokens=pl.col("n_tokens").cast(pl.Int32),
-    )  # fmt: skip
+    )
     missing = sorted(set(frame["prompt_id"]))[::7][1:]  # every 7th prompt has no prompts row
     kept = [p for p in sorted(set(frame["prompt_id"])) if p not in missing]
     prompt_rows = pl.DataFrame({"prompt_id": kept}).with_columns(
         messages=pl.concat_list(pl.struct(role=pl.lit("user"), content="q " + pl.col("prompt_id"))),
-        source=pl.lit("t"), metadata=pl.lit("{}"),
-    )  # fmt: skip
+        source=pl.lit("t"),
+        metadata=pl.lit("{}"),
+    )
     return {"prompts": prompt_rows, "responses": responses, "scores": scores}
 
 
@@ -74,9 +84,12 @@ def write(root: Path, frames: dict[str, pl.DataFrame], *, shards: int = 3) -> di
 
 def run(paths: dict[str, Path], out: Path, **config) -> tuple[pl.DataFrame, pl.DataFrame, Manifest]:
     result = stage.build_pairs(
-        paths["scores"], responses=paths["responses"], prompts=paths["prompts"],
-        config=PairsConfig(**config), out_dir=out,
-    )  # fmt: skip
+        paths["scores"],
+        responses=paths["responses"],
+        prompts=paths["prompts"],
+        config=PairsConfig(**config),
+        out_dir=out,
+    )
     return (
         read_frame(result.output, PAIRS),
         read_frame(result.quarantine, QUARANTINE),
@@ -92,8 +105,15 @@ def force_sorted(monkeypatch) -> None:
     monkeypatch.setattr(stage, "stream_runs", not_streamable)
 
 
-@pytest.mark.parametrize("config", [{}, {"length_penalty": 0.01, "min_margin": 0.5},
-                                    {"strategy": "top_k_pairs", "top_k": 3}, {"strategy": "best_vs_random", "seed": 4}])  # fmt: skip
+@pytest.mark.parametrize(
+    "config",
+    [
+        {},
+        {"length_penalty": 0.01, "min_margin": 0.5},
+        {"strategy": "top_k_pairs", "top_k": 3},
+        {"strategy": "best_vs_random", "seed": 4},
+    ],
+)
 def test_streaming_equals_sorted_path(tmp_path, monkeypatch, caplog, config):
     paths = write(tmp_path / "in", tables(1))
     monkeypatch.setattr(stream, "BATCH_ROWS", 7)  # many batches; prompts straddle them
@@ -177,10 +197,15 @@ def test_merged_mean_does_not_depend_on_row_order():
     means = set()
     for seed in range(6):
         order = np.random.default_rng(seed).permutation(len(values))
-        batch = pl.DataFrame({
-            "response_id": [f"a-{i}" for i in order], "prompt_id": "a", "response": "same",
-            "score": [values[i] for i in order], "n_tokens": pl.Series([3] * len(values), dtype=pl.Int32),
-        })  # fmt: skip
+        batch = pl.DataFrame(
+            {
+                "response_id": [f"a-{i}" for i in order],
+                "prompt_id": "a",
+                "response": "same",
+                "score": [values[i] for i in order],
+                "n_tokens": pl.Series([3] * len(values), dtype=pl.Int32),
+            }
+        )
         run = np.zeros(batch.height, dtype=np.int64)
         merged = merge_copies(batch, valid=np.ones(batch.height, dtype=bool), run=run)
         (rep,) = np.flatnonzero(merged.active)
@@ -197,9 +222,14 @@ def test_run_starts_treats_nulls_as_one_prompt():
 def test_prompt_index_unsorted_with_duplicates(tmp_path):
     ids = ["c", "a", "b", "a", "d"]
     frame = pl.DataFrame({"prompt_id": ids}).with_columns(
-        messages=pl.concat_list(pl.struct(role=pl.lit("user"), content=pl.col("prompt_id") + pl.int_range(5).cast(pl.String))),
-        source=pl.lit("t"), metadata=pl.lit("{}"),
-    )  # fmt: skip
+        messages=pl.concat_list(
+            pl.struct(
+                role=pl.lit("user"), content=pl.col("prompt_id") + pl.int_range(5).cast(pl.String)
+            )
+        ),
+        source=pl.lit("t"),
+        metadata=pl.lit("{}"),
+    )
     write_table(frame, tmp_path / "p.parquet", PROMPTS)
     index = PromptIndex([tmp_path / "p.parquet"])
     rows = index.locate(pl.Series(["a", "b", "d", "e", None]))

@@ -3,7 +3,7 @@
 Pure functions of polars frames and numpy arrays (no torch: `prefsmith inspect` must run where
 only the data stack is installed). The weight formulas re-implement, in numpy, the ones the
 trainer applies (shared/spec/losses.md), on scores after the manifest's declared transform
-`normalized = scale * raw + shift` (scoring.normalize):
+`normalized = scale * raw + shift` (prefsmith.curation.normalize):
 
 | quantity      | formula                                                                  |
 |---------------|--------------------------------------------------------------------------|
@@ -41,9 +41,16 @@ NEAR_TIE_REL = 1e-3  # near tie: |margin| < NEAR_TIE_REL * std(scores)
 
 # Distributions compared between two tables with `--against` (lengths only in the same unit).
 DRIFT_NAMES = (
-    "score_chosen", "score_rejected", "margin_raw", "margin_norm", "w_qual", "madpo_weight",
-    "len_chosen", "len_rejected", "len_diff",
-)  # fmt: skip
+    "score_chosen",
+    "score_rejected",
+    "margin_raw",
+    "margin_norm",
+    "w_qual",
+    "madpo_weight",
+    "len_chosen",
+    "len_rejected",
+    "len_diff",
+)
 
 
 @dataclass(frozen=True)
@@ -78,9 +85,13 @@ def w_qual(margin_norm: np.ndarray, *, eta: float = ETA) -> np.ndarray:
 
 
 def madpo_weight(
-    margin_norm: np.ndarray, *, tau: float = MADPO_TAU, c_max: float = C_MAX,
-    c_min: float = C_MIN, lmbda: float = LMBDA,
-) -> np.ndarray:  # fmt: skip
+    margin_norm: np.ndarray,
+    *,
+    tau: float = MADPO_TAU,
+    c_max: float = C_MAX,
+    c_min: float = C_MIN,
+    lmbda: float = LMBDA,
+) -> np.ndarray:
     """MADPO's per-pair weight w(Δ) (spec/losses.md `madpo`): 1 at Δ=0 and |Δ|=τ, 1 for Δ ≤ −τ."""
     delta = np.asarray(margin_norm, dtype=np.float64)  # (P,)
     ratio = (c_max - 1.0) / (1.0 - c_min)
@@ -133,8 +144,10 @@ def summarize(values: np.ndarray) -> dict[str, float | int | None]:
         return {"n": 0, "mean": None, "std": None} | dict.fromkeys(QUANTILE_KEYS)
     qs = np.quantile(values, QUANTILES)
     out: dict[str, float | int | None] = {
-        "n": int(values.size), "mean": _number(values.mean()), "std": _number(values.std()),
-    }  # fmt: skip
+        "n": int(values.size),
+        "mean": _number(values.mean()),
+        "std": _number(values.std()),
+    }
     return out | {k: _number(q) for k, q in zip(QUANTILE_KEYS, qs, strict=True)}
 
 
@@ -146,7 +159,9 @@ def word_counts(texts: pl.Series) -> np.ndarray:
     return texts.fill_null("").str.count_matches(r"\S+").cast(pl.Float64).to_numpy()
 
 
-def _token_lengths(pairs: pl.DataFrame, scores: pl.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+def _token_lengths(
+    pairs: pl.DataFrame, scores: pl.DataFrame
+) -> tuple[np.ndarray, np.ndarray] | None:
     """scores.n_tokens of each pair's chosen and rejected response, joined on ids (None if any is missing)."""
     tokens = scores.filter(pl.col("scorer").is_in(pairs["scorer"].unique().implode()))
     tokens = tokens.select("response_id", "n_tokens").unique("response_id", keep="first")
@@ -165,14 +180,19 @@ def _objectives(pairs: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFrame | Non
     """Long frame (name, chosen, rejected): each pair's per-objective values, joined on ids."""
     scored = scores.filter(pl.col("scorer").is_in(pairs["scorer"].unique().implode()))
     long = (
-        scored.select("response_id", "objectives").unique("response_id", keep="first")
-        .explode("objectives").drop_nulls("objectives").unnest("objectives")
-    )  # fmt: skip
+        scored.select("response_id", "objectives")
+        .unique("response_id", keep="first")
+        .explode("objectives")
+        .drop_nulls("objectives")
+        .unnest("objectives")
+    )
     if long.height == 0:
         return None
     ids = pairs.select("chosen_response_id", "rejected_response_id")
-    chosen = ids.join(long.rename({"response_id": "chosen_response_id", "value": "chosen"}),
-                      on="chosen_response_id")  # fmt: skip
+    chosen = ids.join(
+        long.rename({"response_id": "chosen_response_id", "value": "chosen"}),
+        on="chosen_response_id",
+    )
     both = chosen.join(
         long.rename({"response_id": "rejected_response_id", "value": "rejected"}),
         on=["rejected_response_id", "name"],
@@ -181,9 +201,11 @@ def _objectives(pairs: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFrame | Non
 
 
 def pair_columns(
-    pairs: pl.DataFrame, *, scores: pl.DataFrame | None = None,
+    pairs: pl.DataFrame,
+    *,
+    scores: pl.DataFrame | None = None,
     transform: tuple[float, float] = (1.0, 0.0),
-) -> PairColumns:  # fmt: skip
+) -> PairColumns:
     """Extract the per-pair numbers from a PAIRS frame (and optionally a SCORES frame).
 
     Pairs with a null or non-finite score or margin are left out and counted in `non_finite`.
@@ -207,18 +229,31 @@ def pair_columns(
     per_prompt = kept.group_by("prompt_id").len()["len"].to_numpy()  # (Q,)
     strategies = dict(kept.group_by("strategy").len().sort("strategy").iter_rows())
     return PairColumns(
-        score_chosen=sc, score_rejected=sr, margin_raw=margin, len_chosen=lc, len_rejected=lr,
-        length_unit=unit, pairs_per_prompt=per_prompt, scale=float(transform[0]),
-        shift=float(transform[1]), non_finite=pairs.height - kept.height,
-        margin_mismatch=int(mismatch.sum()), strategies={str(k): int(v) for k, v in strategies.items()},
+        score_chosen=sc,
+        score_rejected=sr,
+        margin_raw=margin,
+        len_chosen=lc,
+        len_rejected=lr,
+        length_unit=unit,
+        pairs_per_prompt=per_prompt,
+        scale=float(transform[0]),
+        shift=float(transform[1]),
+        non_finite=pairs.height - kept.height,
+        margin_mismatch=int(mismatch.sum()),
+        strategies={str(k): int(v) for k, v in strategies.items()},
         objectives=_objectives(kept, scores) if scores is not None else None,
-    )  # fmt: skip
+    )
 
 
 def distributions(
-    columns: PairColumns, *, eta: float = ETA, madpo_tau: float = MADPO_TAU,
-    c_max: float = C_MAX, c_min: float = C_MIN, lmbda: float = LMBDA,
-) -> dict[str, np.ndarray]:  # fmt: skip
+    columns: PairColumns,
+    *,
+    eta: float = ETA,
+    madpo_tau: float = MADPO_TAU,
+    c_max: float = C_MAX,
+    c_min: float = C_MIN,
+    lmbda: float = LMBDA,
+) -> dict[str, np.ndarray]:
     """Every per-pair distribution by name (all shape (P,)); normalized = scale·raw + shift."""
     margin_norm = columns.scale * columns.margin_raw  # (P,) the shift cancels in a difference
     return {
@@ -229,7 +264,9 @@ def distributions(
         "margin_raw": columns.margin_raw,
         "margin_norm": margin_norm,
         "w_qual": w_qual(margin_norm, eta=eta),
-        "madpo_weight": madpo_weight(margin_norm, tau=madpo_tau, c_max=c_max, c_min=c_min, lmbda=lmbda),
+        "madpo_weight": madpo_weight(
+            margin_norm, tau=madpo_tau, c_max=c_max, c_min=c_min, lmbda=lmbda
+        ),
         "len_chosen": columns.len_chosen,
         "len_rejected": columns.len_rejected,
         "len_diff": columns.len_chosen - columns.len_rejected,
@@ -242,7 +279,11 @@ def _fraction(mask: np.ndarray) -> float | None:
 
 def _ties(columns: PairColumns) -> dict[str, float | None]:
     """Exact-tie and near-tie rates (near: |margin| < NEAR_TIE_REL·std of all scores, or 0)."""
-    spread = np.concatenate([columns.score_chosen, columns.score_rejected]).std() if columns.margin_raw.size else 0.0
+    spread = (
+        np.concatenate([columns.score_chosen, columns.score_rejected]).std()
+        if columns.margin_raw.size
+        else 0.0
+    )
     threshold = NEAR_TIE_REL * float(spread)
     margin = np.abs(columns.margin_raw)
     return {
@@ -268,9 +309,11 @@ def objective_statistics(objectives: pl.DataFrame | None) -> dict[str, dict]:
         chosen, rejected = group["chosen"].to_numpy(), group["rejected"].to_numpy()  # (P,)
         margin = chosen - rejected  # (P,)
         out[str(name)] = {
-            "chosen": summarize(chosen), "rejected": summarize(rejected),
-            "margin": summarize(margin), "agreement": _fraction(margin[np.isfinite(margin)] > 0),
-        }  # fmt: skip
+            "chosen": summarize(chosen),
+            "rejected": summarize(rejected),
+            "margin": summarize(margin),
+            "agreement": _fraction(margin[np.isfinite(margin)] > 0),
+        }
     return dict(sorted(out.items()))
 
 
@@ -291,38 +334,71 @@ def _counts(columns: PairColumns, manifest: Mapping | None) -> dict:
 
 
 def statistics_from_columns(
-    columns: PairColumns, *, eta: float = ETA, tau_good: float = TAU_GOOD,
-    madpo_tau: float = MADPO_TAU, c_max: float = C_MAX, c_min: float = C_MIN,
-    lmbda: float = LMBDA, manifest: Mapping | None = None, method: str = "none",
-) -> dict:  # fmt: skip
+    columns: PairColumns,
+    *,
+    eta: float = ETA,
+    tau_good: float = TAU_GOOD,
+    madpo_tau: float = MADPO_TAU,
+    c_max: float = C_MAX,
+    c_min: float = C_MIN,
+    lmbda: float = LMBDA,
+    manifest: Mapping | None = None,
+    method: str = "none",
+) -> dict:
     """The statistics dict (see the module docstring) of already extracted columns."""
-    dists = distributions(columns, eta=eta, madpo_tau=madpo_tau, c_max=c_max, c_min=c_min, lmbda=lmbda)
+    dists = distributions(
+        columns, eta=eta, madpo_tau=madpo_tau, c_max=c_max, c_min=c_min, lmbda=lmbda
+    )
     weight = dists["madpo_weight"]
     return {
         "counts": _counts(columns, manifest),
-        "settings": {"eta": eta, "tau_good": tau_good, "madpo_tau": madpo_tau, "c_max": c_max,
-                     "c_min": c_min, "lmbda": lmbda, "scale": columns.scale,
-                     "shift": columns.shift, "method": method},  # fmt: skip
+        "settings": {
+            "eta": eta,
+            "tau_good": tau_good,
+            "madpo_tau": madpo_tau,
+            "c_max": c_max,
+            "c_min": c_min,
+            "lmbda": lmbda,
+            "scale": columns.scale,
+            "shift": columns.shift,
+            "method": method,
+        },
         "distributions": {name: summarize(values) for name, values in dists.items()},
         "ties": _ties(columns),
         "pairs_per_prompt": summarize(columns.pairs_per_prompt),
-        "length": {"unit": columns.length_unit,
-                   "corr_margin_len_diff": _pearson(columns.margin_raw, dists["len_diff"])},  # fmt: skip
+        "length": {
+            "unit": columns.length_unit,
+            "corr_margin_len_diff": _pearson(columns.margin_raw, dists["len_diff"]),
+        },
         "w_qual": {"eta": eta} | summarize(dists["w_qual"]),
-        "madpo": {"tau": madpo_tau, "frac_amplified": _fraction(weight > 1.0 + 1e-12),
-                  "frac_damped": _fraction(weight < 1.0 - 1e-12)} | summarize(weight),  # fmt: skip
-        "c_nll": {"tau_good": tau_good,
-                  "active_fraction": _fraction(dists["score_chosen_norm"] >= tau_good)},  # fmt: skip
+        "madpo": {
+            "tau": madpo_tau,
+            "frac_amplified": _fraction(weight > 1.0 + 1e-12),
+            "frac_damped": _fraction(weight < 1.0 - 1e-12),
+        }
+        | summarize(weight),
+        "c_nll": {
+            "tau_good": tau_good,
+            "active_fraction": _fraction(dists["score_chosen_norm"] >= tau_good),
+        },
         "objectives": objective_statistics(columns.objectives),
     }
 
 
 def pair_statistics(
-    pairs: pl.DataFrame, *, scores: pl.DataFrame | None = None,
-    transform: tuple[float, float] = (1.0, 0.0), eta: float = ETA, tau_good: float = TAU_GOOD,
-    madpo_tau: float = MADPO_TAU, c_max: float = C_MAX, c_min: float = C_MIN,
-    lmbda: float = LMBDA, manifest: Mapping | None = None, method: str = "none",
-) -> dict:  # fmt: skip
+    pairs: pl.DataFrame,
+    *,
+    scores: pl.DataFrame | None = None,
+    transform: tuple[float, float] = (1.0, 0.0),
+    eta: float = ETA,
+    tau_good: float = TAU_GOOD,
+    madpo_tau: float = MADPO_TAU,
+    c_max: float = C_MAX,
+    c_min: float = C_MIN,
+    lmbda: float = LMBDA,
+    manifest: Mapping | None = None,
+    method: str = "none",
+) -> dict:
     """Statistics of a PAIRS frame: `pair_columns` then `statistics_from_columns`.
 
     `transform` is (scale, shift) of the declared normalization (the pairs manifest's
@@ -331,13 +407,24 @@ def pair_statistics(
     """
     columns = pair_columns(pairs, scores=scores, transform=transform)
     return statistics_from_columns(
-        columns, eta=eta, tau_good=tau_good, madpo_tau=madpo_tau, c_max=c_max, c_min=c_min,
-        lmbda=lmbda, manifest=manifest, method=method,
-    )  # fmt: skip
+        columns,
+        eta=eta,
+        tau_good=tau_good,
+        madpo_tau=madpo_tau,
+        c_max=c_max,
+        c_min=c_min,
+        lmbda=lmbda,
+        manifest=manifest,
+        method=method,
+    )
 
 
-def drift(current: Mapping[str, np.ndarray], against: Mapping[str, np.ndarray], *,
-          same_length_unit: bool = True) -> dict[str, dict]:  # fmt: skip
+def drift(
+    current: Mapping[str, np.ndarray],
+    against: Mapping[str, np.ndarray],
+    *,
+    same_length_unit: bool = True,
+) -> dict[str, dict]:
     """KS statistic and asymptotic p-value per distribution in DRIFT_NAMES, current vs older.
 
     Length distributions are compared only when both tables measured length in the same unit.
@@ -349,6 +436,10 @@ def drift(current: Mapping[str, np.ndarray], against: Mapping[str, np.ndarray], 
         a, b = (np.asarray(x[name], dtype=np.float64) for x in (current, against))
         a, b = a[np.isfinite(a)], b[np.isfinite(b)]
         d = ks_statistic(a, b)
-        out[name] = {"ks": _number(d), "p_value": _number(ks_pvalue(d, n=a.size, m=b.size)),
-                     "n": int(a.size), "n_against": int(b.size)}  # fmt: skip
+        out[name] = {
+            "ks": _number(d),
+            "p_value": _number(ks_pvalue(d, n=a.size, m=b.size)),
+            "n": int(a.size),
+            "n_against": int(b.size),
+        }
     return out

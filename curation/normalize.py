@@ -30,8 +30,8 @@ from typing import TypeVar
 import numpy as np
 import polars as pl
 
-from schemas.data_configs import NormalizationConfig
-from schemas.errors import StageError
+from prefsmith.schemas.data_configs import NormalizationConfig
+from prefsmith.schemas.errors import StageError
 
 logger = logging.getLogger(__name__)
 

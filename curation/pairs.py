@@ -1,12 +1,12 @@
 """The pairs stage: one scorer's scores → chosen/rejected pairs, every dropped row counted.
 
 Inputs (each a Parquet file or a folder of shards, schema-checked before anything is read):
-`scores` (schemas.tables.SCORES), `responses` (RESPONSES), `prompts` (PROMPTS). Output
-`pairs.parquet` (schemas.tables.PAIRS), sorted by (prompt_id, pair_id):
+`scores` (prefsmith.schemas.tables.SCORES), `responses` (RESPONSES), `prompts` (PROMPTS). Output
+`pairs.parquet` (prefsmith.schemas.tables.PAIRS), sorted by (prompt_id, pair_id):
 
 | column                 | type                  | note                                       |
 |------------------------|-----------------------|--------------------------------------------|
-| pair_id                | string                | schemas.ids.pair_id(chosen, rejected ids)  |
+| pair_id                | string                | prefsmith.schemas.ids.pair_id(chosen, rejected ids)  |
 | prompt_id, messages    | string, list<message> | joined from prompts on prompt_id           |
 | chosen, rejected (+ _response_id) | string     | raw texts, joined on response_id           |
 | score_chosen/_rejected | float64               | raw scores (mean over merged duplicates)   |
@@ -39,9 +39,9 @@ How a prompt's responses become pairs:
 
 How it runs (10 million score rows: 11-13 CPU-seconds and 0.65 GB, against 50 and 4.2 before;
 benchmarks/results/pairs_10m.md): the input streams in batches of whole prompts
-(scoring.pairs_stream), each batch is reduced to its pairs by numpy segment reductions over
-its prompt runs (scoring.pairs_select), prompts are found by a merge join on sorted ids, and
-each batch's pairs are written as one row group (scoring.pairs_output) while the next batch
+(prefsmith.curation.pairs_stream), each batch is reduced to its pairs by numpy segment reductions over
+its prompt runs (prefsmith.curation.pairs_select), prompts are found by a merge join on sorted ids, and
+each batch's pairs are written as one row group (prefsmith.curation.pairs_output) while the next batch
 is read. Input not grouped by prompt in increasing order falls back to an in-memory sort
 with the same per-batch code, so both paths write the same table.
 
@@ -50,7 +50,7 @@ prompts with at least one pair; dropped: `missing_prompt` (no prompts row),
 `fewer_than_two_responses` (fewer than two distinct texts with a finite score), `all_tied`
 (every such response has the same raw score), `below_min_margin` (no candidate passed step 6).
 `extra` holds the response-level counts, the pairs written and the `score_transform` the
-trainer applies before weights (scoring.normalize).
+trainer applies before weights (prefsmith.curation.normalize).
 """
 
 from __future__ import annotations
@@ -68,13 +68,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from schemas.data_configs import PairsConfig
-from schemas.errors import InputError
-from schemas.io import write_table
-from schemas.manifest import Manifest, StageResult, input_ref, manifest_path
-from schemas.tables import PAIRS, PROMPTS, QUARANTINE, RESPONSES, SCORES
-from scoring.normalize import score_transform
-from scoring.pairs_output import (
+from prefsmith.curation.normalize import score_transform
+from prefsmith.curation.pairs_output import (
     ParquetBatches,
     PromptIndex,
     detach,
@@ -83,8 +78,8 @@ from scoring.pairs_output import (
     pair_ids,
     strictly_increasing,
 )
-from scoring.pairs_select import rank_key, select_batch
-from scoring.pairs_stream import (
+from prefsmith.curation.pairs_select import rank_key, select_batch
+from prefsmith.curation.pairs_stream import (
     NotStreamable,
     pick_scorer,
     prefetch,
@@ -92,6 +87,11 @@ from scoring.pairs_stream import (
     stream_runs,
     table_files,
 )
+from prefsmith.schemas.data_configs import PairsConfig
+from prefsmith.schemas.errors import InputError
+from prefsmith.schemas.io import write_table
+from prefsmith.schemas.manifest import Manifest, StageResult, input_ref, manifest_path
+from prefsmith.schemas.tables import PAIRS, PROMPTS, QUARANTINE, RESPONSES, SCORES
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class Tally:
     dropped: list[pl.DataFrame] = field(default_factory=list)
     finite: list[np.ndarray] = field(default_factory=list)  # finite scores, for z-scores
     last: str | None = None  # the last prompt_id seen (streaming order check)
-    transform: tuple[float, float] = (1.0, 0.0)  # (scale, shift), scoring.normalize
+    transform: tuple[float, float] = (1.0, 0.0)  # (scale, shift), prefsmith.curation.normalize
     pairs: int = 0  # rows written
 
 
@@ -316,8 +316,12 @@ def build_pairs(
     start = time.perf_counter()
     files = {
         name: table_files(path, schema=schema, what=name)
-        for name, path, schema in (("scores", scores, SCORES), ("responses", responses, RESPONSES), ("prompts", prompts, PROMPTS))
-    }  # fmt: skip
+        for name, path, schema in (
+            ("scores", scores, SCORES),
+            ("responses", responses, RESPONSES),
+            ("prompts", prompts, PROMPTS),
+        )
+    }
     scorer = pick_scorer(files["scores"], requested=config.scorer)
     tally = stream_or_sort(files, out_dir=Path(out_dir), config=config, scorer=scorer)
     dropped = pl.concat(tally.dropped)
@@ -326,29 +330,53 @@ def build_pairs(
     quarantine = write_table(rejected, Path(out_dir) / "pairs.quarantine.parquet", QUARANTINE)
     (scale, shift), method = tally.transform, config.normalization.method
     extra = {
-        "scorer": scorer, "strategy": config.strategy, "pairs_written": tally.pairs,
+        "scorer": scorer,
+        "strategy": config.strategy,
+        "pairs_written": tally.pairs,
         "responses": response_counts(tally, dropped=dropped),
         "score_transform": {"method": method, "scale": scale, "shift": shift, "scorer": scorer},
-    }  # fmt: skip
+    }
     manifest = _manifest(
-        tally.outcomes, config=config, inputs=[scores, responses, prompts], extra=extra,
-        outputs={"pairs": output, "quarantine": quarantine}, start=start,
+        tally.outcomes,
+        config=config,
+        inputs=[scores, responses, prompts],
+        extra=extra,
+        outputs={"pairs": output, "quarantine": quarantine},
+        start=start,
         rows_written={"pairs": tally.pairs, "quarantine": rejected.height},
-    )  # fmt: skip
-    logger.info("pairs: %d prompts in, %d with pairs, %d pairs, dropped %s",
-                manifest.rows_in, manifest.rows_out, tally.pairs, manifest.dropped)  # fmt: skip
+    )
+    logger.info(
+        "pairs: %d prompts in, %d with pairs, %d pairs, dropped %s",
+        manifest.rows_in,
+        manifest.rows_out,
+        tally.pairs,
+        manifest.dropped,
+    )
     return StageResult(output, quarantine, manifest.write(manifest_path(output)))
 
 
 def _manifest(
-    outcomes: dict, *, config: PairsConfig, inputs: list[Path], extra: dict,
-    outputs: dict[str, Path], rows_written: dict[str, int], start: float,
-) -> Manifest:  # fmt: skip
+    outcomes: dict,
+    *,
+    config: PairsConfig,
+    inputs: list[Path],
+    extra: dict,
+    outputs: dict[str, Path],
+    rows_written: dict[str, int],
+    start: float,
+) -> Manifest:
     """The stage manifest; prompt-level counts come from the {reason: count} outcomes."""
     dropped = {r: outcomes[r] for r in PROMPT_DROPS if outcomes.get(r)}
     return Manifest(
-        stage=STAGE, unit="prompt", config=config.model_dump(mode="json"),
-        inputs=[input_ref(p) for p in inputs], outputs={k: str(v) for k, v in outputs.items()},
-        rows_in=sum(outcomes.values()), rows_out=outcomes.get(None, 0), dropped=dropped,
-        rows_written=rows_written, extra=extra, wall_time_s=time.perf_counter() - start,
-    )  # fmt: skip
+        stage=STAGE,
+        unit="prompt",
+        config=config.model_dump(mode="json"),
+        inputs=[input_ref(p) for p in inputs],
+        outputs={k: str(v) for k, v in outputs.items()},
+        rows_in=sum(outcomes.values()),
+        rows_out=outcomes.get(None, 0),
+        dropped=dropped,
+        rows_written=rows_written,
+        extra=extra,
+        wall_time_s=time.perf_counter() - start,
+    )

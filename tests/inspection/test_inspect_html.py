@@ -27,16 +27,18 @@ from browser_check import (  # noqa: F401
 from rich.console import Console
 from typer.testing import CliRunner
 
-from flows.cli_inspect import inspect as inspect_command
-from schemas.errors import InputError
-from schemas.io import write_table
-from schemas.manifest import Manifest, manifest_path
-from schemas.tables import PAIRS, SCORES
-from scoring.inspect import inspect_pairs
-from scoring.inspect_report import histogram_svg, render_terminal
-from scoring.inspect_stats import DRIFT_NAMES
+from prefsmith.flows.cli_inspect import inspect as inspect_command
+from prefsmith.inspection.inspect import inspect_pairs
+from prefsmith.inspection.report import histogram_svg, render_terminal
+from prefsmith.inspection.stats import DRIFT_NAMES
+from prefsmith.schemas.errors import InputError
+from prefsmith.schemas.io import write_table
+from prefsmith.schemas.manifest import Manifest, manifest_path
+from prefsmith.schemas.tables import PAIRS, SCORES
 
-_spec = importlib.util.spec_from_file_location("inspect_armorm_names", Path(__file__).with_name("armorm_fixture.py"))
+_spec = importlib.util.spec_from_file_location(
+    "inspect_armorm_names", Path(__file__).with_name("armorm_fixture.py")
+)
 _fixture = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_fixture)
 OBJECTIVE_NAMES = _fixture.OBJECTIVE_NAMES  # ArmoRM's 19
@@ -53,22 +55,58 @@ def write_tables(root: Path, *, seed: int, n_prompts: int, shift: float) -> tupl
             lengths = rng.integers(5, 80, 2)
             rejected = 0.1 + shift + 0.03 * rng.standard_normal()
             chosen = rejected + abs(0.015 * rng.standard_normal()) + 1e-4
-            pairs.append({"pair_id": f"{ids[0]}|{ids[1]}", "prompt_id": pid, "messages": [{"role": "user", "content": "q"}],
-                          "chosen": "w " * int(lengths[0]), "rejected": "w " * int(lengths[1]), "chosen_response_id": ids[0],
-                          "rejected_response_id": ids[1], "score_chosen": chosen, "score_rejected": rejected,
-                          "margin": chosen - rejected, "strategy": "top_k_pairs", "scorer": "armo"})  # fmt: skip
+            pairs.append(
+                {
+                    "pair_id": f"{ids[0]}|{ids[1]}",
+                    "prompt_id": pid,
+                    "messages": [{"role": "user", "content": "q"}],
+                    "chosen": "w " * int(lengths[0]),
+                    "rejected": "w " * int(lengths[1]),
+                    "chosen_response_id": ids[0],
+                    "rejected_response_id": ids[1],
+                    "score_chosen": chosen,
+                    "score_rejected": rejected,
+                    "margin": chosen - rejected,
+                    "strategy": "top_k_pairs",
+                    "scorer": "armo",
+                }
+            )
             for rid, score, n in ((ids[0], chosen, lengths[0]), (ids[1], rejected, lengths[1])):
-                objectives = [{"name": o, "value": float(score * (1 + k % 5) + 0.05 * rng.standard_normal())}
-                              for k, o in enumerate(OBJECTIVE_NAMES)]  # fmt: skip
-                scores.append({"response_id": rid, "prompt_id": pid, "scorer": "armo", "score": score,
-                               "objectives": objectives, "n_tokens": int(n) + 20})  # fmt: skip
+                objectives = [
+                    {"name": o, "value": float(score * (1 + k % 5) + 0.05 * rng.standard_normal())}
+                    for k, o in enumerate(OBJECTIVE_NAMES)
+                ]
+                scores.append(
+                    {
+                        "response_id": rid,
+                        "prompt_id": pid,
+                        "scorer": "armo",
+                        "score": score,
+                        "objectives": objectives,
+                        "n_tokens": int(n) + 20,
+                    }
+                )
     pairs_path = write_table(pairs, root / "pairs.parquet", PAIRS)
     scores_path = write_table(scores, root / "scores.parquet", SCORES)
     values = np.array([s["score"] for s in scores])
-    Manifest(stage="pairs", unit="prompt", config={}, inputs=[], outputs={"pairs": str(pairs_path)},
-             rows_in=n_prompts + 5, rows_out=n_prompts, dropped={"all_tied": 2, "fewer_than_two_responses": 3},
-             extra={"score_transform": {"method": "zscore", "scale": 1 / values.std(),
-                                        "shift": -values.mean() / values.std(), "scorer": "armo"}}).write(manifest_path(pairs_path))  # fmt: skip
+    Manifest(
+        stage="pairs",
+        unit="prompt",
+        config={},
+        inputs=[],
+        outputs={"pairs": str(pairs_path)},
+        rows_in=n_prompts + 5,
+        rows_out=n_prompts,
+        dropped={"all_tied": 2, "fewer_than_two_responses": 3},
+        extra={
+            "score_transform": {
+                "method": "zscore",
+                "scale": 1 / values.std(),
+                "shift": -values.mean() / values.std(),
+                "scorer": "armo",
+            }
+        },
+    ).write(manifest_path(pairs_path))
     return pairs_path, scores_path
 
 
@@ -78,7 +116,13 @@ def report(tmp_path_factory):
     root = tmp_path_factory.mktemp("inspect")
     new, new_scores = write_tables(root / "new", seed=0, n_prompts=200, shift=0.0)
     old, old_scores = write_tables(root / "old", seed=1, n_prompts=160, shift=0.02)
-    result = inspect_pairs(new, against=old, scores=new_scores, against_scores=old_scores, out_html=root / "report.html")
+    result = inspect_pairs(
+        new,
+        against=old,
+        scores=new_scores,
+        against_scores=old_scores,
+        out_html=root / "report.html",
+    )
     return result
 
 
@@ -99,19 +143,28 @@ def test_empty_chart_reports_zero_points():
 
 
 def test_report_in_headless_chromium(report, chromium):
-    charts = check_page_in_chromium(chromium, report.html_path, screenshot="inspect_report.png",
-                                    size=(1280, 2000))  # fmt: skip
+    charts = check_page_in_chromium(
+        chromium, report.html_path, screenshot="inspect_report.png", size=(1280, 2000)
+    )
     assert len(charts) >= 30
 
 
 def test_chromium_check_catches_console_errors(report, chromium, tmp_path):
     """Negative control: the same report with a failing script is caught by both detectors."""
     broken = tmp_path / "broken.html"
-    broken.write_text(report.html_path.read_text(encoding="utf-8").replace(
-        "</body>", "<script>console.error('boom'); notDefined();</script></body>"), encoding="utf-8")  # fmt: skip
+    broken.write_text(
+        report.html_path.read_text(encoding="utf-8").replace(
+            "</body>", "<script>console.error('boom'); notDefined();</script></body>"
+        ),
+        encoding="utf-8",
+    )
     done = run_chromium(chromium, broken, "--enable-logging=stderr", "--v=0", "--dump-dom")
     dom = parse(done.stdout)
-    assert dom.errors["count"] == 2 and "boom" in dom.errors["text"] and "notDefined" in dom.errors["text"]
+    assert (
+        dom.errors["count"] == 2
+        and "boom" in dom.errors["text"]
+        and "notDefined" in dom.errors["text"]
+    )
     assert len(console_messages(done.stderr)) == 2
 
 
@@ -133,7 +186,7 @@ def cli_app() -> typer.Typer:
     app.command()(inspect_command)
 
     @app.callback()
-    def main() -> None:  # keeps `inspect` a subcommand, as in flows.cli
+    def main() -> None:  # keeps `inspect` a subcommand, as in prefsmith.flows.cli
         pass
 
     return app
@@ -142,8 +195,20 @@ def cli_app() -> typer.Typer:
 def test_cli_command_writes_tables_html_and_json(tmp_path):
     pairs, scores = write_tables(tmp_path, seed=3, n_prompts=40, shift=0.0)
     runner = CliRunner()
-    done = runner.invoke(cli_app(), ["inspect", str(pairs), "--scores", str(scores), "--json",
-                                     str(tmp_path / "stats.json"), "--eta", "0.7"], terminal_width=140)  # fmt: skip
+    done = runner.invoke(
+        cli_app(),
+        [
+            "inspect",
+            str(pairs),
+            "--scores",
+            str(scores),
+            "--json",
+            str(tmp_path / "stats.json"),
+            "--eta",
+            "0.7",
+        ],
+        terminal_width=140,
+    )
     assert done.exit_code == 0, done.output
     assert "Distributions" in done.output and "Per objective" in done.output
     html_path = tmp_path / "pairs.inspect.html"  # default: beside the pairs file
@@ -151,7 +216,9 @@ def test_cli_command_writes_tables_html_and_json(tmp_path):
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["counts"]["pairs"] == pl.read_parquet(pairs).height
     assert set(stats["objectives"]) == set(OBJECTIVE_NAMES)
-    strict = runner.invoke(cli_app(), ["inspect", str(pairs), "--no-html", "--strict", "--tau-good", "100"])
+    strict = runner.invoke(
+        cli_app(), ["inspect", str(pairs), "--no-html", "--strict", "--tau-good", "100"]
+    )
     assert strict.exit_code == 1 and "τ_good never active" in strict.output
     missing = runner.invoke(cli_app(), ["inspect", str(tmp_path / "missing.parquet"), "--no-html"])
     assert isinstance(missing.exception, InputError)

@@ -17,11 +17,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from schemas.data_configs import PairsConfig
-from schemas.io import read_frame, write_table
-from schemas.manifest import Manifest
-from schemas.tables import PAIRS, PROMPTS, RESPONSES, SCORES
-from scoring.pairs import build_pairs
+from prefsmith.curation.pairs import build_pairs
+from prefsmith.schemas.data_configs import PairsConfig
+from prefsmith.schemas.io import read_frame, write_table
+from prefsmith.schemas.manifest import Manifest
+from prefsmith.schemas.tables import PAIRS, PROMPTS, RESPONSES, SCORES
 
 try:
     from hypothesis import HealthCheck, given, settings
@@ -33,18 +33,38 @@ except ImportError:  # pragma: no cover - depends on the environment
 def write_inputs(root: Path, rows: list[tuple]) -> dict[str, Path]:
     """rows: (prompt_id, sample_idx, text, score, n_tokens)."""
     responses = [
-        {"prompt_id": p, "response_id": f"{p}-{i}", "sample_idx": i, "response": t, "n_tokens": n,
-         "finish_reason": "stop", "generator": "g", "gen_config_hash": "h"}
+        {
+            "prompt_id": p,
+            "response_id": f"{p}-{i}",
+            "sample_idx": i,
+            "response": t,
+            "n_tokens": n,
+            "finish_reason": "stop",
+            "generator": "g",
+            "gen_config_hash": "h",
+        }
         for p, i, t, _, n in rows
-    ]  # fmt: skip
+    ]
     scores = [
-        {"response_id": f"{p}-{i}", "prompt_id": p, "scorer": "rm", "score": s, "objectives": [], "n_tokens": n}
+        {
+            "response_id": f"{p}-{i}",
+            "prompt_id": p,
+            "scorer": "rm",
+            "score": s,
+            "objectives": [],
+            "n_tokens": n,
+        }
         for p, i, _, s, n in rows
-    ]  # fmt: skip
+    ]
     prompts = [
-        {"prompt_id": p, "messages": [{"role": "user", "content": p}], "source": "t", "metadata": "{}"}
+        {
+            "prompt_id": p,
+            "messages": [{"role": "user", "content": p}],
+            "source": "t",
+            "metadata": "{}",
+        }
         for p in sorted({r[0] for r in rows})
-    ]  # fmt: skip
+    ]
     write_table(responses, root / "responses.parquet", RESPONSES)
     write_table(scores, root / "scores.parquet", SCORES)
     write_table(prompts, root / "prompts.parquet", PROMPTS)
@@ -90,23 +110,37 @@ def check(rows: list[tuple], root: Path, config: PairsConfig) -> pl.DataFrame:
     """Run the stage, assert the invariants and the oracle, return the pairs."""
     paths = write_inputs(root, rows)
     result = build_pairs(
-        paths["scores"], responses=paths["responses"], prompts=paths["prompts"], config=config,
+        paths["scores"],
+        responses=paths["responses"],
+        prompts=paths["prompts"],
+        config=config,
         out_dir=root / "out",
-    )  # fmt: skip
+    )
     pairs = read_frame(result.output, PAIRS)
     manifest = Manifest.read(result.manifest)
     text_of = {f"{p}-{i}": t for p, i, t, _, _ in rows}
     assert (pairs["margin"] > 0).all() and (pairs["margin"] >= config.min_margin).all()
     assert (pairs["chosen"] != pairs["rejected"]).all()
     assert (pairs["margin"] == pairs["score_chosen"] - pairs["score_rejected"]).all()
-    for c, r, ct, rt in pairs.select("chosen_response_id", "rejected_response_id", "chosen", "rejected").iter_rows():
+    for c, r, ct, rt in pairs.select(
+        "chosen_response_id", "rejected_response_id", "chosen", "rejected"
+    ).iter_rows():
         assert (text_of[c], text_of[r]) == (ct, rt)
     assert pairs["pair_id"].n_unique() == pairs.height
     expected_pairs, expected_reasons = oracle(rows, config)
-    got = Counter((p, round(c, 9), round(r, 9)) for p, c, r in pairs.select("prompt_id", "score_chosen", "score_rejected").iter_rows())
-    assert got == Counter({(p, round(c, 9), round(r, 9)): k for (p, c, r), k in expected_pairs.items()})
+    got = Counter(
+        (p, round(c, 9), round(r, 9))
+        for p, c, r in pairs.select("prompt_id", "score_chosen", "score_rejected").iter_rows()
+    )
+    assert got == Counter(
+        {(p, round(c, 9), round(r, 9)): k for (p, c, r), k in expected_pairs.items()}
+    )
     assert manifest.dropped == dict(expected_reasons)
-    assert manifest.rows_in == len({r[0] for r in rows}) == manifest.rows_out + sum(manifest.dropped.values())
+    assert (
+        manifest.rows_in
+        == len({r[0] for r in rows})
+        == manifest.rows_out + sum(manifest.dropped.values())
+    )
     return pairs
 
 
@@ -130,7 +164,9 @@ CONFIGS = [
 
 
 @pytest.mark.parametrize("seed", range(3))
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.strategy}-k{c.top_k}-m{c.min_margin}-lp{c.length_penalty}")
+@pytest.mark.parametrize(
+    "config", CONFIGS, ids=lambda c: f"{c.strategy}-k{c.top_k}-m{c.min_margin}-lp{c.length_penalty}"
+)
 def test_stage_matches_the_oracle(tmp_path, seed, config):
     check(random_rows(seed), tmp_path, config)
 
@@ -140,9 +176,12 @@ def test_best_vs_random_picks_the_best_and_a_strictly_lower_one(tmp_path, seed):
     rows = random_rows(seed)
     paths = write_inputs(tmp_path, rows)
     result = build_pairs(
-        paths["scores"], responses=paths["responses"], prompts=paths["prompts"],
-        config=PairsConfig(strategy="best_vs_random", seed=seed), out_dir=tmp_path / "out",
-    )  # fmt: skip
+        paths["scores"],
+        responses=paths["responses"],
+        prompts=paths["prompts"],
+        config=PairsConfig(strategy="best_vs_random", seed=seed),
+        out_dir=tmp_path / "out",
+    )
     drawn = read_frame(result.output, PAIRS)
     best, _ = oracle(rows, PairsConfig())  # best_vs_worst: (prompt, best score, worst score)
     best_score = {p: c for p, c, _ in best}
@@ -152,21 +191,28 @@ def test_best_vs_random_picks_the_best_and_a_strictly_lower_one(tmp_path, seed):
 
 
 if given is not None:
-
     rows_strategy = st.lists(
         st.tuples(
-            st.sampled_from(["a", "b", "c"]), st.sampled_from(["x", "y", "z", "w"]),
+            st.sampled_from(["a", "b", "c"]),
+            st.sampled_from(["x", "y", "z", "w"]),
             # multiples of 1/8: sums of copies are exact, so the oracle's means equal polars'
             st.one_of(st.integers(-40, 40).map(lambda k: k / 8), st.just(math.nan)),
             st.integers(1, 30),
         ),
         max_size=14,
-    ).map(lambda items: [(p, i, t, s, n) for i, (p, t, s, n) in enumerate(items)])  # fmt: skip
+    ).map(lambda items: [(p, i, t, s, n) for i, (p, t, s, n) in enumerate(items)])
 
-    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-    @given(rows=rows_strategy, strategy=st.sampled_from(["best_vs_worst", "top_k_pairs"]),
-           min_margin=st.sampled_from([0.0, 0.5]))  # fmt: skip
-    def test_hypothesis_pairs_have_positive_margin_and_distinct_texts(tmp_path_factory, rows, strategy, min_margin):
+    @settings(
+        max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(
+        rows=rows_strategy,
+        strategy=st.sampled_from(["best_vs_worst", "top_k_pairs"]),
+        min_margin=st.sampled_from([0.0, 0.5]),
+    )
+    def test_hypothesis_pairs_have_positive_margin_and_distinct_texts(
+        tmp_path_factory, rows, strategy, min_margin
+    ):
         if not rows:
             return
         root = tmp_path_factory.mktemp("h")
@@ -174,6 +220,8 @@ if given is not None:
 
 else:
 
-    @pytest.mark.skip(reason="hypothesis is not installed; the seeded oracle tests above cover the same properties")
+    @pytest.mark.skip(
+        reason="hypothesis is not installed; the seeded oracle tests above cover the same properties"
+    )
     def test_hypothesis_pairs_have_positive_margin_and_distinct_texts():
         pass

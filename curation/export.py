@@ -26,9 +26,9 @@ from typing import Literal
 import polars as pl
 import pyarrow as pa
 
-from schemas.errors import ConfigError
-from schemas.io import read_frame, write_table
-from schemas.tables import MESSAGES, PAIRS
+from prefsmith.schemas.errors import ConfigError
+from prefsmith.schemas.io import read_frame, write_table
+from prefsmith.schemas.tables import MESSAGES, PAIRS
 
 logger = logging.getLogger(__name__)
 

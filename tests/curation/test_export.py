@@ -1,4 +1,4 @@
-"""scoring.export: TRL conversational rows, round-tripped through JSONL, Parquet and datasets."""
+"""prefsmith.curation.export: TRL conversational rows, round-tripped through JSONL, Parquet and datasets."""
 
 from __future__ import annotations
 
@@ -8,27 +8,37 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from schemas.errors import ConfigError
-from schemas.ids import pair_id
-from schemas.io import write_table
-from schemas.tables import PAIRS, PAIRS_WITH_REFERENCE
-from scoring.export import export_hf_dataset, export_trl
+from prefsmith.curation.export import export_hf_dataset, export_trl
+from prefsmith.schemas.errors import ConfigError
+from prefsmith.schemas.ids import pair_id
+from prefsmith.schemas.io import write_table
+from prefsmith.schemas.tables import PAIRS, PAIRS_WITH_REFERENCE
 
 MESSAGES = [
     [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}],
-    [{"role": "user", "content": "Say \"hi\" in French\n— ünïcode ✓"}],
+    [{"role": "user", "content": 'Say "hi" in French\n— ünïcode ✓'}],
 ]
-TEXTS = [("4", "five"), ("Salut \"toi\"\n", "bonjour\tmonde")]
+TEXTS = [("4", "five"), ('Salut "toi"\n', "bonjour\tmonde")]
 
 
 def pairs_rows() -> list[dict]:
     return [
-        {"pair_id": pair_id(f"p{i}-0", f"p{i}-1"), "prompt_id": f"p{i}", "messages": messages,
-         "chosen": chosen, "rejected": rejected, "chosen_response_id": f"p{i}-0",
-         "rejected_response_id": f"p{i}-1", "score_chosen": 1.0, "score_rejected": 0.5,
-         "margin": 0.5, "strategy": "best_vs_worst", "scorer": "rm"}
+        {
+            "pair_id": pair_id(f"p{i}-0", f"p{i}-1"),
+            "prompt_id": f"p{i}",
+            "messages": messages,
+            "chosen": chosen,
+            "rejected": rejected,
+            "chosen_response_id": f"p{i}-0",
+            "rejected_response_id": f"p{i}-1",
+            "score_chosen": 1.0,
+            "score_rejected": 0.5,
+            "margin": 0.5,
+            "strategy": "best_vs_worst",
+            "scorer": "rm",
+        }
         for i, (messages, (chosen, rejected)) in enumerate(zip(MESSAGES, TEXTS, strict=True))
-    ]  # fmt: skip
+    ]
 
 
 @pytest.fixture
@@ -38,10 +48,13 @@ def pairs_path(tmp_path):
 
 def expected_rows() -> list[dict]:
     return [
-        {"prompt": messages, "chosen": [{"role": "assistant", "content": chosen}],
-         "rejected": [{"role": "assistant", "content": rejected}]}
+        {
+            "prompt": messages,
+            "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}],
+        }
         for messages, (chosen, rejected) in zip(MESSAGES, TEXTS, strict=True)
-    ]  # fmt: skip
+    ]
 
 
 def test_jsonl_round_trip(pairs_path, tmp_path):
@@ -64,8 +77,17 @@ def test_hf_dataset_round_trip(pairs_path, tmp_path):
 
 
 def test_pairs_with_reference_columns_export_the_same(tmp_path):
-    rows = [{**r, "ref_logp_chosen": -1.0, "ref_logp_rejected": -2.0, "ref_tokens_chosen": 1,
-             "ref_tokens_rejected": 2, "ref_model": "ref"} for r in pairs_rows()]  # fmt: skip
+    rows = [
+        {
+            **r,
+            "ref_logp_chosen": -1.0,
+            "ref_logp_rejected": -2.0,
+            "ref_tokens_chosen": 1,
+            "ref_tokens_rejected": 2,
+            "ref_model": "ref",
+        }
+        for r in pairs_rows()
+    ]
     path = write_table(rows, tmp_path / "pairs_ref.parquet", PAIRS_WITH_REFERENCE)
     out = export_trl(path, out=tmp_path / "ref.jsonl")
     assert [json.loads(line) for line in out.read_text().splitlines()] == expected_rows()

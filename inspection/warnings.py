@@ -1,4 +1,4 @@
-"""Warnings that save GPU hours, read off `scoring.inspect_stats.pair_statistics`' dict.
+"""Warnings that save GPU hours, read off `prefsmith.inspection.stats.pair_statistics`' dict.
 
 Each check returns the warnings it finds (one line each, with the numbers behind it); its
 docstring gives its threshold, all collected below.
@@ -47,13 +47,19 @@ def _tau_good(stats: Mapping) -> list[str]:
     or for every pair (fraction 1: it is plain NLL on all chosen responses)."""
     frac, tau = stats["c_nll"]["active_fraction"], stats["c_nll"]["tau_good"]
     top = stats["distributions"]["score_chosen_norm"]["q100"]
-    fix = "lower --tau-good" + (" or normalize scores" if stats["settings"]["method"].startswith("none") else "")
+    fix = "lower --tau-good" + (
+        " or normalize scores" if stats["settings"]["method"].startswith("none") else ""
+    )
     if frac == 0.0:
-        return [f"τ_good never active: no normalized chosen score ≥ τ_good={tau:g} (max {_fmt(top)}); "
-                f"the c-NLL term will never fire: {fix}"]  # fmt: skip
+        return [
+            f"τ_good never active: no normalized chosen score ≥ τ_good={tau:g} (max {_fmt(top)}); "
+            f"the c-NLL term will never fire: {fix}"
+        ]
     if frac == 1.0:
-        return [f"τ_good always active: every normalized chosen score ≥ τ_good={tau:g}; "
-                "c-NLL acts as plain NLL on all chosen responses: raise --tau-good"]  # fmt: skip
+        return [
+            f"τ_good always active: every normalized chosen score ≥ τ_good={tau:g}; "
+            "c-NLL acts as plain NLL on all chosen responses: raise --tau-good"
+        ]
     return []
 
 
@@ -62,9 +68,11 @@ def _length_bias(stats: Mapping) -> list[str]:
     length, and DPO will learn to write longer rather than better."""
     r = stats["length"]["corr_margin_len_diff"]
     if r is not None and abs(r) > LENGTH_CORR_MAX:
-        return [f"strong length bias: corr(margin, chosen − rejected length) = {r:.2f} "
-                f"(|r| > {LENGTH_CORR_MAX}, length in {stats['length']['unit']}); "
-                "consider pairs.length_penalty or a length-controlled scorer"]  # fmt: skip
+        return [
+            f"strong length bias: corr(margin, chosen − rejected length) = {r:.2f} "
+            f"(|r| > {LENGTH_CORR_MAX}, length in {stats['length']['unit']}); "
+            "consider pairs.length_penalty or a length-controlled scorer"
+        ]
     return []
 
 
@@ -73,9 +81,11 @@ def _near_ties(stats: Mapping) -> list[str]:
     preference is scorer noise, so they teach nothing and add label noise."""
     rate = stats["ties"]["near_tie_rate"]
     if rate is not None and rate > NEAR_TIE_MAX:
-        return [f"many near-ties: {rate:.0%} of pairs have |margin| < "
-                f"{stats['ties']['near_tie_threshold']:.3g} (> {NEAR_TIE_MAX:.0%}); "
-                "set pairs.min_margin"]  # fmt: skip
+        return [
+            f"many near-ties: {rate:.0%} of pairs have |margin| < "
+            f"{stats['ties']['near_tie_threshold']:.3g} (> {NEAR_TIE_MAX:.0%}); "
+            "set pairs.min_margin"
+        ]
     return []
 
 
@@ -84,12 +94,20 @@ def _few_pairs(stats: Mapping) -> list[str]:
     pairs per prompt when the strategy is top_k_pairs (which should give several per prompt)."""
     counts, out = stats["counts"], []
     if counts["pairs_used"] < MIN_PAIRS:
-        out.append(f"few pairs: {counts['pairs_used']} usable pairs (< {MIN_PAIRS}); "
-                   "statistics and training will be noisy")  # fmt: skip
+        out.append(
+            f"few pairs: {counts['pairs_used']} usable pairs (< {MIN_PAIRS}); "
+            "statistics and training will be noisy"
+        )
     mean = stats["pairs_per_prompt"]["mean"]
-    if "top_k_pairs" in counts["strategies"] and mean is not None and mean < TOP_K_MIN_PAIRS_PER_PROMPT:
-        out.append(f"few pairs per prompt: {mean:.3f} on average with strategy top_k_pairs "
-                   f"(< {TOP_K_MIN_PAIRS_PER_PROMPT}); sample more responses per prompt")  # fmt: skip
+    if (
+        "top_k_pairs" in counts["strategies"]
+        and mean is not None
+        and mean < TOP_K_MIN_PAIRS_PER_PROMPT
+    ):
+        out.append(
+            f"few pairs per prompt: {mean:.3f} on average with strategy top_k_pairs "
+            f"(< {TOP_K_MIN_PAIRS_PER_PROMPT}); sample more responses per prompt"
+        )
     return out
 
 
@@ -97,9 +115,11 @@ def _broken_rows(stats: Mapping) -> list[str]:
     """Any pair with a non-finite score, a negative margin, or a margin that is not
     score_chosen − score_rejected: the table was not made (or was edited) by the pairs stage."""
     counts, out = stats["counts"], []
-    for key, text in (("non_finite", "pairs with a null or non-finite score (left out)"),
-                      ("negative_margin", "pairs whose chosen score is below the rejected one"),
-                      ("margin_mismatch", "pairs whose margin != score_chosen − score_rejected")):  # fmt: skip
+    for key, text in (
+        ("non_finite", "pairs with a null or non-finite score (left out)"),
+        ("negative_margin", "pairs whose chosen score is below the rejected one"),
+        ("margin_mismatch", "pairs whose margin != score_chosen − score_rejected"),
+    ):
         if counts[key]:
             out.append(f"{counts[key]} {text}")
     return out
@@ -111,7 +131,9 @@ def _drift(stats: Mapping) -> list[str]:
     out = []
     for name, d in stats.get("drift", {}).items():
         if d["ks"] is not None and d["ks"] > DRIFT_KS_MAX and (d["p_value"] or 0.0) < DRIFT_P_MAX:
-            out.append(f"drift in {name}: KS = {d['ks']:.3f} (> {DRIFT_KS_MAX}, p = {_fmt(d['p_value'], 2)})")
+            out.append(
+                f"drift in {name}: KS = {d['ks']:.3f} (> {DRIFT_KS_MAX}, p = {_fmt(d['p_value'], 2)})"
+            )
     return out
 
 
@@ -119,5 +141,13 @@ def warnings(stats: Mapping) -> list[str]:
     """Every warning that the statistics call for, most costly first (each check documents its
     threshold): constant weights, τ_good never/always active, length bias, near ties, few pairs,
     broken rows, drift."""
-    checks = (_constant_weights, _tau_good, _length_bias, _near_ties, _few_pairs, _broken_rows, _drift)
+    checks = (
+        _constant_weights,
+        _tau_good,
+        _length_bias,
+        _near_ties,
+        _few_pairs,
+        _broken_rows,
+        _drift,
+    )
     return [text for check in checks for text in check(stats)]

@@ -1,4 +1,4 @@
-"""scoring.normalize: the declared (scale, shift) against numpy and hand-worked values."""
+"""prefsmith.curation.normalize: the declared (scale, shift) against numpy and hand-worked values."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from schemas.data_configs import NormalizationConfig
-from schemas.errors import StageError
-from scoring.normalize import apply_transform, score_transform
+from prefsmith.curation.normalize import apply_transform, score_transform
+from prefsmith.schemas.data_configs import NormalizationConfig
+from prefsmith.schemas.errors import StageError
 
 
 def test_none_is_identity():
@@ -24,7 +24,9 @@ def test_affine_comes_from_the_config_and_ignores_scores():
 
 def test_zscore_by_hand():
     """scores 1, 2, 3: mean 2, population std sqrt(2/3) -> scale 1/std, shift -2/std."""
-    scale, shift = score_transform(pl.Series([1.0, 2.0, 3.0]), config=NormalizationConfig(method="zscore"))
+    scale, shift = score_transform(
+        pl.Series([1.0, 2.0, 3.0]), config=NormalizationConfig(method="zscore")
+    )
     std = math.sqrt(2.0 / 3.0)
     assert scale == pytest.approx(1.0 / std, rel=1e-12)
     assert shift == pytest.approx(-2.0 / std, rel=1e-12)
@@ -44,7 +46,9 @@ def test_zscore_matches_numpy_and_skips_non_finite():
 
 @pytest.mark.parametrize("scores", [[0.3, 0.3, 0.3], [4.0], [float("nan"), 1.0]])
 def test_zscore_of_equal_scores_is_one_line_error(scores):
-    with pytest.raises(StageError, match="all .* finite scores equal .* use method: none or affine") as error:
+    with pytest.raises(
+        StageError, match="all .* finite scores equal .* use method: none or affine"
+    ) as error:
         score_transform(scores, config=NormalizationConfig(method="zscore"))
     assert "\n" not in str(error.value)
 
@@ -58,5 +62,7 @@ def test_apply_transform_on_floats_series_and_expressions():
     assert apply_transform(2.0, scale=3.0, shift=1.0) == 7.0
     series = apply_transform(pl.Series([0.0, 1.0]), scale=2.0, shift=-1.0)
     assert series.to_list() == [-1.0, 1.0]
-    frame = pl.DataFrame({"s": [1.0, 4.0]}).select(apply_transform(pl.col("s"), scale=0.5, shift=0.0))
+    frame = pl.DataFrame({"s": [1.0, 4.0]}).select(
+        apply_transform(pl.col("s"), scale=0.5, shift=0.0)
+    )
     assert frame["s"].to_list() == [0.5, 2.0]

@@ -9,12 +9,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from schemas.data_configs import PairsConfig
-from schemas.errors import ConfigError, SchemaError
-from schemas.ids import pair_id
-from schemas.io import read_frame, shard_name, write_table
-from schemas.tables import PAIRS, PROMPTS, RESPONSES, SCORES
-from scoring.pairs import build_pairs, pair_ids, rank_key
+from prefsmith.curation.pairs import build_pairs, pair_ids, rank_key
+from prefsmith.schemas.data_configs import PairsConfig
+from prefsmith.schemas.errors import ConfigError, SchemaError
+from prefsmith.schemas.ids import pair_id
+from prefsmith.schemas.io import read_frame, shard_name, write_table
+from prefsmith.schemas.tables import PAIRS, PROMPTS, RESPONSES, SCORES
 
 
 def synthetic(n_prompts: int, per_prompt: int, *, seed: int) -> dict[str, pl.DataFrame]:
@@ -23,30 +23,43 @@ def synthetic(n_prompts: int, per_prompt: int, *, seed: int) -> dict[str, pl.Dat
     pids = [f"p{i:03d}" for i in range(n_prompts)]
     rows = [(p, i) for p in pids for i in range(per_prompt)]
     n = len(rows)
-    responses = pl.DataFrame({
-        "prompt_id": [p for p, _ in rows], "response_id": [f"{p}-{i}" for p, i in rows],
-        "sample_idx": pl.Series([i for _, i in rows], dtype=pl.Int32),
-        "response": [f"text {t}" for t in rng.integers(0, 4, size=n)],
-        "n_tokens": pl.Series(rng.integers(1, 30, size=n), dtype=pl.Int32),
-        "finish_reason": "stop", "generator": "g", "gen_config_hash": "h",
-    })  # fmt: skip
+    responses = pl.DataFrame(
+        {
+            "prompt_id": [p for p, _ in rows],
+            "response_id": [f"{p}-{i}" for p, i in rows],
+            "sample_idx": pl.Series([i for _, i in rows], dtype=pl.Int32),
+            "response": [f"text {t}" for t in rng.integers(0, 4, size=n)],
+            "n_tokens": pl.Series(rng.integers(1, 30, size=n), dtype=pl.Int32),
+            "finish_reason": "stop",
+            "generator": "g",
+            "gen_config_hash": "h",
+        }
+    )
     scores = responses.select(
-        "response_id", "prompt_id", scorer=pl.lit("rm"),
+        "response_id",
+        "prompt_id",
+        scorer=pl.lit("rm"),
         score=pl.Series(rng.integers(0, 6, size=n) / 2.0),
         objectives=pl.lit([], dtype=pl.List(pl.Struct({"name": pl.String, "value": pl.Float64}))),
         n_tokens="n_tokens",
-    )  # fmt: skip
-    prompts = pl.DataFrame({
-        "prompt_id": pids, "messages": [[{"role": "user", "content": f"q {p}"}] for p in pids],
-        "source": "test", "metadata": "{}",
-    })  # fmt: skip
+    )
+    prompts = pl.DataFrame(
+        {
+            "prompt_id": pids,
+            "messages": [[{"role": "user", "content": f"q {p}"}] for p in pids],
+            "source": "test",
+            "metadata": "{}",
+        }
+    )
     return {"prompts": prompts, "responses": responses, "scores": scores}
 
 
 SCHEMAS = {"prompts": PROMPTS, "responses": RESPONSES, "scores": SCORES}
 
 
-def write_sharded(tables: dict[str, pl.DataFrame], root: Path, *, order_seed: int, shards: int) -> dict:
+def write_sharded(
+    tables: dict[str, pl.DataFrame], root: Path, *, order_seed: int, shards: int
+) -> dict:
     """Write each table shuffled (order_seed) and split into `shards` files in a folder."""
     paths = {}
     for name, frame in tables.items():
@@ -59,9 +72,12 @@ def write_sharded(tables: dict[str, pl.DataFrame], root: Path, *, order_seed: in
 
 def run(paths: dict, out_dir: Path, **config) -> pl.DataFrame:
     result = build_pairs(
-        paths["scores"], responses=paths["responses"], prompts=paths["prompts"],
-        config=PairsConfig(**config), out_dir=out_dir,
-    )  # fmt: skip
+        paths["scores"],
+        responses=paths["responses"],
+        prompts=paths["prompts"],
+        config=PairsConfig(**config),
+        out_dir=out_dir,
+    )
     return read_frame(result.output, PAIRS)
 
 
@@ -74,7 +90,9 @@ def test_output_ignores_input_row_order_and_sharding(tmp_path, strategy):
     second = run(three, tmp_path / "out-b", strategy=strategy, length_penalty=0.01, seed=5)
     assert first.height > 20
     assert first.equals(second)
-    assert first.select("prompt_id", "pair_id").equals(first.select("prompt_id", "pair_id").sort("prompt_id", "pair_id"))
+    assert first.select("prompt_id", "pair_id").equals(
+        first.select("prompt_id", "pair_id").sort("prompt_id", "pair_id")
+    )
 
 
 def test_several_scorers_need_config_scorer(tmp_path):
@@ -82,7 +100,9 @@ def test_several_scorers_need_config_scorer(tmp_path):
     other = tables["scores"].with_columns(scorer=pl.lit("judge"), score=-pl.col("score"))
     tables["scores"] = pl.concat([tables["scores"], other])
     paths = write_sharded(tables, tmp_path, order_seed=0, shards=1)
-    with pytest.raises(ConfigError, match=r"2 scorers \['judge', 'rm'\]; set pairs.scorer") as error:
+    with pytest.raises(
+        ConfigError, match=r"2 scorers \['judge', 'rm'\]; set pairs.scorer"
+    ) as error:
         run(paths, tmp_path / "out")
     assert "\n" not in str(error.value)
     with pytest.raises(ConfigError, match="pairs.scorer='nope' is not in the scores table"):
@@ -99,7 +119,9 @@ def test_schema_problems_are_reported_before_work(tmp_path):
     tables = synthetic(3, 2, seed=3)
     paths = write_sharded(tables, tmp_path, order_seed=0, shards=1)
     bad = tmp_path / "bad-scores.parquet"
-    tables["scores"].drop("scorer").with_columns(pl.col("score").cast(pl.Float32)).write_parquet(bad)
+    tables["scores"].drop("scorer").with_columns(pl.col("score").cast(pl.Float32)).write_parquet(
+        bad
+    )
     with pytest.raises(SchemaError, match="missing column 'scorer'.*column 'score' is float"):
         run({**paths, "scores": bad}, tmp_path / "out")
 
@@ -107,9 +129,12 @@ def test_schema_problems_are_reported_before_work(tmp_path):
 def test_manifest_is_json_with_inputs_and_outputs(tmp_path):
     paths = write_sharded(synthetic(5, 3, seed=4), tmp_path, order_seed=0, shards=2)
     result = build_pairs(
-        paths["scores"], responses=paths["responses"], prompts=paths["prompts"],
-        config=PairsConfig(), out_dir=tmp_path / "out",
-    )  # fmt: skip
+        paths["scores"],
+        responses=paths["responses"],
+        prompts=paths["prompts"],
+        config=PairsConfig(),
+        out_dir=tmp_path / "out",
+    )
     manifest = json.loads(result.manifest.read_text())
     assert result.manifest.name == "pairs.manifest.json"
     assert [Path(i["path"]).name for i in manifest["inputs"]] == ["scores", "responses", "prompts"]
@@ -120,7 +145,13 @@ def test_manifest_is_json_with_inputs_and_outputs(tmp_path):
 
 @pytest.mark.parametrize(
     "chosen, rejected",
-    [("p-0", "p-1"), ('q"x-0', "q-1"), ("back\\slash-0", "b-1"), ("tab\t-0", "n\n-1"), ("é✓-0", "ü-1")],
+    [
+        ("p-0", "p-1"),
+        ('q"x-0', "q-1"),
+        ("back\\slash-0", "b-1"),
+        ("tab\t-0", "n\n-1"),
+        ("é✓-0", "ü-1"),
+    ],
 )
 def test_pair_ids_fast_path_equals_schemas_pair_id(chosen, rejected):
     assert pair_ids(pl.Series([chosen]), pl.Series([rejected])) == [pair_id(chosen, rejected)]
@@ -128,10 +159,13 @@ def test_pair_ids_fast_path_equals_schemas_pair_id(chosen, rejected):
 
 def test_rank_key_orders_like_selection_score_then_is_unique():
     values = [-1e300, -2.5, -1.0, -1e-300, -0.0, 0.0, 1e-300, 0.5, 1.0, 2.0, 1e300]
-    frame = pl.DataFrame({
-        "score": values, "n_tokens": pl.Series([0] * len(values), dtype=pl.Int32),
-        "response_id": [f"r{i}" for i in range(len(values))],
-    })  # fmt: skip
+    frame = pl.DataFrame(
+        {
+            "score": values,
+            "n_tokens": pl.Series([0] * len(values), dtype=pl.Int32),
+            "response_id": [f"r{i}" for i in range(len(values))],
+        }
+    )
     keys = frame.select(rank_key(length_penalty=0.0))[:, 0].to_list()
     order = sorted(range(len(values)), key=keys.__getitem__)
     assert [values[i] for i in order] == sorted(values)

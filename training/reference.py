@@ -2,7 +2,7 @@
 every pair's chosen and rejected completion, stored in the pairs table so training loads only the
 policy (less memory, no reference inside DeepSpeed ZeRO-3) and one pass serves many runs.
 
-Output `pairs_ref.parquet` (schemas.tables.PAIRS_WITH_REFERENCE): the pairs columns plus
+Output `pairs_ref.parquet` (prefsmith.schemas.tables.PAIRS_WITH_REFERENCE): the pairs columns plus
 
 | column              | type    | note                                                     |
 |---------------------|---------|----------------------------------------------------------|
@@ -12,7 +12,7 @@ Output `pairs_ref.parquet` (schemas.tables.PAIRS_WITH_REFERENCE): the pairs colu
 | ref_tokens_rejected | int32   |                                                           |
 | ref_model           | string  | `<folder name>@<revision>`                                |
 
-Tokens come from `training.render` (the trainer's own rendering), so the trainer can check that
+Tokens come from `prefsmith.training.render` (the trainer's own rendering), so the trainer can check that
 it sees the same completion token counts. The output is keyed on (pairs content sha256, reference
 model revision, chat template hash, max_length, max_prompt_length, dtype): a second call with the
 same key reuses the existing output without loading the model (manifest `extra.reused: true`).
@@ -28,15 +28,21 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from schemas.errors import InputError
-from schemas.ids import content_hash, file_sha256, model_revision
-from schemas.io import read_table, write_table
-from schemas.manifest import Manifest, StageResult, count_reasons, input_ref, manifest_path
-from schemas.quarantine import Rejected, write_quarantine
-from schemas.tables import PAIRS, PAIRS_WITH_REFERENCE
-from schemas.train_configs import ReferenceConfig
-from scoring.batching import token_budget_batches
-from training.render import RenderedPair, render_pairs, template_hash
+from prefsmith.schemas.errors import InputError
+from prefsmith.schemas.ids import content_hash, file_sha256, model_revision
+from prefsmith.schemas.io import read_table, write_table
+from prefsmith.schemas.manifest import (
+    Manifest,
+    StageResult,
+    count_reasons,
+    input_ref,
+    manifest_path,
+)
+from prefsmith.schemas.quarantine import Rejected, write_quarantine
+from prefsmith.schemas.tables import PAIRS, PAIRS_WITH_REFERENCE
+from prefsmith.schemas.train_configs import ReferenceConfig
+from prefsmith.scoring.batching import token_budget_batches
+from prefsmith.training.render import RenderedPair, render_pairs, template_hash
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +51,7 @@ QUARANTINE_NAME = "pairs_ref.quarantine.parquet"
 
 
 def reference_revision(config: ReferenceConfig) -> str:
-    """The reference model's revision (schemas.ids.model_revision); the folder must exist."""
+    """The reference model's revision (prefsmith.schemas.ids.model_revision); the folder must exist."""
     if not config.revision and not Path(config.model).is_dir():
         raise InputError(f"reference model folder not found: {config.model}")
     return model_revision(config.model, revision=config.revision)
@@ -83,8 +89,8 @@ def sequence_logps(
     """(summed completion log-prob, tokens) per (ids, prompt length), batched by token budget."""
     import torch
 
-    from training.collate import right_pad
-    from training.logprobs import completion_logps
+    from prefsmith.training.collate import right_pad
+    from prefsmith.training.logprobs import completion_logps
 
     device = next(model.parameters()).device
     results: list[tuple[float, int]] = [(0.0, 0)] * len(sequences)
@@ -143,8 +149,16 @@ def _rows_out(rows, rendered, values, *, ref_model: str) -> tuple[list[dict], li
                 )
             )
             continue
-        out.append({**row, "ref_logp_chosen": chosen, "ref_logp_rejected": rej,
-                    "ref_tokens_chosen": n_chosen, "ref_tokens_rejected": n_rej, "ref_model": ref_model})  # fmt: skip
+        out.append(
+            {
+                **row,
+                "ref_logp_chosen": chosen,
+                "ref_logp_rejected": rej,
+                "ref_tokens_chosen": n_chosen,
+                "ref_tokens_rejected": n_rej,
+                "ref_model": ref_model,
+            }
+        )
     return out, rejected
 
 
@@ -167,12 +181,18 @@ def _write(
     if (transform := _score_transform(pairs)) is not None:
         extra["score_transform"] = transform
     manifest = Manifest(
-        stage="reference", unit="pair", config=config.model_dump(mode="json"),
-        inputs=[input_ref(pairs)], outputs={"pairs_ref": str(output), "quarantine": str(quarantine)},
-        rows_in=len(rows), rows_out=len(out_rows), dropped=count_reasons([r.reason for r in rejected]),
-        rows_written={"pairs_ref": len(out_rows), "quarantine": len(rejected)}, extra=extra,
+        stage="reference",
+        unit="pair",
+        config=config.model_dump(mode="json"),
+        inputs=[input_ref(pairs)],
+        outputs={"pairs_ref": str(output), "quarantine": str(quarantine)},
+        rows_in=len(rows),
+        rows_out=len(out_rows),
+        dropped=count_reasons([r.reason for r in rejected]),
+        rows_written={"pairs_ref": len(out_rows), "quarantine": len(rejected)},
+        extra=extra,
         wall_time_s=time.perf_counter() - start,
-    )  # fmt: skip
+    )
     logger.info(
         "reference: %d pairs in, %d out, dropped %s", len(rows), len(out_rows), manifest.dropped
     )
@@ -186,7 +206,7 @@ def reference_pass(
     start = time.perf_counter()  # before the imports: loading transformers is this stage's work
     from transformers import AutoTokenizer
 
-    from training.guards import check_tokenizer_model
+    from prefsmith.training.guards import check_tokenizer_model
 
     pairs, out_dir = Path(pairs), Path(out_dir)
     if not pairs.exists():
@@ -197,8 +217,12 @@ def reference_pass(
     if (reused := _reuse(out_dir, key, start=start)) is not None:
         return reused
     rows = read_table(pairs, PAIRS).to_pylist()
-    rendered, rejected = render_pairs(rows, tokenizer=tokenizer, max_length=config.max_length,
-                                      max_prompt_length=config.max_prompt_length)  # fmt: skip
+    rendered, rejected = render_pairs(
+        rows,
+        tokenizer=tokenizer,
+        max_length=config.max_length,
+        max_prompt_length=config.max_prompt_length,
+    )
     model = load_reference_model(config)
     check_tokenizer_model(tokenizer, model.config, model_name=config.model)
     pad_id = (
@@ -209,5 +233,13 @@ def reference_pass(
     ref_model = f"{Path(config.model).name}@{key['model_revision'][:12]}"
     out_rows, nonfinite = _rows_out(rows, rendered, values, ref_model=ref_model)
     extra = {**key, "ref_model": ref_model}
-    return _write(pairs, out_dir, rows, out_rows, rejected + nonfinite, config=config, extra=extra,
-                  start=start)  # fmt: skip
+    return _write(
+        pairs,
+        out_dir,
+        rows,
+        out_rows,
+        rejected + nonfinite,
+        config=config,
+        extra=extra,
+        start=start,
+    )

@@ -22,13 +22,13 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.errors import InputError
-from schemas.io import check_schema, shard_files
-from schemas.manifest import Manifest, manifest_path
-from schemas.tables import PAIRS, SCORES
-from scoring import inspect_stats as st
-from scoring.inspect_report import render_html
-from scoring.inspect_warnings import warnings as find_warnings
+from prefsmith.inspection import stats as st
+from prefsmith.inspection.report import render_html
+from prefsmith.inspection.warnings import warnings as find_warnings
+from prefsmith.schemas.errors import InputError
+from prefsmith.schemas.io import check_schema, shard_files
+from prefsmith.schemas.manifest import Manifest, manifest_path
+from prefsmith.schemas.tables import PAIRS, SCORES
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ PAIR_COLUMNS = tuple(name for name in PAIRS.names if name != "messages")  # text
 
 @dataclass(frozen=True)
 class InspectResult:
-    """The statistics dict (scoring.inspect_stats), its warnings and the HTML report's path."""
+    """The statistics dict (prefsmith.inspection.stats), its warnings and the HTML report's path."""
 
     stats: dict
     warnings: list[str]
@@ -56,7 +56,9 @@ def _scan(path: Path, *, schema, columns: tuple[str, ...], what: str) -> pl.Data
     """Read `columns` of a Parquet file or shard folder after checking every file's schema."""
     files = shard_files(path)
     if not files:
-        raise InputError(f"{what}: no Parquet file at {path}; pass a {what} table written by prefsmith")
+        raise InputError(
+            f"{what}: no Parquet file at {path}; pass a {what} table written by prefsmith"
+        )
     needed = pa.schema([f for f in schema if f.name in columns])
     for file in files:
         try:
@@ -111,23 +113,39 @@ def write_text(text: str, path: Path) -> Path:
 
 
 def inspect_pairs(
-    pairs: Path, *, against: Path | None = None, scores: Path | None = None,
-    against_scores: Path | None = None, out_html: Path | None = None, eta: float = st.ETA,
-    tau_good: float = st.TAU_GOOD, madpo_tau: float = st.MADPO_TAU, c_max: float = st.C_MAX,
-    c_min: float = st.C_MIN, lmbda: float = st.LMBDA,
-) -> InspectResult:  # fmt: skip
+    pairs: Path,
+    *,
+    against: Path | None = None,
+    scores: Path | None = None,
+    against_scores: Path | None = None,
+    out_html: Path | None = None,
+    eta: float = st.ETA,
+    tau_good: float = st.TAU_GOOD,
+    madpo_tau: float = st.MADPO_TAU,
+    c_max: float = st.C_MAX,
+    c_min: float = st.C_MIN,
+    lmbda: float = st.LMBDA,
+) -> InspectResult:
     """Statistics, warnings and (if `out_html`) the HTML report of the pairs table `pairs`.
 
     `against` is an older pairs table: each distribution is compared with a two-sample KS
     statistic (each table under its own manifest's transform; lengths only when both tables
     measure them in the same unit, so pass `against_scores` when `scores` is given).
     """
-    pairs, weights = Path(pairs), {"eta": eta, "madpo_tau": madpo_tau, "c_max": c_max, "c_min": c_min, "lmbda": lmbda}
+    pairs, weights = (
+        Path(pairs),
+        {"eta": eta, "madpo_tau": madpo_tau, "c_max": c_max, "c_min": c_min, "lmbda": lmbda},
+    )
     if c_min >= 1.0 or c_max <= 1.0:
         raise InputError(f"MADPO needs c_min < 1 < c_max, got c_min={c_min}, c_max={c_max}")
     current = _load(pairs, scores=scores)
-    stats = st.statistics_from_columns(current.columns, tau_good=tau_good, manifest=current.manifest,
-                                    method=current.method, **weights)  # fmt: skip
+    stats = st.statistics_from_columns(
+        current.columns,
+        tau_good=tau_good,
+        manifest=current.manifest,
+        method=current.method,
+        **weights,
+    )
     arrays = st.distributions(current.columns, **weights)
     older_arrays = None
     if against is not None:
@@ -142,8 +160,13 @@ def inspect_pairs(
     if out_html is not None:
         sources = {"pairs": str(pairs)} | ({"against": str(against)} if against else {})
         sources |= {"scores": str(scores)} if scores else {}
-        page = render_html(stats, warnings=found, arrays=arrays, objectives=current.columns.objectives,
-                           against=older_arrays, sources=sources)  # fmt: skip
+        page = render_html(
+            stats,
+            warnings=found,
+            arrays=arrays,
+            objectives=current.columns.objectives,
+            against=older_arrays,
+            sources=sources,
+        )
         html_path = write_text(page, Path(out_html))
     return InspectResult(stats=stats, warnings=found, html_path=html_path)
-

@@ -1,7 +1,7 @@
 """Pair selection inside one batch of prompt *runs*: numpy segment reductions, no string group_by.
 
 A batch is a DataFrame whose rows come in runs: consecutive rows with one prompt_id, each run
-holding ALL of that prompt's score rows (scoring.pairs_stream guarantees it, or falls back to a
+holding ALL of that prompt's score rows (prefsmith.curation.pairs_stream guarantees it, or falls back to a
 sorted input). Every decision about a prompt happens inside its run, so a batch's result does
 not depend on the other batches, and nothing depends on row order inside a run either:
 
@@ -26,14 +26,17 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from schemas.data_configs import PairsConfig
+from prefsmith.schemas.data_configs import PairsConfig
 
 _SIGN_FLIP = np.int64(0x7FFFFFFFFFFFFFFF)
 _INT64 = np.iinfo(np.int64)
 _UINT64_MAX = np.uint64(np.iinfo(np.uint64).max)
 SIDE_COLUMNS = {
-    "response_id": "{}_response_id", "response": "{}", "score": "score_{}", "rank": "rank_{}",
-}  # fmt: skip
+    "response_id": "{}_response_id",
+    "response": "{}",
+    "score": "score_{}",
+    "rank": "rank_{}",
+}
 
 
 @dataclass(frozen=True)
@@ -138,10 +141,16 @@ def _merge_exact(batch: pl.DataFrame, rows: np.ndarray, run: np.ndarray) -> pl.D
     """Exact merge of candidate copies: per (run, text) the representative row, mean, min, count."""
     part = batch.select("response_id", "response", "score", "n_tokens")[rows]
     part = part.with_columns(_row=pl.Series(rows), _run=pl.Series(run[rows]))
-    return part.sort("response_id", "_row").group_by("_run", "response").agg(
-        pl.col("_row").first(), score=pl.col("score").sort().sum() / pl.len(),
-        n_tokens=pl.col("n_tokens").cast(pl.Float64).min().fill_null(0.0), copies=pl.len(),
-    )  # fmt: skip
+    return (
+        part.sort("response_id", "_row")
+        .group_by("_run", "response")
+        .agg(
+            pl.col("_row").first(),
+            score=pl.col("score").sort().sum() / pl.len(),
+            n_tokens=pl.col("n_tokens").cast(pl.Float64).min().fill_null(0.0),
+            copies=pl.len(),
+        )
+    )
 
 
 def merge_copies(batch: pl.DataFrame, *, valid: np.ndarray, run: np.ndarray) -> Merged:
@@ -171,7 +180,7 @@ def run_stats(merged: Merged, *, starts: np.ndarray) -> dict[str, np.ndarray]:
         "top": np.maximum.reduceat(np.where(merged.active, merged.score, -np.inf), starts),
         "bottom": np.minimum.reduceat(np.where(merged.active, merged.score, np.inf), starts),
         "copies": np.add.reduceat(merged.copies, starts),
-    }  # fmt: skip
+    }
 
 
 def _sides(

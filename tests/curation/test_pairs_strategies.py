@@ -1,6 +1,6 @@
 """The pairs stage on hand-worked tables: which responses become chosen/rejected, and why.
 
-Every table here is written with schemas.io.write_table; each test names its responses
+Every table here is written with prefsmith.schemas.io.write_table; each test names its responses
 `<prompt>-<sample>` and spells out the scores, so the expected pairs are worked by hand.
 """
 
@@ -11,12 +11,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from schemas.data_configs import PairsConfig
-from schemas.ids import pair_id
-from schemas.io import read_frame, write_table
-from schemas.manifest import Manifest
-from schemas.tables import PAIRS, PROMPTS, QUARANTINE, RESPONSES, SCORES
-from scoring.pairs import build_pairs
+from prefsmith.curation.pairs import build_pairs
+from prefsmith.schemas.data_configs import PairsConfig
+from prefsmith.schemas.ids import pair_id
+from prefsmith.schemas.io import read_frame, write_table
+from prefsmith.schemas.manifest import Manifest
+from prefsmith.schemas.tables import PAIRS, PROMPTS, QUARANTINE, RESPONSES, SCORES
 
 NAN, INF = float("nan"), float("inf")
 
@@ -29,36 +29,74 @@ def write_inputs(root: Path, rows, *, scorer: str = "rm", prompts=None, orphan_s
     """
     prompt_ids = sorted({r[0] for r in rows}) if prompts is None else prompts
     write_table(
-        [{"prompt_id": p, "messages": [{"role": "user", "content": f"question {p}"}],
-          "source": "test", "metadata": "{}"} for p in prompt_ids],
-        root / "prompts.parquet", PROMPTS,
-    )  # fmt: skip
+        [
+            {
+                "prompt_id": p,
+                "messages": [{"role": "user", "content": f"question {p}"}],
+                "source": "test",
+                "metadata": "{}",
+            }
+            for p in prompt_ids
+        ],
+        root / "prompts.parquet",
+        PROMPTS,
+    )
     write_table(
-        [{"prompt_id": p, "response_id": f"{p}-{i}", "sample_idx": i, "response": text,
-          "n_tokens": n, "finish_reason": "stop", "generator": "g", "gen_config_hash": "h"}
-         for p, i, text, _, n in rows],
-        root / "responses.parquet", RESPONSES,
-    )  # fmt: skip
+        [
+            {
+                "prompt_id": p,
+                "response_id": f"{p}-{i}",
+                "sample_idx": i,
+                "response": text,
+                "n_tokens": n,
+                "finish_reason": "stop",
+                "generator": "g",
+                "gen_config_hash": "h",
+            }
+            for p, i, text, _, n in rows
+        ],
+        root / "responses.parquet",
+        RESPONSES,
+    )
     scores = [
-        {"response_id": f"{p}-{i}", "prompt_id": p, "scorer": scorer, "score": s,
-         "objectives": [], "n_tokens": n}
+        {
+            "response_id": f"{p}-{i}",
+            "prompt_id": p,
+            "scorer": scorer,
+            "score": s,
+            "objectives": [],
+            "n_tokens": n,
+        }
         for p, i, _, s, n in rows
     ] + [
-        {"response_id": rid, "prompt_id": p, "scorer": scorer, "score": s, "objectives": [], "n_tokens": 1}
+        {
+            "response_id": rid,
+            "prompt_id": p,
+            "scorer": scorer,
+            "score": s,
+            "objectives": [],
+            "n_tokens": 1,
+        }
         for rid, p, s in orphan_scores
-    ]  # fmt: skip
+    ]
     write_table(scores, root / "scores.parquet", SCORES)
-    return {"scores": root / "scores.parquet", "responses": root / "responses.parquet",
-            "prompts": root / "prompts.parquet"}  # fmt: skip
+    return {
+        "scores": root / "scores.parquet",
+        "responses": root / "responses.parquet",
+        "prompts": root / "prompts.parquet",
+    }
 
 
 def run(tmp_path: Path, rows, **config) -> tuple[pl.DataFrame, Manifest, pl.DataFrame]:
     """build_pairs on `rows`; returns (pairs, manifest, quarantine)."""
     paths = write_inputs(tmp_path / "in", rows, **config.pop("inputs", {}))
     result = build_pairs(
-        paths["scores"], responses=paths["responses"], prompts=paths["prompts"],
-        config=PairsConfig(**config), out_dir=tmp_path / "out",
-    )  # fmt: skip
+        paths["scores"],
+        responses=paths["responses"],
+        prompts=paths["prompts"],
+        config=PairsConfig(**config),
+        out_dir=tmp_path / "out",
+    )
     return (
         read_frame(result.output, PAIRS),
         Manifest.read(result.manifest),
@@ -70,7 +108,9 @@ def triples(pairs: pl.DataFrame) -> set[tuple[str, str, float]]:
     """(chosen id, rejected id, margin rounded) of every pair."""
     return {
         (c, r, round(m, 9))
-        for c, r, m in pairs.select("chosen_response_id", "rejected_response_id", "margin").iter_rows()
+        for c, r, m in pairs.select(
+            "chosen_response_id", "rejected_response_id", "margin"
+        ).iter_rows()
     }
 
 
@@ -224,5 +264,7 @@ def test_counts_reconcile_and_manifest_records_the_transform(tmp_path):
     mean = sum(scores) / len(scores)
     std = (sum((s - mean) ** 2 for s in scores) / len(scores)) ** 0.5
     assert transform["method"] == "zscore" and transform["scorer"] == "rm"
-    assert transform["scale"] == pytest.approx(1 / std) and transform["shift"] == pytest.approx(-mean / std)
+    assert transform["scale"] == pytest.approx(1 / std) and transform["shift"] == pytest.approx(
+        -mean / std
+    )
     assert manifest.extra["responses"]["scores_in"] == len(rows)

@@ -13,33 +13,40 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from schemas.errors import InputError, SchemaError
-from schemas.io import write_table
-from schemas.manifest import Manifest, manifest_path
-from schemas.tables import PAIRS, PROMPTS, RESPONSES, SCORES
-from scoring import inspect_stats as st
-from scoring import inspect_warnings
-from scoring.inspect import inspect_pairs
-from scoring.inspect_warnings import warnings as find_warnings
+from prefsmith.inspection import stats as st
+from prefsmith.inspection import warnings as inspect_warnings
+from prefsmith.inspection.inspect import inspect_pairs
+from prefsmith.inspection.warnings import warnings as find_warnings
+from prefsmith.schemas.errors import InputError, SchemaError
+from prefsmith.schemas.io import write_table
+from prefsmith.schemas.manifest import Manifest, manifest_path
+from prefsmith.schemas.tables import PAIRS, PROMPTS, RESPONSES, SCORES
 
 OBJECTIVES = ("helpfulness", "correctness", "verbosity")
 
 
-def make_pairs(chosen, rejected, *, prompts=None, lengths=None, strategy="best_vs_worst", margin=None):
+def make_pairs(
+    chosen, rejected, *, prompts=None, lengths=None, strategy="best_vs_worst", margin=None
+):
     """A PAIRS frame: pair i has scores (chosen[i], rejected[i]) and texts of the given word counts."""
     n = len(chosen)
     prompts = prompts if prompts is not None else [f"p{i}" for i in range(n)]
     lengths = lengths if lengths is not None else [(10, 10)] * n
     rows = [
         {
-            "pair_id": f"pair{i}", "prompt_id": prompts[i],
+            "pair_id": f"pair{i}",
+            "prompt_id": prompts[i],
             "messages": [{"role": "user", "content": "question"}],
-            "chosen": " ".join(["tok"] * lengths[i][0]), "rejected": "  ".join(["x"] * lengths[i][1]),
-            "chosen_response_id": f"r{i}-c", "rejected_response_id": f"r{i}-r",
-            "score_chosen": chosen[i], "score_rejected": rejected[i],
+            "chosen": " ".join(["tok"] * lengths[i][0]),
+            "rejected": "  ".join(["x"] * lengths[i][1]),
+            "chosen_response_id": f"r{i}-c",
+            "rejected_response_id": f"r{i}-r",
+            "score_chosen": chosen[i],
+            "score_rejected": rejected[i],
             "margin": (chosen[i] - rejected[i]) if margin is None else margin[i],
-            "strategy": strategy, "scorer": "rm",
-        }  # fmt: skip
+            "strategy": strategy,
+            "scorer": "rm",
+        }
         for i in range(n)
     ]
     return pl.from_arrow(pa.Table.from_pylist(rows, schema=PAIRS))
@@ -50,11 +57,24 @@ def make_scores(pairs: pl.DataFrame, *, tokens, seed=0) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     rows = []
     for i, row in enumerate(pairs.iter_rows(named=True)):
-        for side, score, n in (("chosen", row["score_chosen"], tokens[i][0]),
-                               ("rejected", row["score_rejected"], tokens[i][1])):  # fmt: skip
-            objectives = [{"name": o, "value": float(score + k + rng.normal(0, 0.5))} for k, o in enumerate(OBJECTIVES)]
-            rows.append({"response_id": row[f"{side}_response_id"], "prompt_id": row["prompt_id"],
-                         "scorer": "rm", "score": score, "objectives": objectives, "n_tokens": n})  # fmt: skip
+        for side, score, n in (
+            ("chosen", row["score_chosen"], tokens[i][0]),
+            ("rejected", row["score_rejected"], tokens[i][1]),
+        ):
+            objectives = [
+                {"name": o, "value": float(score + k + rng.normal(0, 0.5))}
+                for k, o in enumerate(OBJECTIVES)
+            ]
+            rows.append(
+                {
+                    "response_id": row[f"{side}_response_id"],
+                    "prompt_id": row["prompt_id"],
+                    "scorer": "rm",
+                    "score": score,
+                    "objectives": objectives,
+                    "n_tokens": n,
+                }
+            )
     return pl.from_arrow(pa.Table.from_pylist(rows, schema=SCORES))
 
 
@@ -73,7 +93,9 @@ def sig(x):
 def hand_madpo(delta, tau=st.MADPO_TAU, c_max=2.0, c_min=0.5, lmbda=1.0):
     if delta <= -tau:
         return 1.0
-    c = c_min + (c_max - c_min) / (1 + (c_max - 1) / (1 - c_min) * math.exp(lmbda * (abs(delta) - tau)))
+    c = c_min + (c_max - c_min) / (
+        1 + (c_max - 1) / (1 - c_min) * math.exp(lmbda * (abs(delta) - tau))
+    )
     return sig(c * delta) / sig(delta)
 
 
@@ -97,15 +119,23 @@ def random_table():
     chosen = rejected + margin
     lengths = [tuple(int(v) for v in rng.integers(3, 40, 2)) for _ in range(n)]
     prompts = [f"p{int(v)}" for v in rng.integers(0, 70, n)]
-    pairs = make_pairs(list(chosen), list(rejected), prompts=prompts, lengths=lengths, strategy="top_k_pairs")
+    pairs = make_pairs(
+        list(chosen), list(rejected), prompts=prompts, lengths=lengths, strategy="top_k_pairs"
+    )
     return pairs, lengths
 
 
 def test_statistics_match_independent_computation(random_table):
     pairs, lengths = random_table
     scale, shift, eta, tau_good, tau = 1.7, -0.4, 0.9, 1.5, 3.0
-    stats = st.pair_statistics(pairs, transform=(scale, shift), eta=eta, tau_good=tau_good,
-                               madpo_tau=tau, manifest={"rows_in": 80, "rows_out": 70, "dropped": {"all_tied": 10}})  # fmt: skip
+    stats = st.pair_statistics(
+        pairs,
+        transform=(scale, shift),
+        eta=eta,
+        tau_good=tau_good,
+        madpo_tau=tau,
+        manifest={"rows_in": 80, "rows_out": 70, "dropped": {"all_tied": 10}},
+    )
     rows = list(pairs.iter_rows(named=True))
     sc = [r["score_chosen"] for r in rows]
     sr = [r["score_rejected"] for r in rows]
@@ -124,21 +154,35 @@ def test_statistics_match_independent_computation(random_table):
     check_summary(dist["len_diff"], [a - b for a, b in zip(words_c, words_r, strict=True)])
     assert stats["length"]["unit"] == "words"
     assert stats["length"]["corr_margin_len_diff"] == pytest.approx(
-        statistics.correlation(m, [a - b for a, b in zip(words_c, words_r, strict=True)]), rel=1e-9)
+        statistics.correlation(m, [a - b for a, b in zip(words_c, words_r, strict=True)]), rel=1e-9
+    )
     spread = statistics.pstdev(sc + sr)
     assert stats["ties"]["tie_rate"] == pytest.approx(sum(x == 0 for x in m) / len(m))
-    assert stats["ties"]["near_tie_rate"] == pytest.approx(sum(abs(x) < 1e-3 * spread or x == 0 for x in m) / len(m))
+    assert stats["ties"]["near_tie_rate"] == pytest.approx(
+        sum(abs(x) < 1e-3 * spread or x == 0 for x in m) / len(m)
+    )
     assert stats["ties"]["near_tie_rate"] == pytest.approx(0.2)  # by construction: every fifth pair
     per_prompt = list(Counter(r["prompt_id"] for r in rows).values())
     check_summary(stats["pairs_per_prompt"], per_prompt)
-    assert stats["c_nll"]["active_fraction"] == pytest.approx(sum(scale * x + shift >= tau_good for x in sc) / len(sc))
+    assert stats["c_nll"]["active_fraction"] == pytest.approx(
+        sum(scale * x + shift >= tau_good for x in sc) / len(sc)
+    )
     weights = [hand_madpo(scale * x, tau=tau) for x in m]
-    assert stats["madpo"]["frac_amplified"] == pytest.approx(sum(w > 1 + 1e-12 for w in weights) / len(m))
+    assert stats["madpo"]["frac_amplified"] == pytest.approx(
+        sum(w > 1 + 1e-12 for w in weights) / len(m)
+    )
     assert stats["counts"] | {"strategies": None} == {
-        "pairs": 200, "pairs_used": 200, "prompts": len(per_prompt), "non_finite": 0,
-        "margin_mismatch": 0, "negative_margin": 0, "strategies": None, "prompts_in": 80,
-        "prompts_out": 70, "dropped": {"all_tied": 10},
-    }  # fmt: skip
+        "pairs": 200,
+        "pairs_used": 200,
+        "prompts": len(per_prompt),
+        "non_finite": 0,
+        "margin_mismatch": 0,
+        "negative_margin": 0,
+        "strategies": None,
+        "prompts_in": 80,
+        "prompts_out": 70,
+        "dropped": {"all_tied": 10},
+    }
     assert stats["counts"]["strategies"] == {"top_k_pairs": 200}
     json.dumps(stats, allow_nan=False)  # serializable as is (a Prefect artifact, --json)
 
@@ -152,12 +196,18 @@ def test_token_lengths_and_objectives_come_from_the_scores_table(random_table):
     assert stats["length"]["unit"].startswith("tokens")
     check_summary(stats["distributions"]["len_chosen"], [c for c, _ in tokens])
     check_summary(stats["distributions"]["len_diff"], [c - r for c, r in tokens])
-    by_id = {(r["response_id"], o["name"]): o["value"] for r in scores.iter_rows(named=True) for o in r["objectives"]}
+    by_id = {
+        (r["response_id"], o["name"]): o["value"]
+        for r in scores.iter_rows(named=True)
+        for o in r["objectives"]
+    }
     assert set(stats["objectives"]) == set(OBJECTIVES)
     for name in OBJECTIVES:
         diffs = [by_id[(f"r{i}-c", name)] - by_id[(f"r{i}-r", name)] for i in range(pairs.height)]
         check_summary(stats["objectives"][name]["margin"], diffs)
-        assert stats["objectives"][name]["agreement"] == pytest.approx(sum(d > 0 for d in diffs) / len(diffs))
+        assert stats["objectives"][name]["agreement"] == pytest.approx(
+            sum(d > 0 for d in diffs) / len(diffs)
+        )
 
 
 def test_missing_token_counts_fall_back_to_words(random_table):
@@ -214,11 +264,15 @@ def test_length_bias_warning():
     lengths = [tuple(int(v) for v in rng.integers(5, 200, 2)) for _ in range(n)]
     diff = np.array([c - r for c, r in lengths], dtype=float)
     rejected = rng.normal(0, 1, n)
-    biased = make_pairs(list(rejected + 2.0 + 0.01 * diff + rng.normal(0, 0.2, n)), list(rejected), lengths=lengths)
+    biased = make_pairs(
+        list(rejected + 2.0 + 0.01 * diff + rng.normal(0, 0.2, n)), list(rejected), lengths=lengths
+    )
     stats = st.pair_statistics(biased)
     assert stats["length"]["corr_margin_len_diff"] > 0.5
     assert any(w.startswith("strong length bias") for w in find_warnings(stats))
-    fair = make_pairs(list(rejected + np.abs(rng.normal(1, 0.5, n))), list(rejected), lengths=lengths)
+    fair = make_pairs(
+        list(rejected + np.abs(rng.normal(1, 0.5, n))), list(rejected), lengths=lengths
+    )
     assert not any("length bias" in w for w in find_warnings(st.pair_statistics(fair)))
 
 
@@ -228,10 +282,17 @@ def test_near_ties_few_pairs_and_broken_rows():
     assert any(w.startswith("many near-ties: 30%") for w in found)
     assert any(w.startswith("few pairs: 40 usable pairs") for w in found)
     assert any(w.startswith("few pairs per prompt") for w in found)  # top_k_pairs, 1 pair/prompt
-    broken = make_pairs([1.0, float("nan"), 0.0] + [2.0] * 60, [0.0, 0.0, 1.0] + [1.0] * 60,
-                        margin=[1.0, 0.0, -1.0] + [0.5] * 60)  # fmt: skip
+    broken = make_pairs(
+        [1.0, float("nan"), 0.0] + [2.0] * 60,
+        [0.0, 0.0, 1.0] + [1.0] * 60,
+        margin=[1.0, 0.0, -1.0] + [0.5] * 60,
+    )
     stats = st.pair_statistics(broken)
-    assert (stats["counts"]["non_finite"], stats["counts"]["negative_margin"], stats["counts"]["margin_mismatch"]) == (1, 1, 60)
+    assert (
+        stats["counts"]["non_finite"],
+        stats["counts"]["negative_margin"],
+        stats["counts"]["margin_mismatch"],
+    ) == (1, 1, 60)
     assert stats["distributions"]["margin_raw"]["n"] == 62
     assert sum(w.startswith(("1 pairs", "60 pairs")) for w in find_warnings(stats)) == 3
 
@@ -248,7 +309,10 @@ def test_ks_statistic_hand_example():
 
 def brute_force_ks(a, b):
     """sup over every pooled value of |#(a ≤ x)/n − #(b ≤ x)/m|, counted with plain loops."""
-    return max(abs(sum(v <= x for v in a) / len(a) - sum(v <= x for v in b) / len(b)) for x in list(a) + list(b))
+    return max(
+        abs(sum(v <= x for v in a) / len(a) - sum(v <= x for v in b) / len(b))
+        for x in list(a) + list(b)
+    )
 
 
 def test_ks_statistic_matches_brute_force_with_ties():
@@ -268,31 +332,73 @@ def test_ks_detects_a_shifted_distribution():
     assert st.ks_pvalue(d, n=4000, m=4000) < 1e-10
     same = st.ks_statistic(a, c)
     assert same < 0.05 and st.ks_pvalue(same, n=4000, m=4000) > 0.001
-    drift = st.drift({k: a for k in st.DRIFT_NAMES}, {k: b for k in st.DRIFT_NAMES}, same_length_unit=False)
+    drift = st.drift(
+        {k: a for k in st.DRIFT_NAMES}, {k: b for k in st.DRIFT_NAMES}, same_length_unit=False
+    )
     assert set(drift) == {k for k in st.DRIFT_NAMES if not k.startswith("len_")}
-    assert any(w.startswith("drift in margin_raw") for w in inspect_warnings._drift({"drift": drift}))
+    assert any(
+        w.startswith("drift in margin_raw") for w in inspect_warnings._drift({"drift": drift})
+    )
 
 
 def write_stage_tables(root, *, normalization="zscore"):
     """Prompts, responses and scores for 30 prompts × 4 responses; run the real pairs stage."""
-    from schemas.data_configs import PairsConfig
-    from scoring.pairs import build_pairs
+    from prefsmith.curation.pairs import build_pairs
+    from prefsmith.schemas.data_configs import PairsConfig
 
     rng = np.random.default_rng(11)
     prompts, responses, scores = [], [], []
     for p in range(30):
         pid = f"prompt{p:03d}"
-        prompts.append({"prompt_id": pid, "messages": [{"role": "user", "content": f"q{p}"}], "source": "t", "metadata": "{}"})
+        prompts.append(
+            {
+                "prompt_id": pid,
+                "messages": [{"role": "user", "content": f"q{p}"}],
+                "source": "t",
+                "metadata": "{}",
+            }
+        )
         for k in range(4):
             rid, text = f"{pid}-{k}", " ".join(["w"] * int(rng.integers(2, 30)))
-            responses.append({"prompt_id": pid, "response_id": rid, "sample_idx": k, "response": f"{k} {text}",
-                              "n_tokens": 3, "finish_reason": "stop", "generator": "g", "gen_config_hash": "h"})  # fmt: skip
+            responses.append(
+                {
+                    "prompt_id": pid,
+                    "response_id": rid,
+                    "sample_idx": k,
+                    "response": f"{k} {text}",
+                    "n_tokens": 3,
+                    "finish_reason": "stop",
+                    "generator": "g",
+                    "gen_config_hash": "h",
+                }
+            )
             score = float(rng.uniform(0.05, 0.2)) if p > 0 else 0.1  # prompt 0: all tied
-            scores.append({"response_id": rid, "prompt_id": pid, "scorer": "rm", "score": score, "objectives": [], "n_tokens": 7 + k})
-    paths = {name: write_table(rows, root / f"{name}.parquet", schema)
-             for name, rows, schema in (("prompts", prompts, PROMPTS), ("responses", responses, RESPONSES), ("scores", scores, SCORES))}  # fmt: skip
+            scores.append(
+                {
+                    "response_id": rid,
+                    "prompt_id": pid,
+                    "scorer": "rm",
+                    "score": score,
+                    "objectives": [],
+                    "n_tokens": 7 + k,
+                }
+            )
+    paths = {
+        name: write_table(rows, root / f"{name}.parquet", schema)
+        for name, rows, schema in (
+            ("prompts", prompts, PROMPTS),
+            ("responses", responses, RESPONSES),
+            ("scores", scores, SCORES),
+        )
+    }
     config = PairsConfig(strategy="best_vs_worst", normalization={"method": normalization})
-    result = build_pairs(paths["scores"], responses=paths["responses"], prompts=paths["prompts"], config=config, out_dir=root / "out")
+    result = build_pairs(
+        paths["scores"],
+        responses=paths["responses"],
+        prompts=paths["prompts"],
+        config=config,
+        out_dir=root / "out",
+    )
     return result, paths
 
 
@@ -309,12 +415,17 @@ def test_inspect_reads_the_pairs_stage_manifest(tmp_path):
     assert inspected.html_path is None
     manifest_path(result.output).unlink()  # no manifest: identity transform, said so
     bare = inspect_pairs(result.output)
-    assert bare.stats["settings"]["method"].startswith("none") and bare.stats["settings"]["scale"] == 1.0
+    assert (
+        bare.stats["settings"]["method"].startswith("none")
+        and bare.stats["settings"]["scale"] == 1.0
+    )
 
 
 def test_inspect_rejects_missing_and_malformed_tables(tmp_path):
     with pytest.raises(InputError, match="no Parquet file"):
         inspect_pairs(tmp_path / "nope.parquet")
-    bad = write_table([{"pair_id": "a"}], tmp_path / "bad.parquet", pa.schema([("pair_id", pa.string())]))
+    bad = write_table(
+        [{"pair_id": "a"}], tmp_path / "bad.parquet", pa.schema([("pair_id", pa.string())])
+    )
     with pytest.raises(SchemaError, match="missing column 'score_chosen'"):
         inspect_pairs(bad)

@@ -1,6 +1,6 @@
 """The pairs stage's input as a stream of batches of whole prompt runs, in bounded memory.
 
-scoring.pairs_select needs batches in which each prompt's score rows are consecutive (a *run*)
+prefsmith.curation.pairs_select needs batches in which each prompt's score rows are consecutive (a *run*)
 and complete. The stage's own inputs usually are: the score stage writes shards in response_id
 order, so a prompt's rows are adjacent, and the responses table follows the same order. Two
 paths, with the same batches as their product:
@@ -34,8 +34,8 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from schemas.errors import ConfigError, InputError
-from schemas.io import check_schema, shard_files
+from prefsmith.schemas.errors import ConfigError, InputError
+from prefsmith.schemas.io import check_schema, shard_files
 
 logger = logging.getLogger(__name__)
 
@@ -188,11 +188,14 @@ def status_expr(*, response_prompt_id: str = "_response_prompt_id") -> pl.Expr:
     """The first drop reason that applies to a scores row joined to its response (null: none)."""
     other = pl.col(response_prompt_id)
     return (
-        pl.when(other.is_null()).then(pl.lit("missing_response"))
-        .when(other != pl.col("prompt_id")).then(pl.lit("prompt_id_mismatch"))
-        .when(~pl.col("score").is_finite().fill_null(False)).then(pl.lit("non_finite_score"))
+        pl.when(other.is_null())
+        .then(pl.lit("missing_response"))
+        .when(other != pl.col("prompt_id"))
+        .then(pl.lit("prompt_id_mismatch"))
+        .when(~pl.col("score").is_finite().fill_null(False))
+        .then(pl.lit("non_finite_score"))
         .otherwise(pl.lit(None, dtype=pl.String))
-    )  # fmt: skip
+    )
 
 
 def _attach(scores: pl.DataFrame, found: pl.DataFrame) -> pl.DataFrame:
