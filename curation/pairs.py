@@ -90,7 +90,14 @@ from prefsmith.curation.pairs_stream import (
 from prefsmith.schemas.data_configs import PairsConfig
 from prefsmith.schemas.errors import InputError
 from prefsmith.schemas.io import write_table
-from prefsmith.schemas.manifest import Manifest, StageResult, input_ref, manifest_path
+from prefsmith.schemas.manifest import (
+    Inputs,
+    Manifest,
+    StageResult,
+    input_path,
+    input_ref,
+    manifest_path,
+)
 from prefsmith.schemas.tables import PAIRS, PROMPTS, QUARANTINE, RESPONSES, SCORES
 
 logger = logging.getLogger(__name__)
@@ -309,18 +316,14 @@ def response_counts(tally: Tally, *, dropped: pl.DataFrame) -> dict[str, int]:
     }
 
 
-def build_pairs(
-    scores: Path, *, responses: Path, prompts: Path, config: PairsConfig, out_dir: Path
-) -> StageResult:
-    """Run the pairs stage: write `pairs.parquet`, its quarantine and its manifest in `out_dir`."""
+def build_pairs(inputs: Inputs, *, config: PairsConfig, out_dir: Path) -> StageResult:
+    """Run the pairs stage on `inputs` `scores`, `responses` and `prompts`: write
+    `pairs.parquet`, its quarantine and its manifest in `out_dir`."""
     start = time.perf_counter()
+    tables = {"scores": SCORES, "responses": RESPONSES, "prompts": PROMPTS}
+    paths = {name: input_path(inputs, name) for name in tables}
     files = {
-        name: table_files(path, schema=schema, what=name)
-        for name, path, schema in (
-            ("scores", scores, SCORES),
-            ("responses", responses, RESPONSES),
-            ("prompts", prompts, PROMPTS),
-        )
+        name: table_files(paths[name], schema=schema, what=name) for name, schema in tables.items()
     }
     scorer = pick_scorer(files["scores"], requested=config.scorer)
     tally = stream_or_sort(files, out_dir=Path(out_dir), config=config, scorer=scorer)
@@ -339,7 +342,7 @@ def build_pairs(
     manifest = _manifest(
         tally.outcomes,
         config=config,
-        inputs=[scores, responses, prompts],
+        inputs=list(paths.values()),
         extra=extra,
         outputs={"pairs": output, "quarantine": quarantine},
         start=start,

@@ -25,8 +25,17 @@ from prefsmith.evaluation.kl import KL_SAMPLES, summarize_kl
 from prefsmith.evaluation.preference_accuracy import MARGINS, preference_accuracy
 from prefsmith.evaluation.report_html import LC_NOTE, render_eval_html
 from prefsmith.evaluation.winrate import length_controlled_win_rate, outcomes, win_rate
+from prefsmith.schemas.eval_configs import CompareConfig
 from prefsmith.schemas.io import read_frame
-from prefsmith.schemas.manifest import Manifest, StageResult, input_ref, manifest_path
+from prefsmith.schemas.manifest import (
+    Inputs,
+    Manifest,
+    StageResult,
+    input_path,
+    input_ref,
+    manifest_path,
+    optional_path,
+)
 from prefsmith.schemas.tables import RESPONSES, SCORES
 
 REPORT_KEYS = (
@@ -73,7 +82,7 @@ def _side(frame: pl.DataFrame) -> dict[str, float | int]:
     }
 
 
-def _optional(kl: Path | None, heldout: Path | None, lm_eval: Path | None):
+def _optional(*, kl: Path | None, heldout: Path | None, lm_eval: Path | None):
     """(kl samples, margins, report parts) of the optional inputs; None where not given."""
     kl_samples = read_frame(kl, KL_SAMPLES) if kl else None
     margins = read_frame(heldout, MARGINS) if heldout else None
@@ -87,26 +96,8 @@ def _optional(kl: Path | None, heldout: Path | None, lm_eval: Path | None):
     return kl_samples, margins, parts
 
 
-def compare_policies(
-    tuned_scores: Path,
-    *,
-    tuned_responses: Path,
-    base_scores: Path,
-    base_responses: Path,
-    out_dir: Path,
-    n_boot: int = 2000,
-    seed: int = 0,
-    kl: Path | None = None,
-    heldout: Path | None = None,
-    lm_eval: Path | None = None,
-) -> StageResult:
-    """Win rate (ties half, 95% bootstrap), LC win rate, mean reward and length of each policy,
-    plus the KL, held-out accuracy and lm-eval parts when their outputs are given."""
-    start = time.perf_counter()
-    tuned_rows, base_rows = (
-        scored_responses(tuned_scores, tuned_responses),
-        scored_responses(base_scores, base_responses),
-    )
+def paired_prompts(tuned_rows: pl.DataFrame, base_rows: pl.DataFrame):
+    """Per-prompt tuned and base rows joined on prompt_id, and the prompts either side lacks."""
     tuned, base = per_prompt(tuned_rows), per_prompt(base_rows)
     paired = tuned.join(base, on="prompt_id", suffix="_base").sort("prompt_id")
     all_ids = set(tuned["prompt_id"]) | set(base["prompt_id"])
@@ -114,60 +105,79 @@ def compare_policies(
         "missing_in_tuned": len(all_ids - set(tuned["prompt_id"])),
         "missing_in_base": len(all_ids - set(base["prompt_id"])),
     }
-    result = win_rate(
-        paired["score"].to_numpy(), paired["score_base"].to_numpy(), n_boot=n_boot, seed=seed
-    )
-    won = outcomes(paired["score"].to_numpy(), paired["score_base"].to_numpy())
+    return paired, len(all_ids), {k: v for k, v in dropped.items() if v}
+
+
+def headline(paired: pl.DataFrame, *, config: CompareConfig) -> dict:
+    """Win rate with its bootstrap interval, LC win rate, and each side's reward and length."""
+    tuned_score, base_score = paired["score"].to_numpy(), paired["score_base"].to_numpy()
+    result = win_rate(tuned_score, base_score, n_boot=config.n_boot, seed=config.seed)
     length_diff = (paired["tokens"] - paired["tokens_base"]).to_numpy()
-    kl_samples, margins, parts = _optional(kl, heldout, lm_eval)
-    report = {
+    base = paired.select(pl.col("score_base").alias("score"), pl.col("tokens_base").alias("tokens"))
+    return {
         "n_prompts": paired.height,
         "win_rate": result.as_dict(),
-        "lc_win_rate": length_controlled_win_rate(won, length_diff),
+        "lc_win_rate": length_controlled_win_rate(outcomes(tuned_score, base_score), length_diff),
         "tuned": _side(paired.select("score", "tokens")),
-        "base": _side(
-            paired.select(
-                pl.col("score_base").alias("score"), pl.col("tokens_base").alias("tokens")
-            )
-        ),
-        **parts,
+        "base": _side(base),
     }
+
+
+def compare_policies(inputs: Inputs, *, config: CompareConfig, out_dir: Path) -> StageResult:
+    """Win rate (ties half, 95% bootstrap), LC win rate, mean reward and length of each policy,
+    plus the KL, held-out accuracy and lm-eval parts when their outputs are given.
+
+    Inputs: `tuned_scores`, `tuned_responses`, `base_scores`, `base_responses`; optional `kl`,
+    `heldout` (margins) and `lm_eval`.
+    """
+    start = time.perf_counter()
+    sides = {
+        side: scored_responses(
+            input_path(inputs, f"{side}_scores"), input_path(inputs, f"{side}_responses")
+        )
+        for side in ("tuned", "base")
+    }
+    paired, n_prompts, dropped = paired_prompts(sides["tuned"], sides["base"])
+    optional = {name: optional_path(inputs, name) for name in ("kl", "heldout", "lm_eval")}
+    kl_samples, margins, parts = _optional(**optional)
+    report = {**headline(paired, config=config), **parts}
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    output = out_dir / "eval_report.json"
-    output.write_text(json.dumps(report, indent=2, sort_keys=True))
-    (out_dir / "eval_report.md").write_text(markdown_report(report))
-    page = render_eval_html(
+    outputs = write_reports(
         report,
-        tuned=tuned_rows,
-        base=base_rows,
-        paired=paired,
-        kl_samples=kl_samples,
-        margins=margins,
-        sources={"tuned": str(tuned_scores), "base": str(base_scores)},
+        out_dir=out_dir,
+        page=render_eval_html(
+            report,
+            tuned=sides["tuned"],
+            base=sides["base"],
+            paired=paired,
+            kl_samples=kl_samples,
+            margins=margins,
+            sources={s: str(inputs[f"{s}_scores"]) for s in ("tuned", "base")},
+        ),
     )
-    (out_dir / "eval_report.html").write_text(page, encoding="utf-8")
-    inputs = [
-        p
-        for p in (tuned_scores, tuned_responses, base_scores, base_responses, kl, heldout, lm_eval)
-        if p
-    ]
     manifest = Manifest(
         stage="evaluate",
         unit="prompt",
-        config={"n_boot": n_boot, "seed": seed},
-        inputs=[input_ref(p) for p in inputs],
-        outputs={
-            "report": str(output),
-            "markdown": str(out_dir / "eval_report.md"),
-            "html": str(out_dir / "eval_report.html"),
-        },
-        rows_in=len(all_ids),
+        config=config.model_dump(mode="json"),
+        inputs=[input_ref(p) for p in inputs.values() if p],
+        outputs=outputs,
+        rows_in=n_prompts,
         rows_out=paired.height,
-        dropped={k: v for k, v in dropped.items() if v},
+        dropped=dropped,
         wall_time_s=time.perf_counter() - start,
     )
+    output = Path(outputs["report"])
     return StageResult(output, None, manifest.write(manifest_path(output)))
+
+
+def write_reports(report: dict, *, out_dir: Path, page: str) -> dict[str, str]:
+    """`eval_report.json`, `.md` and `.html` in `out_dir`; returns their paths by kind."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {k: out_dir / f"eval_report.{k}" for k in ("json", "md", "html")}
+    paths["json"].write_text(json.dumps(report, indent=2, sort_keys=True))
+    paths["md"].write_text(markdown_report(report))
+    paths["html"].write_text(page, encoding="utf-8")
+    return {"report": str(paths["json"]), "markdown": str(paths["md"]), "html": str(paths["html"])}
 
 
 def _fmt(x: float | None, spec: str) -> str:

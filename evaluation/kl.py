@@ -30,11 +30,14 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from prefsmith.schemas.errors import StageError
+from prefsmith.schemas.eval_configs import PolicyReferenceConfig
 from prefsmith.schemas.io import read_frame, write_table
 from prefsmith.schemas.manifest import (
+    Inputs,
     Manifest,
     StageResult,
     count_reasons,
+    input_path,
     input_ref,
     manifest_path,
 )
@@ -195,20 +198,17 @@ def _check_same_tokens(policy: str, reference: ReferenceConfig):
 
 
 def kl_estimate(
-    responses: str | Path,
-    *,
-    prompts: str | Path,
-    policy: str,
-    reference: ReferenceConfig,
-    out_dir: str | Path,
+    inputs: Inputs, *, config: PolicyReferenceConfig, out_dir: str | Path
 ) -> StageResult:
-    """KL(policy ‖ reference) on the policy's samples `responses`; write `kl.parquet` + manifest.
+    """KL(policy ‖ reference) on the policy's samples `inputs["responses"]` (their prompts in
+    `inputs["prompts"]`); write `kl.parquet` and its manifest.
 
-    `reference` gives the reference model and the rendering limits (max_length, dtype, token
-    budget); the policy is loaded with the same settings.
+    `config.reference` gives the reference model and the rendering limits (max_length, dtype,
+    token budget); the policy is loaded with the same settings.
     """
     start = time.perf_counter()
-    responses, prompts, out_dir = Path(responses), Path(prompts), Path(out_dir)
+    responses, prompts = input_path(inputs, "responses"), input_path(inputs, "prompts")
+    policy, reference, out_dir = config.policy, config.reference, Path(out_dir)
     tokenizer = _check_same_tokens(policy, reference)
     rows, sequences, rejected, n_in = _render(
         responses, prompts, tokenizer=tokenizer, config=reference
@@ -239,7 +239,7 @@ def kl_estimate(
     manifest = Manifest(
         stage="kl",
         unit="response",
-        config={"policy": policy, "reference": reference.model_dump(mode="json")},
+        config=config.model_dump(mode="json"),
         inputs=[input_ref(responses), input_ref(prompts)],
         rows_in=n_in,
         rows_out=len(out),

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefsmith.schemas.manifest import Manifest, StageResult, manifest_path
+from prefsmith.schemas.eval_configs import LmEvalConfig
+from prefsmith.schemas.manifest import Inputs, Manifest, StageResult, manifest_path
 
 logger = logging.getLogger(__name__)
 
@@ -73,9 +74,11 @@ def run_lm_eval(checkpoint: str, *, tasks: list[str]) -> dict[str, Any]:
     }
 
 
-def lm_eval_stage(checkpoint: str | Path, *, tasks: list[str], out_dir: str | Path) -> StageResult:
-    """Run the hook and write `lm_eval.json` with a manifest (unit: task; skipped tasks dropped)."""
+def lm_eval_stage(_inputs: Inputs, *, config: LmEvalConfig, out_dir: str | Path) -> StageResult:
+    """Run the hook on `config.checkpoint` (no input table) and write `lm_eval.json` with a
+    manifest (unit: task; skipped tasks dropped)."""
     start = time.perf_counter()
+    checkpoint, tasks = config.checkpoint, config.tasks
     result = run_lm_eval(str(checkpoint), tasks=tasks)
     output = Path(out_dir) / OUTPUT_NAME
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -84,7 +87,7 @@ def lm_eval_stage(checkpoint: str | Path, *, tasks: list[str], out_dir: str | Pa
     manifest = Manifest(
         stage="lm_eval",
         unit="task",
-        config={"checkpoint": str(checkpoint), "tasks": list(tasks)},
+        config=config.model_dump(mode="json"),
         inputs=[],
         outputs={"lm_eval": str(output)},
         rows_in=len(tasks),

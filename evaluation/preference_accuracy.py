@@ -23,10 +23,17 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from prefsmith.schemas.eval_configs import PolicyReferenceConfig
 from prefsmith.schemas.io import read_frame, write_table
-from prefsmith.schemas.manifest import Manifest, StageResult, input_ref, manifest_path
+from prefsmith.schemas.manifest import (
+    Inputs,
+    Manifest,
+    StageResult,
+    input_path,
+    input_ref,
+    manifest_path,
+)
 from prefsmith.schemas.tables import PAIRS, PAIRS_WITH_REFERENCE
-from prefsmith.schemas.train_configs import ReferenceConfig
 
 logger = logging.getLogger(__name__)
 
@@ -88,10 +95,10 @@ def join_passes(policy: pl.DataFrame, reference: pl.DataFrame) -> pl.DataFrame:
 
 
 def heldout_accuracy(
-    pairs: str | Path, *, reference: ReferenceConfig, policy: str, out_dir: str | Path
+    inputs: Inputs, *, config: PolicyReferenceConfig, out_dir: str | Path
 ) -> StageResult:
-    """Log-probs of held-out `pairs` under the reference and under `policy` (one model at a time,
-    each through the reference pass), then margins, accuracy and mean margin.
+    """Log-probs of held-out `inputs["pairs"]` under the reference and under the tuned policy (one
+    model at a time, each through the reference pass), then margins, accuracy and mean margin.
 
     Writes `heldout_margins.parquet` and its manifest (summary in `extra.summary`); pairs that
     either pass quarantined are counted as dropped under that pass's reasons.
@@ -99,18 +106,19 @@ def heldout_accuracy(
     from prefsmith.training.reference import reference_pass
 
     start = time.perf_counter()
-    pairs, out_dir = Path(pairs), Path(out_dir)
+    pairs, out_dir = input_path(inputs, "pairs"), Path(out_dir)
+    reference, policy = config.reference, config.policy
     n_in = read_frame(pairs, PAIRS).height
     passes: dict[str, pl.DataFrame] = {}
     quarantined: dict[str, int] = {}
-    for name, config in (
+    for name, model in (
         ("reference", reference),
         ("policy", reference.model_copy(update={"model": policy, "revision": None})),
     ):
         if n_in == 0:
             passes[name] = pl.from_arrow(PAIRS_WITH_REFERENCE.empty_table())
             continue
-        result = reference_pass(pairs, config=config, out_dir=out_dir / name)
+        result = reference_pass({"pairs": pairs}, config=model, out_dir=out_dir / name)
         passes[name] = read_frame(result.output, PAIRS_WITH_REFERENCE)
         for reason, count in Manifest.read(result.manifest).dropped.items():
             quarantined[f"{name}:{reason}"] = count
@@ -121,7 +129,7 @@ def heldout_accuracy(
     manifest = Manifest(
         stage="heldout_accuracy",
         unit="pair",
-        config={"policy": policy, "reference": reference.model_dump(mode="json")},
+        config=config.model_dump(mode="json"),
         inputs=[input_ref(pairs)],
         outputs={"margins": str(output)},
         rows_in=n_in,

@@ -103,7 +103,7 @@ def prompts(
         prompt_field=prompt_field,
         system_prompt=system_prompt,
     )
-    report(load_prompts(cfg, out))
+    report(load_prompts({}, config=cfg, out_dir=out))
 
 
 @app.command()
@@ -120,7 +120,7 @@ def generate(
     from prefsmith.schemas.data_configs import GenerateConfig
 
     cfg = stage_config(GenerateConfig, config, "generate", model=model, backend=backend)
-    report(run(prompts_table, config=cfg, out_dir=out))
+    report(run({"prompts": prompts_table}, config=cfg, out_dir=out))
 
 
 @app.command()
@@ -137,7 +137,7 @@ def score(
     from prefsmith.scoring.stage import score as run
 
     cfg = stage_config(ScoreConfig, config, "score", model=model)
-    report(run(responses, prompts=prompts_table, config=cfg, out_dir=out))
+    report(run({"responses": responses, "prompts": prompts_table}, config=cfg, out_dir=out))
 
 
 @app.command()
@@ -155,7 +155,8 @@ def pairs(
     from prefsmith.schemas.data_configs import PairsConfig
 
     cfg = stage_config(PairsConfig, config, "pairs", strategy=strategy)
-    report(build_pairs(scores, responses=responses, prompts=prompts_table, config=cfg, out_dir=out))
+    inputs = {"scores": scores, "responses": responses, "prompts": prompts_table}
+    report(build_pairs(inputs, config=cfg, out_dir=out))
 
 
 @app.command()
@@ -191,7 +192,7 @@ def reference(
     from prefsmith.training.reference import reference_pass
 
     cfg = stage_config(ReferenceConfig, config, "reference", model=model)
-    report(reference_pass(pairs_table, config=cfg, out_dir=out))
+    report(reference_pass({"pairs": pairs_table}, config=cfg, out_dir=out))
 
 
 @app.command()
@@ -208,7 +209,7 @@ def train(
     from prefsmith.training.launch import launch_train as run
 
     cfg = stage_config(TrainConfig, config, "train", policy=policy)
-    report(run(pairs_table, config=cfg, out_dir=out))
+    report(run({"pairs": pairs_table}, config=cfg, out_dir=out))
 
 
 @app.command()

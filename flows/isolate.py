@@ -1,7 +1,12 @@
-"""Run a stage function in a fresh Python process, so its memory (a model, a vLLM engine) is
-returned to the system when it ends. Arguments and results cross the boundary as JSON: paths,
-plain values and pydantic configs. A `PrefsmithError` raised in the child is raised again here
-with the same class and one-line message.
+"""Run a registered stage in a fresh Python process, so its memory (a model, a vLLM engine) is
+returned to the system when it ends.
+
+The child is `python -m prefsmith.flows.isolate SPEC.json`; the spec names the stage (a key of
+prefsmith.flows.stages.STAGES), which of its functions to call (the stage itself, or a sharded
+stage's plan or shard writer), the input paths, the config as JSON and the output folder. The
+child validates the config with the stage's own config model, so nothing crosses the process
+boundary but JSON. A `PrefsmithError` raised in the child is raised again here with the same class
+and one-line message; any other exception comes back as transient or not (schemas.errors).
 
 On Linux the child asks the kernel to kill it when its parent dies, so a flow process killed with
 SIGKILL does not leave an orphaned stage writing shards beside the next run.
@@ -10,7 +15,6 @@ SIGKILL does not leave an orphaned stage writing shards beside the next run.
 from __future__ import annotations
 
 import ctypes
-import importlib
 import json
 import logging
 import os
@@ -18,7 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, is_dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,64 +30,63 @@ from pydantic import BaseModel
 
 from prefsmith.schemas import errors
 
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        cls = type(value)
-        return {
-            "__model__": f"{cls.__module__}:{cls.__qualname__}",
-            "data": value.model_dump(mode="json"),
-        }
-    if isinstance(value, Path):
-        return {"__path__": str(value)}
-    return value
+CALLS = ("run", "plan", "shards")  # the stage function, Shards.plan, Shards.write
 
 
-def _decode(value: Any) -> Any:
-    if isinstance(value, dict) and "__model__" in value:
-        return _resolve(value["__model__"]).model_validate(value["data"])
-    if isinstance(value, dict) and "__path__" in value:
-        return Path(value["__path__"])
-    return value
-
-
-def _resolve(target: str) -> Any:
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def _result_to_json(result: Any) -> Any:
-    if is_dataclass(result):
-        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}
-    return result
-
-
-def run_isolated(target: str, *args: Any, **kwargs: Any) -> Any:
-    """Call `module:function(*args, **kwargs)` in a child process and return its JSON result."""
+def run_isolated(
+    stage: str,
+    inputs: Mapping[str, Path],
+    *,
+    config: BaseModel,
+    out_dir: Path,
+    call: str = "run",
+    shards: list[int] | None = None,
+) -> Any:
+    """Call stage `stage`'s `call` function in a child process and return its JSON result."""
     with tempfile.TemporaryDirectory(prefix="prefsmith-isolate-") as tmp:
         spec, out = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec.write_text(
             json.dumps(
                 {
-                    "target": target,
-                    "args": [_encode(a) for a in args],
-                    "kwargs": {k: _encode(v) for k, v in kwargs.items()},
+                    "stage": stage,
+                    "call": call,
+                    "inputs": {name: str(path) for name, path in inputs.items()},
+                    "config": config.model_dump(mode="json"),
+                    "out_dir": str(out_dir),
+                    "shards": shards,
                     "result": str(out),
                     "parent": os.getpid(),
                 }
             )
         )
-        completed = subprocess.run(
-            [sys.executable, "-m", "prefsmith.flows.isolate", str(spec)], env=os.environ.copy()
-        )
+        command = [sys.executable, "-m", "prefsmith.flows.isolate", str(spec)]
+        completed = subprocess.run(command, env=os.environ.copy())
         if not out.exists():
-            raise errors.StageError(
-                f"{target} died in its process (exit code {completed.returncode})"
-            )
+            raise died(stage, completed.returncode)
         payload = json.loads(out.read_text())
     if "error" in payload:
-        raise getattr(errors, payload["error"], errors.StageError)(payload["message"])
+        raise rebuilt_error(payload)
     return payload["value"]
+
+
+def died(stage: str, returncode: int) -> errors.PrefsmithError:
+    """The error for a child that wrote no result: killed by a signal (transient), or crashed."""
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        hint = " — out of memory?" if name == "SIGKILL" else ""
+        return errors.StageProcessDied(f"stage {stage}: its process was killed ({name}){hint}")
+    return errors.StageError(
+        f"stage {stage}: its process exited with code {returncode} and no result (see its output)"
+    )
+
+
+def rebuilt_error(payload: dict[str, Any]) -> errors.PrefsmithError:
+    """The child's error as the same PrefsmithError class, or as transient / not transient."""
+    cls = getattr(errors, payload["error"], None)
+    if isinstance(cls, type) and issubclass(cls, errors.PrefsmithError):
+        return cls(payload["message"])
+    fallback = errors.TransientError if payload.get("transient") else errors.StageError
+    return fallback(f"{payload['error']}: {payload['message']}")
 
 
 def _die_with_parent(parent: int | None) -> None:
@@ -96,17 +99,37 @@ def _die_with_parent(parent: int | None) -> None:
         os._exit(1)
 
 
+def _call(spec: dict[str, Any]) -> Any:
+    """Resolve the stage through the registry and call the function the spec names."""
+    from prefsmith.flows.stages import get_stage
+
+    stage = get_stage(spec["stage"])
+    config = stage.config.model_validate(spec["config"])
+    inputs = {name: Path(path) for name, path in spec["inputs"].items()}
+    out_dir = Path(spec["out_dir"])
+    if spec["call"] == "run":
+        return stage.fn(inputs, config=config, out_dir=out_dir).paths()
+    if stage.shards is None or spec["call"] not in CALLS:
+        raise errors.ConfigError(f"stage {stage.name} has no {spec['call']!r} function")
+    if spec["call"] == "plan":
+        return stage.shards.plan(inputs, config=config, out_dir=out_dir)
+    return stage.shards.write(inputs, config=config, out_dir=out_dir, shards=spec["shards"])
+
+
 def _child(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     _die_with_parent(spec.get("parent"))
     try:
-        value = _resolve(spec["target"])(
-            *[_decode(a) for a in spec["args"]],
-            **{k: _decode(v) for k, v in spec["kwargs"].items()},
-        )
-        payload = {"value": _result_to_json(value)}
+        payload = {"value": _call(spec)}
     except errors.PrefsmithError as error:
         payload = {"error": type(error).__name__, "message": str(error)}
+    except Exception as error:  # a bug or a library's error: the traceback goes to stderr too
+        logging.getLogger(__name__).exception("stage %s failed", spec["stage"])
+        payload = {
+            "error": type(error).__name__,
+            "message": " ".join(str(error).split()),
+            "transient": errors.is_transient(error),
+        }
     Path(spec["result"]).write_text(json.dumps(payload))
 
 
@@ -121,5 +144,5 @@ def _exit_now() -> None:
 
 
 if __name__ == "__main__":
-    _child(sys.argv[1])  # an exception that is not a PrefsmithError exits the normal way
+    _child(sys.argv[1])
     _exit_now()

@@ -1,10 +1,11 @@
-"""The Prefect flows: build_dataset (prompts → generate → score → pairs → reference), train,
-evaluate, and pipeline (all of them) into a dated run folder whose `latest` pointer moves only
-when the build succeeds.
+"""The Prefect flows: build_dataset (prompts → split → generate → score → pairs → reference),
+train, evaluate, and pipeline (all of them) into a dated run folder whose `latest` pointer moves
+only when the build succeeds. Every stage is called by its registry name
+(prefsmith.flows.stages) and shows in the Prefect UI as a task of that name.
 
-`python -m prefsmith.flows.pipeline CONFIG.yaml [--run-dir DIR]` runs the pipeline into a chosen folder:
-running it again into the same folder after a crash reuses finished stages (Prefect cache) and
-finished shards (the stages' own resume).
+`python -m prefsmith.flows.pipeline CONFIG.yaml [--run-dir DIR]` runs the pipeline into a chosen
+folder: running it again into the same folder after a crash reuses finished stages (Prefect
+cache) and finished shards (the stages' own resume).
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ import argparse
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from prefect import flow
+from pydantic import BaseModel
 
+from prefsmith.flows.artifacts import StageProgress, publish_summary
 from prefsmith.flows.evaluate import evaluate
 from prefsmith.flows.shards import sharded_stage, task_runner
-from prefsmith.flows.tasks import StageProgress, isolate_scorer, publish_summary, run_stage
+from prefsmith.flows.stages import get_stage
+from prefsmith.flows.tasks import run_stage
 from prefsmith.schemas.config_base import parse_config, read_yaml
+from prefsmith.schemas.data_configs import SplitConfig
 from prefsmith.schemas.pipeline_config import PipelineConfig
-from prefsmith.schemas.train_configs import ReferenceConfig
 
 BUILD_STAGES = ["prompts", "split", "generate", "score", "pairs", "reference"]
 
@@ -52,96 +57,58 @@ def point_latest(run_dir: Path) -> Path:
     return link
 
 
+class Build:
+    """The tables and manifests of one dataset build, filled in stage by stage."""
+
+    def __init__(self, config: PipelineConfig, run_dir: Path, stages: list[str]) -> None:
+        self.config, self.run_dir = config, run_dir
+        self.tables: dict[str, str] = {}
+        self.manifests: dict[str, str] = {}
+        self.progress = StageProgress(stages, key="build-progress")
+
+    def run(self, name: str, inputs: dict[str, str], config: BaseModel) -> dict[str, Any]:
+        """Run stage `name` (sharded when the scale config says so); record what it wrote."""
+        stage, scale = get_stage(name), self.config.scale
+        options = {"config": config, "out_dir": self.run_dir}
+        isolate = self.config.isolate_stages
+        if stage.shards is not None:
+            result = sharded_stage(name, inputs, scale=scale, isolate_stages=isolate, **options)
+        else:
+            result = run_stage(name, inputs, isolate_stages=isolate, **options)
+        self.tables[stage.writes[0]] = result["output"]
+        self.tables.update({table: result[table] for table in stage.more})
+        self.manifests[name] = result["manifest"]
+        self.progress.advance()
+        return result
+
+
 @flow(name="build-dataset")
 def build_dataset(config: PipelineConfig, run_dir: str) -> dict[str, str]:
-    """prompts → (split) → generate → score → pairs → reference; returns table paths by name."""
-    out, iso = Path(run_dir), config.isolate_stages
-    progress = StageProgress(
-        BUILD_STAGES if config.train else BUILD_STAGES[:-1], key="build-progress"
-    )
-    prompts = run_stage("prompts", "prefsmith.generation.prompts:load_prompts", config.prompts, out)
-    progress.advance()
-    train_prompts, heldout = run_stage.fn(
-        "split",
-        "prefsmith.generation.prompts:split_prompts",
-        Path(prompts["output"]),
-        heldout_fraction=config.heldout_fraction,
-        out_dir=out,
-    )
-    progress.advance()
-    responses = sharded_stage(
-        "generate",
-        "prefsmith.generation.stage",
-        Path(train_prompts),
-        scale=config.scale,
-        config=config.generate,
-        out_dir=out,
-        isolated=iso,
-    )
-    progress.advance()
-    scores = sharded_stage(
-        "score",
-        "prefsmith.scoring.stage",
-        Path(responses["output"]),
-        scale=config.scale,
-        prompts=Path(train_prompts),
-        config=config.score,
-        out_dir=out,
-        isolated=isolate_scorer(config.score, isolate_stages=iso),
-    )
-    progress.advance()
-    pairs = run_stage(
-        "pairs",
-        "prefsmith.curation.pairs:build_pairs",
-        Path(scores["output"]),
-        responses=Path(responses["output"]),
-        prompts=Path(train_prompts),
-        config=config.pairs,
-        out_dir=out,
-    )
-    progress.advance()
-    tables = {
-        "prompts": prompts["output"],
-        "prompts_train": str(train_prompts),
-        "prompts_heldout": str(heldout),
-        "responses": responses["output"],
-        "scores": scores["output"],
-        "pairs": pairs["output"],
-    }
-    manifests = {
-        k: v["manifest"]
-        for k, v in {
-            "prompts": prompts,
-            "generate": responses,
-            "score": scores,
-            "pairs": pairs,
-        }.items()
-    }
+    """prompts → split → generate → score → pairs (→ reference); returns table paths by name."""
+    build = Build(config, Path(run_dir), BUILD_STAGES if config.train else BUILD_STAGES[:-1])
+    build.run("prompts", {}, config.prompts)
+    split = SplitConfig(heldout_fraction=config.heldout_fraction)
+    build.run("split", {"prompts": build.tables["prompts"]}, split)
+    train_prompts = build.tables["prompts_train"]
+    build.run("generate", {"prompts": train_prompts}, config.generate)
+    scored = {"responses": build.tables["responses"], "prompts": train_prompts}
+    build.run("score", scored, config.score)
+    build.run("pairs", {"scores": build.tables["scores"], **scored}, config.pairs)
     if config.train is not None:
-        reference = config.reference or ReferenceConfig(model=config.train.policy)
-        ref = run_stage(
-            "reference",
-            "prefsmith.training.reference:reference_pass",
-            Path(pairs["output"]),
-            config=reference,
-            out_dir=out,
-            isolated=iso,
-        )
-        tables["pairs_ref"], manifests["reference"] = ref["output"], ref["manifest"]
-        progress.advance()
-    publish_summary(run_dir, manifests, pairs=pairs["output"])
-    return tables
+        build.run("reference", {"pairs": build.tables["pairs"]}, config.reference_config())
+    publish_summary(run_dir, build.manifests, pairs=build.tables["pairs"])
+    return build.tables
 
 
 @flow(name="train")
 def train(config: PipelineConfig, pairs: str, run_dir: str) -> str:
+    """The train stage on the pairs with reference log-probs, into `<run_dir>/checkpoint`."""
     result = run_stage(
         "train",
-        "prefsmith.training.launch:launch_train",
-        Path(pairs),
+        {"pairs": pairs},
         config=config.train,
         out_dir=Path(run_dir) / "checkpoint",
-        isolated=config.isolate_stages,
+        isolate_stages=config.isolate_stages,
     )
     return result["output"]
 

@@ -1,12 +1,12 @@
 """Sharded stages (generate, score) as mapped Prefect tasks, each cached on its shards' content.
 
-A stage module offers three functions (prefsmith.generation.stage, prefsmith.scoring.stage):
+A sharded stage's registry entry (prefsmith.flows.stages) carries two functions beside the stage:
 
-| function                        | does                                                       |
-|---------------------------------|------------------------------------------------------------|
-| `shard_plan(...) -> [sha256]`   | cuts the input into shards; one content hash per shard      |
-| `<stage>_shards(..., shards=[…])` | writes only those shards (loads the model once per call)  |
-| `<stage>(...)`                  | finds every shard done, loads no model, writes the manifest |
+| function                                   | does                                              |
+|--------------------------------------------|---------------------------------------------------|
+| `Shards.plan(inputs, ...) -> [sha256]`     | cuts the input into shards; one hash per shard    |
+| `Shards.write(inputs, ..., shards=[…])`    | writes only those shards (one model load a call)  |
+| the stage itself                           | finds every shard done, loads no model, writes the manifest |
 
 `sharded_stage` plans, maps one task over each part of `shards_per_task` shards, then calls the
 stage itself for the manifest. A part's cache key is (its shards' content hashes, the stage
@@ -18,22 +18,18 @@ runs in its own process when stages are isolated.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from prefect import task, unmapped
-from prefect.cache_policies import CachePolicy
+from prefect.cache_policies import NO_CACHE, CachePolicy
 
-from prefsmith.flows.isolate import _resolve, run_isolated
-from prefsmith.flows.tasks import _fingerprint, _transient, cached_stage, run_stage
+from prefsmith.flows.isolate import run_isolated
+from prefsmith.flows.stages import Stage, get_stage
+from prefsmith.flows.tasks import RETRIES, fingerprint, retry_if_transient, run_stage
 from prefsmith.schemas.ids import content_hash
 from prefsmith.schemas.pipeline_config import ScaleConfig
-
-# The stage's function names, by stage module.
-SHARDED = {
-    "prefsmith.generation.stage": ("generate", "generate_shards"),
-    "prefsmith.scoring.stage": ("score", "score_shards"),
-}
 
 
 class PartInputs(CachePolicy):
@@ -42,34 +38,50 @@ class PartInputs(CachePolicy):
 
     def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters, **kwargs) -> str:
         call = inputs["call"]
-        options = {
-            k: str(v) if isinstance(v, Path) else _fingerprint(v)
-            for k, v in sorted(call["kwargs"].items())
-        }
-        return content_hash([inputs["target"], inputs["hashes"], options])
+        return content_hash(
+            [inputs["name"], inputs["hashes"], fingerprint(call["config"]), str(call["out_dir"])]
+        )
+
+
+def _shard_call(stage: Stage, call: dict, *, which: str, isolated: bool, shards=None) -> Any:
+    """A sharded stage's plan (`which="plan"`) or shard writer (`"shards"`), here or isolated."""
+    inputs, config, out_dir = call["inputs"], call["config"], Path(call["out_dir"])
+    if isolated:
+        return run_isolated(
+            stage.name, inputs, config=config, out_dir=out_dir, call=which, shards=shards
+        )
+    assert stage.shards is not None  # the registry marks it sharded
+    if which == "plan":
+        return stage.shards.plan(inputs, config=config, out_dir=out_dir)
+    return stage.shards.write(inputs, config=config, out_dir=out_dir, shards=shards)
+
+
+@task(
+    cache_policy=NO_CACHE,
+    retries=RETRIES,
+    retry_delay_seconds=[2, 8],
+    retry_condition_fn=retry_if_transient,
+    task_run_name="{name}-plan",
+)
+def plan_shards(name: str, call: dict) -> list[str]:
+    """One content hash per shard of stage `name`: in this process, as it loads a tokenizer at
+    most, never a model."""
+    return _shard_call(get_stage(name), call, which="plan", isolated=False)
 
 
 @task(
     cache_policy=PartInputs(),
     persist_result=True,
-    retries=2,
+    retries=RETRIES,
     retry_delay_seconds=[2, 8],
-    retry_condition_fn=_transient,
+    retry_condition_fn=retry_if_transient,
     task_run_name="{name}-part-{part}",
 )
 def stage_part(
-    name: str,
-    target: str,
-    part: int,
-    shards: list[int],
-    hashes: list[str],
-    call: dict,
-    isolated: bool,
+    name: str, part: int, shards: list[int], hashes: list[str], call: dict, isolated: bool
 ) -> list[str]:
-    """Write shards `shards` of a stage: `target(*call["args"], shards=..., **call["kwargs"])`."""
-    if isolated:
-        return run_isolated(target, *call["args"], shards=shards, **call["kwargs"])
-    return _resolve(target)(*call["args"], shards=shards, **call["kwargs"])
+    """Write shards `shards` of stage `name` (one mapped part)."""
+    return _shard_call(get_stage(name), call, which="shards", isolated=isolated, shards=shards)
 
 
 def parts_of(hashes: list[str], size: int) -> list[list[int]]:
@@ -78,29 +90,38 @@ def parts_of(hashes: list[str], size: int) -> list[list[int]]:
 
 
 def sharded_stage(
-    name: str, module: str, *args: Any, scale: ScaleConfig, isolated: bool, **kwargs: Any
-) -> dict[str, str]:
+    name: str,
+    inputs: Mapping[str, Any],
+    *,
+    config: Any,
+    out_dir: Path,
+    scale: ScaleConfig,
+    isolate_stages: bool,
+) -> dict[str, str | None]:
     """Run a sharded stage: one cached task, or plan → mapped parts → manifest."""
-    stage, shards_fn = SHARDED[module]
+    stage = get_stage(name)
     size = scale.part_size()
     if size is None:
-        return cached_stage(name, f"{module}:{stage}", *args, isolated=isolated, **kwargs)
-    hashes = run_stage(f"{name}-plan", f"{module}:shard_plan", *args, **kwargs)
+        return run_stage(
+            name, inputs, config=config, out_dir=out_dir, isolate_stages=isolate_stages
+        )
+    isolated = isolate_stages and stage.isolate(config)
+    call = {"inputs": stage.check_inputs(inputs), "config": config, "out_dir": Path(out_dir)}
+    hashes = plan_shards(name, call)
     parts = parts_of(hashes, size)
     on_ray = scale.task_runner == "ray"
     with ray_options(scale):
         futures = stage_part.map(
             unmapped(name),
-            unmapped(f"{module}:{shards_fn}"),
             list(range(len(parts))),
             parts,
             [[hashes[i] for i in part] for part in parts],
-            unmapped({"args": list(args), "kwargs": kwargs}),
+            unmapped(call),
             unmapped(isolated and not on_ray),
         )
     futures.result()  # raises the first part's failure after all parts ended
     # Every shard exists now: the stage only counts rows and writes its manifest (no model).
-    return run_stage(name, f"{module}:{stage}", *args, **kwargs)
+    return run_stage(name, inputs, config=config, out_dir=out_dir, isolate_stages=False)
 
 
 def task_runner(scale: ScaleConfig) -> Any:

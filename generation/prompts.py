@@ -28,6 +28,7 @@ from prefsmith.schemas.errors import InputError
 from prefsmith.schemas.ids import normalize_messages, prompt_id
 from prefsmith.schemas.io import write_table
 from prefsmith.schemas.manifest import (
+    Inputs,
     Manifest,
     StageResult,
     count_reasons,
@@ -154,14 +155,11 @@ REASON_DETAIL = {
 }
 
 
-def load_prompts(config: PromptsConfig, out_dir: str | Path) -> StageResult:
-    """Run the prompts stage: read `config.path`, write `prompts.parquet` + quarantine + manifest."""
-    start = time.perf_counter()
-    source_path = Path(config.path)
-    if not source_path.exists():
-        raise InputError(f"prompts file not found: {source_path}")
+def read_prompts(
+    config: PromptsConfig, source_path: Path
+) -> tuple[list[dict[str, Any]], list[Rejected], int, int]:
+    """Rows of the prompts table from the source file: (rows, rejected, rows read, merged)."""
     fmt = detect_format(source_path, config.format)
-    out_dir = Path(out_dir)
     rows, rejected, seen, merged, total = [], [], set(), 0, 0
     fields = {config.prompt_field, config.messages_field}
     for ref, row in iter_raw_rows(source_path, fmt, split=config.split):
@@ -175,19 +173,28 @@ def load_prompts(config: PromptsConfig, out_dir: str | Path) -> StageResult:
             rejected.append(Rejected(ref, messages, REASON_DETAIL[messages], raw))
             continue
         pid = prompt_id(messages)
-        if pid in seen:
+        if pid in seen:  # an exact duplicate: merged into the first, counted
             merged += 1
             continue
         seen.add(pid)
         extra = {k: v for k, v in row.items() if k not in fields}
+        metadata = json.dumps(extra, ensure_ascii=False, default=str, sort_keys=True)
+        source = config.source or source_path.name
         rows.append(
-            {
-                "prompt_id": pid,
-                "messages": messages,
-                "source": config.source or source_path.name,
-                "metadata": json.dumps(extra, ensure_ascii=False, default=str, sort_keys=True),
-            }
+            {"prompt_id": pid, "messages": messages, "source": source, "metadata": metadata}
         )
+    return rows, rejected, total, merged
+
+
+def load_prompts(_inputs: Inputs, *, config: PromptsConfig, out_dir: str | Path) -> StageResult:
+    """The prompts stage: read `config.path` (it takes no input table), write `prompts.parquet`,
+    its quarantine and its manifest."""
+    start = time.perf_counter()
+    source_path = Path(config.path)
+    if not source_path.exists():
+        raise InputError(f"prompts file not found: {source_path}")
+    rows, rejected, total, merged = read_prompts(config, source_path)
+    out_dir = Path(out_dir)
     output = write_table(rows, out_dir / "prompts.parquet", PROMPTS)
     quarantine = write_quarantine(rejected, out_dir / "prompts.quarantine.parquet", stage="prompts")
     dropped = count_reasons([r.reason for r in rejected])
@@ -207,26 +214,3 @@ def load_prompts(config: PromptsConfig, out_dir: str | Path) -> StageResult:
     )
     logger.info("prompts: %d rows in, %d prompts out, dropped %s", total, len(rows), dropped)
     return StageResult(output, quarantine, manifest.write(manifest_path(output)))
-
-
-def split_prompts(
-    prompts: str | Path, *, heldout_fraction: float, out_dir: str | Path
-) -> tuple[Path, Path]:
-    """Split a prompts table into train and held-out tables by the hash of `prompt_id`.
-
-    The split depends only on each prompt's id, so a prompt stays on the same side when the
-    prompt set grows between scheduled rebuilds.
-    """
-    import polars as pl
-
-    from prefsmith.schemas.io import read_frame
-
-    frame = read_frame(prompts, PROMPTS)
-    bucket = pl.col("prompt_id").str.slice(0, 8).str.to_integer(base=16) / 2**32
-    heldout = frame.filter(bucket < heldout_fraction)
-    train = frame.filter(bucket >= heldout_fraction)
-    out_dir = Path(out_dir)
-    return (
-        write_table(train, out_dir / "prompts.train.parquet", PROMPTS),
-        write_table(heldout, out_dir / "prompts.heldout.parquet", PROMPTS),
-    )

@@ -22,11 +22,9 @@ Quarantined (reasons): `template_error`, `prompt_too_long` (not even one new tok
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -39,15 +37,16 @@ from tqdm import tqdm
 
 from prefsmith.generation.backends import Backend, load_backend
 from prefsmith.generation.render import render_or_reject, require_chat_template
-from prefsmith.schemas.config_base import load_config
 from prefsmith.schemas.data_configs import GenerateConfig
-from prefsmith.schemas.errors import PrefsmithError, StageError
+from prefsmith.schemas.errors import StageError
 from prefsmith.schemas.ids import content_hash, model_revision, response_id
 from prefsmith.schemas.io import chunk, read_frame, run_shards
 from prefsmith.schemas.manifest import (
+    Inputs,
     Manifest,
     StageResult,
     count_reasons,
+    input_path,
     input_ref,
     manifest_path,
 )
@@ -270,9 +269,10 @@ def run_plan(
         lazy.close()
 
 
-def shard_plan(prompts: Path, *, config: GenerateConfig, out_dir: Path) -> list[str]:
+def shard_plan(inputs: Inputs, *, config: GenerateConfig, out_dir: Path) -> list[str]:
     """One content hash per shard (prompt ids and rendered token ids): the cache keys of the
     mapped shard tasks in flows/, and the number of shards."""
+    prompts = input_path(inputs, "prompts")
     plan = make_plan(prompts, config=config, out_dir=out_dir, tokenizer=load_tokenizer(config))
     return [
         content_hash([[p.prompt_id, list(p.token_ids)] for p in shard]) for shard in plan.shards
@@ -280,22 +280,24 @@ def shard_plan(prompts: Path, *, config: GenerateConfig, out_dir: Path) -> list[
 
 
 def generate_shards(
-    prompts: Path, *, config: GenerateConfig, out_dir: Path, shards: Sequence[int]
+    inputs: Inputs, *, config: GenerateConfig, out_dir: Path, shards: Sequence[int]
 ) -> list[str]:
     """Generate only the shards `shards` of the plan (a mapped task's part); no manifest.
 
     Call `generate` afterwards: it finds every shard done, loads no model and writes the manifest.
     """
+    prompts = input_path(inputs, "prompts")
     tokenizer = load_tokenizer(config)
     plan = make_plan(prompts, config=config, out_dir=out_dir, tokenizer=tokenizer)
     paths, _ = run_plan(plan, config=config, tokenizer=tokenizer, only=shards)
     return [str(paths[index]) for index in shards]
 
 
-def generate(prompts: Path, *, config: GenerateConfig, out_dir: Path) -> StageResult:
-    """Run the generate stage: `out_dir/responses/` shards + quarantine + manifest."""
+def generate(inputs: Inputs, *, config: GenerateConfig, out_dir: Path) -> StageResult:
+    """Run the generate stage on `inputs["prompts"]`: `out_dir/responses/` shards, quarantine and
+    manifest."""
     start = time.perf_counter()
-    prompts, out_dir = Path(prompts), Path(out_dir)
+    prompts, out_dir = input_path(inputs, "prompts"), Path(out_dir)
     tokenizer = load_tokenizer(config)
     plan = make_plan(prompts, config=config, out_dir=out_dir, tokenizer=tokenizer)
     paths, skipped = run_plan(plan, config=config, tokenizer=tokenizer)
@@ -337,29 +339,3 @@ def generate(prompts: Path, *, config: GenerateConfig, out_dir: Path) -> StageRe
 def count_rows(paths: Sequence[Path]) -> int:
     """Rows in Parquet files, from their footers (resumed shards included)."""
     return sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m prefsmith.generation.stage --prompts P --config C.yaml --out D` (the CLI calls `generate`)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m prefsmith.generation.stage", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument(
-        "--prompts", type=Path, required=True, help="prompts Parquet file or folder"
-    )
-    parser.add_argument("--config", type=Path, required=True, help="GenerateConfig YAML")
-    parser.add_argument("--section", default="", help="top-level YAML key holding the config")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    try:
-        config = load_config(GenerateConfig, args.config, section=args.section)
-        result = generate(args.prompts, config=config, out_dir=args.out)
-    except PrefsmithError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-    print(result.manifest)
-
-
-if __name__ == "__main__":
-    main()

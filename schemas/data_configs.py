@@ -23,6 +23,12 @@ class PromptsConfig(StrictModel):
     split: str = Field("train", description="split of an HF dataset folder")
 
 
+class SplitConfig(StrictModel):
+    heldout_fraction: float = Field(
+        0.2, ge=0.0, lt=1.0, description="prompts kept out of training for evaluation (by id hash)"
+    )
+
+
 class SamplingConfig(StrictModel):
     n: int = Field(4, ge=1, le=1024, description="responses sampled per prompt")
     temperature: float = Field(0.8, ge=0.0, description="0 means greedy (then use n=1)")

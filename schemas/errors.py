@@ -21,3 +21,36 @@ class InputError(PrefsmithError):
 
 class StageError(PrefsmithError):
     """A stage cannot go on (e.g. a model and tokenizer that do not match, NaN loss)."""
+
+
+class TransientError(PrefsmithError):
+    """A failure that may pass when the stage runs again (the only kind a flow retries)."""
+
+
+class StageProcessDied(TransientError):
+    """A stage's own process ended without a result: killed by a signal (out of memory, SIGKILL)."""
+
+
+class ServerUnavailable(TransientError):
+    """No server answered a request after every attempt (connection refused, timeouts, 5xx)."""
+
+
+# Errors from the operating system that running again does not change: a missing or unreadable
+# path stays missing. Any other OSError (connection reset, timeout, EIO) may pass.
+PERMANENT_OS_ERRORS = (
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a retry may succeed: a TransientError, or an OSError on I/O that is not about a
+    path. Every other PrefsmithError (bad config, bad input, NaN loss) fails the same way again."""
+    if isinstance(error, TransientError):
+        return True
+    if isinstance(error, PrefsmithError):
+        return False
+    return isinstance(error, OSError) and not isinstance(error, PERMANENT_OS_ERRORS)

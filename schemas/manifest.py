@@ -13,14 +13,20 @@ import platform
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from prefsmith.schemas.errors import InputError
 from prefsmith.schemas.ids import file_sha256
+
+Inputs = Mapping[str, Path]
+"""A stage's input tables by name (`{"responses": ..., "prompts": ...}`): the first argument of
+every stage function, `fn(inputs, *, config, out_dir) -> StageResult` (prefsmith.flows.stages)."""
 
 TRACKED_LIBRARIES = (
     "prefsmith",
@@ -99,11 +105,32 @@ class Manifest(BaseModel):
 
 @dataclass(frozen=True)
 class StageResult:
-    """What every stage returns: its main output, its quarantine (if any) and its manifest."""
+    """What every stage returns: its main output, its quarantine (if any), its manifest, and any
+    further tables it writes by name (split: `prompts_heldout`)."""
 
     output: Path
     quarantine: Path | None
     manifest: Path
+    more: dict[str, Path] = field(default_factory=dict)
+
+    def paths(self) -> dict[str, str | None]:
+        """The result as JSON-ready strings: what a Prefect task or a stage process returns."""
+        main = {"output": self.output, "quarantine": self.quarantine, "manifest": self.manifest}
+        return {k: None if v is None else str(v) for k, v in {**main, **self.more}.items()}
+
+
+def input_path(inputs: Inputs, name: str) -> Path:
+    """`inputs[name]` as a Path, or a one-line error naming the missing input table."""
+    if name not in inputs or inputs[name] is None:
+        given = ", ".join(sorted(inputs)) or "none"
+        raise InputError(f"input table {name!r} is missing (given: {given})")
+    return Path(inputs[name])
+
+
+def optional_path(inputs: Inputs, name: str) -> Path | None:
+    """`inputs[name]` as a Path, or None when the stage may run without it."""
+    value = inputs.get(name)
+    return None if value is None else Path(value)
 
 
 def manifest_path(output: str | Path) -> Path:

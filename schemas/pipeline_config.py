@@ -88,3 +88,10 @@ class PipelineConfig(StrictModel):
     reference: ReferenceConfig | None = Field(None, description="default: the policy as reference")
     train: TrainConfig | None = Field(None, description="omit to build the dataset only")
     evaluate: EvalConfig | None = Field(None, description="omit to skip evaluation")
+
+    def reference_config(self) -> ReferenceConfig:
+        """The model the policy trains against: the `reference` section, else the policy itself
+        (the base it starts from), else the generating model."""
+        if self.reference is not None:
+            return self.reference
+        return ReferenceConfig(model=self.train.policy if self.train else self.generate.model)

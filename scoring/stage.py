@@ -45,9 +45,11 @@ from prefsmith.schemas.data_configs import ScoreConfig
 from prefsmith.schemas.ids import content_hash, model_revision
 from prefsmith.schemas.io import chunk, read_frame, run_shards, shard_name, write_table
 from prefsmith.schemas.manifest import (
+    Inputs,
     Manifest,
     StageResult,
     count_reasons,
+    input_path,
     input_ref,
     manifest_path,
 )
@@ -261,7 +263,9 @@ class ScorePlan:
     removed: int
 
 
-def make_plan(responses: Path, *, prompts: Path, config: ScoreConfig, out_dir: Path) -> ScorePlan:
+def make_plan(inputs: Inputs, *, config: ScoreConfig, out_dir: Path) -> ScorePlan:
+    """Join responses to prompts, cut shards, and clear shards of an older config."""
+    responses, prompts = input_path(inputs, "responses"), input_path(inputs, "prompts")
     check_scorer(config)
     joined = join_responses(read_frame(responses, RESPONSES), read_frame(prompts, PROMPTS))
     shards = chunk(joined, config.shard_size) or [joined]  # an empty input still gets one shard
@@ -295,26 +299,27 @@ def run_plan(
         scorer.close()
 
 
-def shard_plan(responses: Path, *, prompts: Path, config: ScoreConfig, out_dir: Path) -> list[str]:
+def shard_plan(inputs: Inputs, *, config: ScoreConfig, out_dir: Path) -> list[str]:
     """One content hash per shard (response ids and texts): the cache keys of mapped tasks."""
-    plan = make_plan(responses, prompts=prompts, config=config, out_dir=out_dir)
+    plan = make_plan(inputs, config=config, out_dir=out_dir)
     return [content_hash(shard.select("response_id", "response").rows()) for shard in plan.shards]
 
 
 def score_shards(
-    responses: Path, *, prompts: Path, config: ScoreConfig, out_dir: Path, shards: list[int]
+    inputs: Inputs, *, config: ScoreConfig, out_dir: Path, shards: list[int]
 ) -> list[str]:
     """Score only the shards `shards` (a mapped task's part); `score` afterwards writes the
     manifest without loading the scorer."""
-    plan = make_plan(responses, prompts=prompts, config=config, out_dir=out_dir)
+    plan = make_plan(inputs, config=config, out_dir=out_dir)
     paths, _ = run_plan(plan, config=config, out_dir=out_dir, only=shards)
     return [str(paths[index]) for index in shards]
 
 
-def score(responses: Path, *, prompts: Path, config: ScoreConfig, out_dir: Path) -> StageResult:
-    """Run the score stage: write `scores/` shards, `scores.quarantine.parquet` and the manifest."""
+def score(inputs: Inputs, *, config: ScoreConfig, out_dir: Path) -> StageResult:
+    """Run the score stage on `inputs["responses"]` (texts joined to `inputs["prompts"]`): write
+    `scores/` shards, `scores.quarantine.parquet` and the manifest."""
     start = time.perf_counter()
-    plan = make_plan(responses, prompts=prompts, config=config, out_dir=out_dir)
+    plan = make_plan(inputs, config=config, out_dir=out_dir)
     paths, skipped = run_plan(plan, config=config, out_dir=out_dir)
     facts = {
         "scorer": scorer_name(config),

@@ -31,7 +31,7 @@ from pathlib import Path
 import yaml
 
 from prefsmith.schemas.errors import ConfigError, StageError
-from prefsmith.schemas.manifest import Manifest, StageResult, manifest_path
+from prefsmith.schemas.manifest import Inputs, Manifest, StageResult, input_path, manifest_path
 from prefsmith.schemas.train_configs import LaunchConfig, TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -182,12 +182,13 @@ def _read_back(out_dir: Path, *, launch: LaunchConfig) -> StageResult:
     return StageResult(Path(outputs["checkpoint"]), Path(outputs["quarantine"]), manifest)
 
 
-def launch_train(pairs: str | Path, *, config: TrainConfig, out_dir: str | Path) -> StageResult:
-    """Train on `pairs` with `config.launch`'s processes and nodes; see the module docstring."""
+def launch_train(inputs: Inputs, *, config: TrainConfig, out_dir: str | Path) -> StageResult:
+    """Train on `inputs["pairs"]` with `config.launch`'s processes and nodes (module docstring)."""
     if runs_in_process(config):
         from prefsmith.training.stage import train
 
-        return train(pairs, config=config, out_dir=out_dir)
+        return train(inputs, config=config, out_dir=out_dir)
+    pairs = input_path(inputs, "pairs")
     launch = config.launch or LaunchConfig()
     if launch.hostfile is not None and not Path(launch.hostfile).is_file():
         raise ConfigError(f"launch.hostfile: file not found: {launch.hostfile}")

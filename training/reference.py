@@ -32,9 +32,11 @@ from prefsmith.schemas.errors import InputError
 from prefsmith.schemas.ids import content_hash, file_sha256, model_revision
 from prefsmith.schemas.io import read_table, write_table
 from prefsmith.schemas.manifest import (
+    Inputs,
     Manifest,
     StageResult,
     count_reasons,
+    input_path,
     input_ref,
     manifest_path,
 )
@@ -199,16 +201,15 @@ def _write(
     return StageResult(output, quarantine, manifest.write(manifest_path(output)))
 
 
-def reference_pass(
-    pairs: str | Path, *, config: ReferenceConfig, out_dir: str | Path
-) -> StageResult:
-    """Add reference log-probs to `pairs`; write `pairs_ref.parquet`, quarantine and manifest."""
+def reference_pass(inputs: Inputs, *, config: ReferenceConfig, out_dir: str | Path) -> StageResult:
+    """Add reference log-probs to `inputs["pairs"]`; write `pairs_ref.parquet`, quarantine and
+    manifest."""
     start = time.perf_counter()  # before the imports: loading transformers is this stage's work
     from transformers import AutoTokenizer
 
     from prefsmith.training.guards import check_tokenizer_model
 
-    pairs, out_dir = Path(pairs), Path(out_dir)
+    pairs, out_dir = input_path(inputs, "pairs"), Path(out_dir)
     if not pairs.exists():
         raise InputError(f"pairs table not found: {pairs}")
     remote = config.trust_remote_code

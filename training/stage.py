@@ -26,6 +26,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,11 @@ from prefsmith.schemas.config_base import load_config
 from prefsmith.schemas.errors import ConfigError, InputError, PrefsmithError
 from prefsmith.schemas.io import read_table, shard_files
 from prefsmith.schemas.manifest import (
+    Inputs,
     Manifest,
     StageResult,
     count_reasons,
+    input_path,
     input_ref,
     manifest_path,
 )
@@ -272,14 +275,14 @@ def _write_records(
     manifest.write(manifest_path(final))
 
 
-def train(pairs: str | Path, *, config: TrainConfig, out_dir: str | Path) -> StageResult:
-    """Train the policy on `pairs`; write the final checkpoint, quarantine and manifest."""
+def train(inputs: Inputs, *, config: TrainConfig, out_dir: str | Path) -> StageResult:
+    """Train the policy on `inputs["pairs"]`; write the final checkpoint, quarantine, manifest."""
     import datasets
 
-    from prefsmith.training.ranks import check_same_examples, log_global_batch, wait_for_all
+    from prefsmith.training.ranks import check_same_examples, log_global_batch
 
     start = time.perf_counter()
-    pairs, out_dir = Path(pairs), Path(out_dir)
+    pairs, out_dir = input_path(inputs, "pairs"), Path(out_dir)
     rows, has_reference = read_pairs(pairs, config=config)
     args = training_arguments(config, out_dir=out_dir)  # first: lets ZeRO-3 partition at load
     global_batch = log_global_batch(args.world_size, config=config)
@@ -296,35 +299,71 @@ def train(pairs: str | Path, *, config: TrainConfig, out_dir: str | Path) -> Sta
         model, tokenizer, datasets.Dataset.from_list(examples), config=config, args=args
     )
     result = trainer.train(resume_from_checkpoint=resume_checkpoint(config, out_dir=out_dir))
-    final = out_dir / FINAL
+    run = TrainedRun(trainer, result.metrics, global_batch, args.world_size)
+    return _finish(
+        run,
+        tokenizer,
+        rows,
+        config=config,
+        pairs=pairs,
+        out_dir=out_dir,
+        n_trained=len(examples),
+        rejected=rejected,
+        start=start,
+    )
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    trainer: Any
+    metrics: dict[str, Any]
+    global_batch: int
+    world_size: int
+
+
+def _finish(
+    run: TrainedRun,
+    tokenizer,
+    rows,
+    *,
+    config: TrainConfig,
+    pairs: Path,
+    out_dir: Path,
+    n_trained: int,
+    rejected,
+    start: float,
+) -> StageResult:
+    """Save `final/` and, on rank 0, its quarantine and manifest; every rank waits for rank 0."""
+    from prefsmith.training.ranks import wait_for_all
+
+    final, trainer = out_dir / FINAL, run.trainer
     _save_final(
         trainer,
         tokenizer,
         config=config,
         final=final,
-        metrics=result.metrics,
-        global_batch=global_batch,
+        metrics=run.metrics,
+        global_batch=run.global_batch,
     )
-    quarantine = out_dir / "final.quarantine.parquet"
     if trainer.is_world_process_zero():
         extra = {
             "global_step": trainer.state.global_step,
-            "metrics": result.metrics,
-            "world_size": args.world_size,
-            "global_batch": global_batch,
+            "metrics": run.metrics,
+            "world_size": run.world_size,
+            "global_batch": run.global_batch,
         }
         _write_records(
             rows,
             config=config,
             pairs=pairs,
             final=final,
-            n_trained=len(examples),
+            n_trained=n_trained,
             rejected=rejected,
             extra=extra,
             start=start,
         )
     wait_for_all()  # no rank returns before rank 0 has written the outputs
-    return StageResult(final, quarantine, manifest_path(final))
+    return StageResult(final, out_dir / "final.quarantine.parquet", manifest_path(final))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         result = train(
-            options.pairs,
+            {"pairs": options.pairs},
             config=load_config(TrainConfig, options.config, section=options.section),
             out_dir=options.out,
         )

@@ -37,7 +37,7 @@ import httpx
 
 from prefsmith.generation.backends.base import Completion, finish_reason, per_prompt_max_tokens
 from prefsmith.schemas.data_configs import GenerateConfig, SamplingConfig
-from prefsmith.schemas.errors import StageError
+from prefsmith.schemas.errors import ServerUnavailable, StageError
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ class OpenAIServerBackend:
                 logger.warning("attempt %d/%d failed: %s", attempt + 1, self.attempts, problem)
             if attempt + 1 < self.attempts:
                 time.sleep(BACKOFF_S * 2**attempt)
-        raise StageError(
+        raise ServerUnavailable(
             f"no server answered after {self.attempts} attempts over {len(self.servers)} "
             f"server(s); last: {problem}"
         )

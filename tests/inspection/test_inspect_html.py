@@ -7,12 +7,12 @@ browser tests skip, except under CI (CI=true), where they fail so CI never skips
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import re
 from pathlib import Path
 
+import armorm_fixture as _fixture  # shared test helper (tests/ is on sys.path: tests/conftest.py)
 import numpy as np
 import polars as pl
 import pytest
@@ -36,11 +36,6 @@ from prefsmith.schemas.io import write_table
 from prefsmith.schemas.manifest import Manifest, manifest_path
 from prefsmith.schemas.tables import PAIRS, SCORES
 
-_spec = importlib.util.spec_from_file_location(
-    "inspect_armorm_names", Path(__file__).with_name("armorm_fixture.py")
-)
-_fixture = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_fixture)
 OBJECTIVE_NAMES = _fixture.OBJECTIVE_NAMES  # ArmoRM's 19
 
 

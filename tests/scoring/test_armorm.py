@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
+import armorm_fixture as fx  # shared test helper (tests/ is on sys.path: tests/conftest.py)
 import pytest
 import torch
 
@@ -16,12 +15,6 @@ from prefsmith.schemas.manifest import Manifest
 from prefsmith.schemas.tables import RESPONSES, SCORES
 from prefsmith.scoring.reward_model import ModelScorer
 from prefsmith.scoring.stage import score
-
-_SPEC = importlib.util.spec_from_file_location(
-    "score_test_fixtures", Path(__file__).with_name("armorm_fixture.py")
-)
-fx = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(fx)
 
 
 @pytest.fixture(scope="module")

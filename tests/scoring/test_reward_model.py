@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-from pathlib import Path
 
+import armorm_fixture as fx  # shared test helper (tests/ is on sys.path: tests/conftest.py)
 import pytest
 import torch
 
@@ -17,12 +16,6 @@ from prefsmith.schemas.tables import QUARANTINE, SCORES
 from prefsmith.scoring.batching import Scored, ScoreRequest
 from prefsmith.scoring.reward_model import load_reward_model
 from prefsmith.scoring.stage import score
-
-_SPEC = importlib.util.spec_from_file_location(
-    "score_test_fixtures", Path(__file__).with_name("armorm_fixture.py")
-)
-fx = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(fx)
 
 PROMPT = [{"role": "user", "content": "tell me about the cat"}]
 

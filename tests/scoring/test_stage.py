@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
+import armorm_fixture as fx  # shared test helper (tests/ is on sys.path: tests/conftest.py)
 import polars as pl
 import pytest
 import torch
@@ -18,12 +17,6 @@ from prefsmith.schemas.tables import QUARANTINE, RESPONSES, SCORES
 from prefsmith.scoring import stage as stage_module
 from prefsmith.scoring.rules import register_rule
 from prefsmith.scoring.stage import score
-
-_SPEC = importlib.util.spec_from_file_location(
-    "score_test_fixtures", Path(__file__).with_name("armorm_fixture.py")
-)
-fx = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(fx)
 
 RECORDS = [
     {"prompt": "tell me about the dog", "answer": "4"},

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
+import armorm_fixture as fx  # shared test helper (tests/ is on sys.path: tests/conftest.py)
 import pytest
 
 from prefsmith.schemas.data_configs import ScoreConfig
@@ -12,12 +10,6 @@ from prefsmith.schemas.io import read_frame
 from prefsmith.schemas.manifest import Manifest
 from prefsmith.schemas.tables import QUARANTINE, SCORES
 from prefsmith.scoring.stage import score
-
-_SPEC = importlib.util.spec_from_file_location(
-    "score_test_fixtures", Path(__file__).with_name("armorm_fixture.py")
-)
-fx = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(fx)
 
 pytest.importorskip("vllm")
 
