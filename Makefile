@@ -19,13 +19,15 @@ $(STAMP): pyproject.toml requirements/lock-cpu.txt
 quickstart: $(STAMP)
 	$(VENV)/bin/prefsmith quickstart
 
-test: $(STAMP)
+test: $(STAMP) lint
 	# The HTML-report tests open the page in a real headless Chromium (Debian's package).
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	$(PY) -m pytest
 
+# Lint and format are part of the tests: a change that ruff rejects fails CI.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Regenerate the lock after changing a pin in pyproject.toml (run inside a working venv).
 lock:

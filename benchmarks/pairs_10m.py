@@ -40,19 +40,11 @@ REPO = Path(__file__).resolve().parents[1]
 STEPS = ("selection", "stage", "fallback")
 
 
-def generate(data: Path, *, prompts: int, per_prompt: int, shards: int = 10, seed: int = 0) -> None:
-    """Write prompts/responses/scores shard folders (skipped if `data` already holds them)."""
+def _scored_responses(*, prompts: int, per_prompt: int, seed: int):
+    """One row per response, `per_prompt` per prompt in prompt order: ids, text, tokens, score."""
     import numpy as np
     import polars as pl
-    import pyarrow as pa
 
-    from prefsmith.schemas.io import shard_name, write_table
-    from prefsmith.schemas.tables import PROMPTS, RESPONSES, SCORES
-
-    marker = data / "params.json"
-    params = {"prompts": prompts, "per_prompt": per_prompt, "shards": shards, "seed": seed}
-    if marker.exists() and json.loads(marker.read_text()) == params:
-        return
     rng = np.random.default_rng(seed)
     n = prompts * per_prompt
     sample = np.tile(np.arange(per_prompt, dtype=np.int32), prompts)  # (N,)
@@ -60,7 +52,7 @@ def generate(data: Path, *, prompts: int, per_prompt: int, shards: int = 10, see
     score = rng.normal(size=n)  # (N,)
     score[rng.random(n) < 1e-3] = np.nan  # a few non-finite scores to quarantine
     n_tokens = rng.integers(1, 200, size=n).astype(np.int32)  # (N,)
-    frame = pl.DataFrame(
+    return pl.DataFrame(
         {
             "prompt_id": pid,
             "response_id": pid + "-" + pl.Series(sample).cast(pl.String),
@@ -70,32 +62,62 @@ def generate(data: Path, *, prompts: int, per_prompt: int, shards: int = 10, see
             "score": score,
         }
     )
-    empty = pa.array([[]] * n, type=SCORES.field("objectives").type)
-    bounds = np.linspace(0, n, shards + 1).astype(int)
-    for index in range(shards):
-        part = frame[bounds[index] : bounds[index + 1]]
-        rows = part.height
-        responses = (
-            part.select(RESPONSES.names[:5])
-            .to_arrow()
-            .append_column("finish_reason", pa.array(["stop"] * rows))
-            .append_column("generator", pa.array(["bench"] * rows))
-            .append_column("gen_config_hash", pa.array(["h"] * rows))
-        )
-        scores = part.select(
-            "response_id", "prompt_id", scorer=pl.lit("rm-bench"), score="score"
-        ).to_arrow()
-        scores = scores.append_column("objectives", empty[:rows]).append_column(
-            "n_tokens", pa.array(part["n_tokens"])
-        )
-        write_table(responses, data / "responses" / shard_name(index), RESPONSES)
-        write_table(scores, data / "scores" / shard_name(index), SCORES)
+
+
+def _write_shard(part, data: Path, *, index: int) -> None:
+    """Rows `part` of the scored responses as shard `index` of the responses and scores tables."""
+    import polars as pl
+    import pyarrow as pa
+
+    from prefsmith.schemas.io import shard_name, write_table
+    from prefsmith.schemas.tables import RESPONSES, SCORES
+
+    rows = part.height
+    responses = (
+        part.select(RESPONSES.names[:5])
+        .to_arrow()
+        .append_column("finish_reason", pa.array(["stop"] * rows))
+        .append_column("generator", pa.array(["bench"] * rows))
+        .append_column("gen_config_hash", pa.array(["h"] * rows))
+    )
+    scores = part.select(
+        "response_id", "prompt_id", scorer=pl.lit("rm-bench"), score="score"
+    ).to_arrow()
+    scores = scores.append_column(
+        "objectives", pa.array([[]] * rows, type=SCORES.field("objectives").type)
+    ).append_column("n_tokens", pa.array(part["n_tokens"]))
+    write_table(responses, data / "responses" / shard_name(index), RESPONSES)
+    write_table(scores, data / "scores" / shard_name(index), SCORES)
+
+
+def _write_prompts(frame, data: Path) -> None:
+    """The prompts table (one shard): each prompt id once, a one-message conversation."""
+    import polars as pl
+
+    from prefsmith.schemas.io import shard_name, write_table
+    from prefsmith.schemas.tables import PROMPTS
+
     unique = frame.select("prompt_id").unique(maintain_order=True)
     messages = pl.concat_list(pl.struct(role=pl.lit("user"), content="q " + pl.col("prompt_id")))
     prompt_rows = unique.with_columns(
         messages=messages, source=pl.lit("bench"), metadata=pl.lit("{}")
     )
     write_table(prompt_rows.to_arrow(), data / "prompts" / shard_name(0), PROMPTS)
+
+
+def generate(data: Path, *, prompts: int, per_prompt: int, shards: int = 10, seed: int = 0) -> None:
+    """Write prompts/responses/scores shard folders (skipped if `data` already holds them)."""
+    import numpy as np
+
+    marker = data / "params.json"
+    params = {"prompts": prompts, "per_prompt": per_prompt, "shards": shards, "seed": seed}
+    if marker.exists() and json.loads(marker.read_text()) == params:
+        return
+    frame = _scored_responses(prompts=prompts, per_prompt=per_prompt, seed=seed)
+    bounds = np.linspace(0, frame.height, shards + 1).astype(int)
+    for index in range(shards):
+        _write_shard(frame[bounds[index] : bounds[index + 1]], data, index=index)
+    _write_prompts(frame, data)
     marker.write_text(json.dumps(params))
 
 
@@ -191,9 +213,11 @@ def build(paths: dict[str, Path], out: Path, *, force_fallback: bool) -> int:
 
         P.stream_runs = not_streamable
     result = P.build_pairs(
-        paths["scores"],
-        responses=paths["responses"],
-        prompts=paths["prompts"],
+        {
+            "scores": paths["scores"],
+            "responses": paths["responses"],
+            "prompts": paths["prompts"],
+        },
         config=PairsConfig(),
         out_dir=out,
     )

@@ -154,7 +154,9 @@ def cell(root: Path, model: str, zero: str, procs: int) -> dict:
     }
     start = time.perf_counter()
     out = root / "runs" / f"{model}-{zero}-{procs}"
-    launch_train(root / "pairs.parquet", config=parse_config(TrainConfig, config), out_dir=out)
+    launch_train(
+        {"pairs": root / "pairs.parquet"}, config=parse_config(TrainConfig, config), out_dir=out
+    )
     measured = {"peak_mb": _peak_mb(), "wall_s": time.perf_counter() - start}
     shutil.rmtree(out)  # a checkpoint per cell: 0.3 GB for `medium`
     return measured

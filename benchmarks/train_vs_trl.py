@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/train_vs_trl.py [--reps 5] [--epochs 2] [--threads N]
         [--sides ours ours-concat trl] [--root DIR] [--out benchmarks/results]
 
-Not part of the test suite (minutes of CPU). Setup (built once under --root):
+Not part of the test suite (minutes of CPU). Setup (built once under --root, by
+`train_vs_trl_setup.py` beside this script):
 - model: random-init LlamaForCausalLM, hidden 256, 4 layers, 4 heads (2 KV), MLP 512, vocab 384
   (the byte-level BPE tokenizer of `prefsmith.flows.tiny`), float32 weights and compute on both sides
   (TRL turns bf16 autocast and gradient checkpointing on by default; both are off here, as in
@@ -27,7 +28,6 @@ import argparse
 import json
 import os
 import platform
-import random
 import statistics
 import subprocess
 import sys
@@ -36,80 +36,10 @@ import threading
 import time
 from pathlib import Path
 
-N_PAIRS, PROMPT_TOKENS, RESPONSE_TOKENS = 64, 64, (64, 128)
+from train_vs_trl_setup import N_PAIRS, PROMPT_TOKENS, RESPONSE_TOKENS, build
+
 BATCH, BETA, LR = 8, 0.1, 1e-5
 SIDES = ["ours", "ours-concat", "trl"]
-
-
-def _text_of_tokens(tokenizer, rng: random.Random, n_tokens: int) -> str:
-    """Random words whose tokenization is about `n_tokens` long."""
-    from prefsmith.flows.tiny import WORDS
-
-    words: list[str] = []
-    while len(tokenizer(" ".join(words), add_special_tokens=False).input_ids) < n_tokens:
-        words.append(rng.choice(WORDS))
-    return " ".join(words)
-
-
-def build(root: Path) -> tuple[Path, Path]:
-    """Tokenizer + model folder and a pairs table with reference log-probs; returns their paths."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from prefsmith.flows.tiny import build_tokenizer
-    from prefsmith.schemas.config_base import parse_config
-    from prefsmith.schemas.io import write_table
-    from prefsmith.schemas.tables import PAIRS
-    from prefsmith.schemas.train_configs import ReferenceConfig
-    from prefsmith.training.reference import reference_pass
-
-    model_dir = root / "model"
-    build_tokenizer(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=256,
-        intermediate_size=512,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
-    )
-    LlamaForCausalLM(config).save_pretrained(str(model_dir))
-    rng = random.Random(0)
-    rows = []
-    for i in range(N_PAIRS):
-        prompt = _text_of_tokens(tokenizer, rng, PROMPT_TOKENS - 8)  # the template adds ~8 tokens
-        chosen, rejected = (
-            _text_of_tokens(tokenizer, rng, rng.randint(*RESPONSE_TOKENS) - 1) for _ in "ab"
-        )
-        rows.append(
-            {
-                "pair_id": f"p{i}",
-                "prompt_id": f"q{i}",
-                "messages": [{"role": "user", "content": prompt}],
-                "chosen": chosen,
-                "rejected": rejected,
-                "chosen_response_id": f"q{i}-0",
-                "rejected_response_id": f"q{i}-1",
-                "score_chosen": 1.0,
-                "score_rejected": 0.0,
-                "margin": 1.0,
-                "strategy": "bench",
-                "scorer": "none",
-            }
-        )
-    pairs = write_table(rows, root / "pairs.parquet", PAIRS)
-    ref = parse_config(
-        ReferenceConfig,
-        {"model": str(model_dir), "max_length": 512, "max_prompt_length": 256, "dtype": "float32"},
-    )
-    return model_dir, reference_pass(pairs, config=ref, out_dir=root / "ref").output
 
 
 class PeakRss:
@@ -314,23 +244,41 @@ def _summary(runs: list[dict], side: str) -> dict:
     }
 
 
-def report(runs: list[dict], facts: dict, *, epochs: int) -> str:
-    """Markdown: machine facts, medians / best runs with their ratios to TRL, every run."""
-    sides = list(dict.fromkeys(r["side"] for r in runs))
-    summary = {side: _summary(runs, side) for side in sides}
+def _ratio_rows(summary: dict[str, dict]) -> list[str]:
+    """Markdown rows: each side's medians and best run, and their ratios to TRL's."""
     trl = summary["trl"]
-    table = [
+    return [
         f"| {side} | {m['median']:.0f} | {m['best']:.0f} | {m['cpu']:.0f} | "
         f"**{m['median'] / trl['median']:.2f}x** | {m['best'] / trl['best']:.2f}x | "
         f"{m['cpu'] / trl['cpu']:.2f}x | {m['rss']:.0f} | {m['rss'] / trl['rss']:.2f} | "
         f"{m['growth']:.0f} |"
         for side, m in summary.items()
     ]
-    every = [
+
+
+def _run_rows(runs: list[dict]) -> list[str]:
+    """Markdown rows: one per run, in the order they ran."""
+    return [
         f"| {r['side']} | {r['seconds']:.2f} | {r['cpu_seconds']:.1f} | {r['tokens_per_s']:.0f} | "
         f"{r['train_loss']:.4f} | {r['peak_rss_train_mb']:.0f} | {r['rss_growth_train_mb']:.0f} |"
         for r in runs
     ]
+
+
+def _setup_text(runs: list[dict], *, epochs: int) -> str:
+    """One paragraph: the data, model and training settings both sides share."""
+    return (
+        f"Setup: {N_PAIRS} pairs, prompt ~{PROMPT_TOKENS} tokens, responses {RESPONSE_TOKENS[0]}-"
+        f"{RESPONSE_TOKENS[1]} tokens, batch {BATCH} pairs, {epochs} epochs ({runs[0]['steps']} steps), DPO "
+        f"beta {BETA} with precomputed reference log-probs, float32, AdamW lr {LR}, no gradient "
+        "checkpointing on either side. Llama hidden 256 / 4 layers / vocab 384, random init. "
+        f"{runs[0]['tokens']} real tokens per run."
+    )
+
+
+def report(runs: list[dict], facts: dict, *, epochs: int) -> str:
+    """Markdown: machine facts, medians / best runs with their ratios to TRL, every run."""
+    summary = {side: _summary(runs, side) for side in dict.fromkeys(r["side"] for r in runs)}
     return "\n".join(
         [
             "# prefsmith trainer vs TRL DPOTrainer (CPU)",
@@ -342,11 +290,7 @@ def report(runs: list[dict], facts: dict, *, epochs: int) -> str:
             "|---|---|",
             *(f"| {k} | {v} |" for k, v in facts.items()),
             "",
-            f"Setup: {N_PAIRS} pairs, prompt ~{PROMPT_TOKENS} tokens, responses {RESPONSE_TOKENS[0]}-"
-            f"{RESPONSE_TOKENS[1]} tokens, batch {BATCH} pairs, {epochs} epochs ({runs[0]['steps']} steps), DPO "
-            f"beta {BETA} with precomputed reference log-probs, float32, AdamW lr {LR}, no gradient "
-            "checkpointing on either side. Llama hidden 256 / 4 layers / vocab 384, random init. "
-            f"{runs[0]['tokens']} real tokens per run.",
+            _setup_text(runs, epochs=epochs),
             "",
             "Sides: `ours` = prefsmith defaults (`pair_layout: shared_prompt`, length-grouped batches); "
             "`ours-concat` = `pair_layout: concatenated`; `trl` = `DPOTrainer(precompute_ref_log_probs=True)`.",
@@ -357,7 +301,7 @@ def report(runs: list[dict], facts: dict, *, epochs: int) -> str:
             "speed ratio (best) | speed ratio (CPU time) | peak RSS in train MB | RSS ratio | "
             "RSS growth in train MB |",
             "|---|---|---|---|---|---|---|---|---|---|",
-            *table,
+            *_ratio_rows(summary),
             "",
             "Wall-clock tokens/s is what a user waits for; tokens per CPU-second (process CPU time) "
             "is less disturbed by other work on a shared machine when each run has one thread.",
@@ -366,7 +310,7 @@ def report(runs: list[dict], facts: dict, *, epochs: int) -> str:
             "",
             "| side | train s | CPU s | tokens/s | train loss | peak RSS MB | RSS growth MB |",
             "|---|---|---|---|---|---|---|",
-            *every,
+            *_run_rows(runs),
             "",
         ]
     )

@@ -6,7 +6,8 @@ therefore keeps *raw* scores and margins, and the pairs manifest records one tra
 
     normalized = scale * score + shift
 
-that the trainer applies before it computes weights. Keeping the transform a pair of numbers
+(prefsmith.schemas.contracts.ScoreTransform, the manifest's `score_transform` field) that the
+trainer applies before it computes weights. Keeping the transform a pair of numbers
 (rather than rewriting scores) means one pairs table serves every normalization, and the
 manifest says exactly what was done.
 
@@ -25,17 +26,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TypeVar
 
 import numpy as np
 import polars as pl
 
+from prefsmith.schemas.contracts import ScoreTransform
 from prefsmith.schemas.data_configs import NormalizationConfig
 from prefsmith.schemas.errors import StageError
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 def _finite_values(scores: pl.Series | np.ndarray | Sequence[float]) -> np.ndarray:
@@ -47,15 +46,25 @@ def _finite_values(scores: pl.Series | np.ndarray | Sequence[float]) -> np.ndarr
 
 
 def score_transform(
-    scores: pl.Series | np.ndarray | Sequence[float], *, config: NormalizationConfig
-) -> tuple[float, float]:
-    """(scale, shift) such that `scale * score + shift` is the normalized score.
+    scores: pl.Series | np.ndarray | Sequence[float],
+    *,
+    config: NormalizationConfig,
+    scorer: str,
+) -> ScoreTransform:
+    """The transform `scale * score + shift` that normalizes `scorer`'s raw `scores`.
 
     `scores` are one scorer's raw scores (non-finite values are ignored: they never reach a
     pair). Only method `zscore` looks at them. Raises `StageError` when z-scores are undefined
     (no finite score, or all finite scores equal), because dividing by a zero std would turn
     every weight into NaN far downstream, where the cause is hard to see.
     """
+    scale, shift = _scale_shift(scores, config=config)
+    return ScoreTransform(method=config.method, scale=scale, shift=shift, scorer=scorer)
+
+
+def _scale_shift(
+    scores: pl.Series | np.ndarray | Sequence[float], *, config: NormalizationConfig
+) -> tuple[float, float]:
     if config.method == "none":
         return 1.0, 0.0
     if config.method == "affine":
@@ -74,11 +83,3 @@ def score_transform(
         )
     logger.info("zscore over %d scores: mean=%.6g std=%.6g", values.size, mean, std)
     return 1.0 / std, -mean / std
-
-
-def apply_transform(x: T, *, scale: float, shift: float) -> T:
-    """`x * scale + shift` for a float, numpy array, polars Series/Expr or torch tensor.
-
-    For a *margin* (a difference of two scores) pass `shift=0`: the shift cancels.
-    """
-    return x * scale + shift  # type: ignore[operator,return-value]  # x first: keeps its name

@@ -49,8 +49,8 @@ Manifest unit "prompt": rows_in = prompts with at least one score of the scorer;
 prompts with at least one pair; dropped: `missing_prompt` (no prompts row),
 `fewer_than_two_responses` (fewer than two distinct texts with a finite score), `all_tied`
 (every such response has the same raw score), `below_min_margin` (no candidate passed step 6).
-`extra` holds the response-level counts, the pairs written and the `score_transform` the
-trainer applies before weights (prefsmith.curation.normalize).
+`extra` holds the response-level counts and the pairs written; the typed `score_transform`
+field declares the normalization the trainer applies before weights (prefsmith.curation.normalize).
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ from prefsmith.curation.pairs_stream import (
     stream_runs,
     table_files,
 )
+from prefsmith.schemas.contracts import ScoreTransform
 from prefsmith.schemas.data_configs import PairsConfig
 from prefsmith.schemas.errors import InputError
 from prefsmith.schemas.io import write_table
@@ -141,7 +142,7 @@ class Tally:
     dropped: list[pl.DataFrame] = field(default_factory=list)
     finite: list[np.ndarray] = field(default_factory=list)  # finite scores, for z-scores
     last: str | None = None  # the last prompt_id seen (streaming order check)
-    transform: tuple[float, float] = (1.0, 0.0)  # (scale, shift), prefsmith.curation.normalize
+    transform: ScoreTransform | None = None  # prefsmith.curation.normalize, after the last batch
     pairs: int = 0  # rows written
 
 
@@ -213,7 +214,9 @@ def _check_totals(tally: Tally, *, config: PairsConfig) -> None:
             "duplicate ids; run the prompts stage, which merges duplicates"
         )
     tally.transform = score_transform(
-        np.concatenate(tally.finite or [np.empty(0)]), config=config.normalization
+        np.concatenate(tally.finite or [np.empty(0)]),
+        config=config.normalization,
+        scorer=tally.constant["scorer"],
     )
 
 
@@ -331,19 +334,18 @@ def build_pairs(inputs: Inputs, *, config: PairsConfig, out_dir: Path) -> StageR
     rejected = quarantine_rows(dropped)
     output = Path(out_dir) / "pairs.parquet"
     quarantine = write_table(rejected, Path(out_dir) / "pairs.quarantine.parquet", QUARANTINE)
-    (scale, shift), method = tally.transform, config.normalization.method
     extra = {
         "scorer": scorer,
         "strategy": config.strategy,
         "pairs_written": tally.pairs,
         "responses": response_counts(tally, dropped=dropped),
-        "score_transform": {"method": method, "scale": scale, "shift": shift, "scorer": scorer},
     }
     manifest = _manifest(
         tally.outcomes,
         config=config,
         inputs=list(paths.values()),
         extra=extra,
+        transform=tally.transform,
         outputs={"pairs": output, "quarantine": quarantine},
         start=start,
         rows_written={"pairs": tally.pairs, "quarantine": rejected.height},
@@ -364,6 +366,7 @@ def _manifest(
     config: PairsConfig,
     inputs: list[Path],
     extra: dict,
+    transform: ScoreTransform | None,
     outputs: dict[str, Path],
     rows_written: dict[str, int],
     start: float,
@@ -381,5 +384,6 @@ def _manifest(
         dropped=dropped,
         rows_written=rows_written,
         extra=extra,
+        score_transform=transform,
         wall_time_s=time.perf_counter() - start,
     )

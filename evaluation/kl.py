@@ -197,6 +197,27 @@ def _check_same_tokens(policy: str, reference: ReferenceConfig):
     return mine
 
 
+def _sample_rows(
+    rows: list[dict], policy_logps: list[np.ndarray], reference_logps: list[np.ndarray]
+) -> list[dict]:
+    """One KL_SAMPLES row per rendered sample, from its per-token log-probs under both models."""
+    out = []
+    for row, lp, lr in zip(rows, policy_logps, reference_logps, strict=True):
+        k1, k3 = sample_kl(lp, lr)
+        out.append(
+            {
+                "response_id": row["pair_id"],
+                "prompt_id": row["prompt_id"],
+                "tokens": int(lp.size),
+                "logp_policy": float(lp.sum()),
+                "logp_reference": float(lr.sum()),
+                "kl_seq": k1,
+                "k3_seq": k3,
+            }
+        )
+    return out
+
+
 def kl_estimate(
     inputs: Inputs, *, config: PolicyReferenceConfig, out_dir: str | Path
 ) -> StageResult:
@@ -219,20 +240,7 @@ def kl_estimate(
     policy_config = reference.model_copy(update={"model": policy, "revision": None})
     mine = _model_logps(policy_config, sequences, pad_id=pad_id)
     theirs = _model_logps(reference, sequences, pad_id=pad_id)
-    out = []
-    for row, lp, lr in zip(rows, mine, theirs, strict=True):
-        k1, k3 = sample_kl(lp, lr)
-        out.append(
-            {
-                "response_id": row["pair_id"],
-                "prompt_id": row["prompt_id"],
-                "tokens": int(lp.size),
-                "logp_policy": float(lp.sum()),
-                "logp_reference": float(lr.sum()),
-                "kl_seq": k1,
-                "k3_seq": k3,
-            }
-        )
+    out = _sample_rows(rows, mine, theirs)
     output = write_table(out, out_dir / OUTPUT_NAME, KL_SAMPLES)
     quarantine = write_quarantine(rejected, out_dir / "kl.quarantine.parquet", stage="kl")
     summary = summarize_kl(read_frame(output, KL_SAMPLES))

@@ -1,8 +1,8 @@
 """The evaluation report as one self-contained HTML page (`eval_report.html`).
 
-Charts come from `prefsmith.inspection.report` (inline SVG, `<svg class="chart" data-points=N>`, data
-marks of class bar / dot), with its console-error hook and style, so a headless browser test
-reads both reports the same way. Nothing is fetched: no scripts, fonts or images from outside.
+Charts come from `prefsmith.inspection.charts` (inline SVG, `<svg class="chart" data-points=N>`,
+data marks of class bar / dot), with its console-error hook and style, so a headless browser
+test reads both reports the same way. Nothing is fetched: no scripts, fonts or images from outside.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from prefsmith.inspection.report import (  # chart helpers shared with `prefsmith inspect`
+from prefsmith.inspection.charts import (  # chart helpers shared with `prefsmith inspect`
     BOTTOM,
     ERROR_HOOK,
     HEIGHT,
@@ -22,12 +22,13 @@ from prefsmith.inspection.report import (  # chart helpers shared with `prefsmit
     STYLE,
     TOP,
     WIDTH,
-    _e,
-    _Plot,
-    _svg,
+    Plot,
+    escape,
     histogram_svg,
-    nice_ticks,
+    html_table,
     scatter_svg,
+    title_text,
+    wrap_svg,
 )
 
 EXTRA_STYLE = """<style>
@@ -54,15 +55,9 @@ def outcome_bars_svg(
 ) -> str:
     """One bar per category (win / tie / loss), its count above it; N is the number of prompts."""
     names, values = list(counts), np.array(list(counts.values()), dtype=np.float64)
-    plot = _Plot((0.0, float(len(names))), (0.0, max(float(values.max(initial=0)) * 1.18, 1.0)))
+    plot = Plot((0.0, float(len(names))), (0.0, max(float(values.max(initial=0)) * 1.18, 1.0)))
     bottom, right = HEIGHT - BOTTOM, WIDTH - RIGHT
-    parts = [f'<text class="title" x="{WIDTH / 2}" y="20">{_e(title)}</text>']
-    for t in nice_ticks(plot.y0, plot.y1):
-        py = plot.y(t)
-        parts.append(
-            f'<line class="grid" x1="{LEFT}" x2="{right}" y1="{py:.1f}" y2="{py:.1f}"/>'
-            f'<text class="tick" x="{LEFT - 5}" y="{py + 4:.1f}" text-anchor="end">{t:.4g}</text>'
-        )
+    parts = [title_text(title), *plot.y_grid()]
     parts.append(
         f'<rect class="axes" x="{LEFT}" y="{TOP}" width="{right - LEFT}" height="{bottom - TOP}"/>'
         f'<text class="label" transform="translate(14 {(TOP + bottom) / 2}) rotate(-90)">prompts</text>'
@@ -71,11 +66,11 @@ def outcome_bars_svg(
         x0, x1, y = plot.x(i + 0.2), plot.x(i + 0.8), plot.y(value)
         parts.append(
             f'<rect class="bar" x="{x0:.1f}" y="{y:.1f}" width="{x1 - x0:.1f}" height="{bottom - y:.1f}" '
-            f'fill="{colors[i % len(colors)]}" fill-opacity="0.75"><title>{_e(name)}: {int(value)}</title></rect>'
+            f'fill="{colors[i % len(colors)]}" fill-opacity="0.75"><title>{escape(name)}: {int(value)}</title></rect>'
             f'<text class="value" x="{(x0 + x1) / 2:.1f}" y="{y - 5:.1f}">{int(value)}</text>'
-            f'<text class="cat" x="{(x0 + x1) / 2:.1f}" y="{bottom + 16}">{_e(name)}</text>'
+            f'<text class="cat" x="{(x0 + x1) / 2:.1f}" y="{bottom + 16}">{escape(name)}</text>'
         )
-    return _svg(parts, points=int(values.sum()), title=title)
+    return wrap_svg(parts, points=int(values.sum()), title=title)
 
 
 def _pct(x: float | None) -> str:
@@ -84,12 +79,6 @@ def _pct(x: float | None) -> str:
 
 def _num(x: float | None, digits: int = 4) -> str:
     return "–" if x is None else f"{x:.{digits}g}"
-
-
-def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _headline(report: Mapping) -> str:
@@ -106,12 +95,12 @@ def summary_tables(report: Mapping) -> str:
     """Policies side by side, then KL, held-out pairs and lm-eval (each 'not computed' if absent)."""
     t, b, wr = report["tuned"], report["base"], report["win_rate"]
     parts = [
-        _table(
+        html_table(
+            ["policy", "mean reward", "mean tokens", "prompts won"],
             [
                 ["tuned", _num(t["mean_reward"]), f"{t['mean_tokens']:.1f}", wr["wins"]],
                 ["base", _num(b["mean_reward"]), f"{b['mean_tokens']:.1f}", wr["losses"]],
             ],
-            ["policy", "mean reward", "mean tokens", "prompts won"],
         )
     ]
     kl, acc, lm = report["kl"], report["heldout_pairs"], report["lm_eval"]
@@ -131,22 +120,16 @@ def summary_tables(report: Mapping) -> str:
         ["held-out pairs: mean margin (nats)", "–" if acc is None else _num(acc["mean_margin"])],
         ["lm-eval", lm["message"] if lm else "not run"],
     ]
-    parts.append(_table(rows, ["measure", "value"]).replace("<table>", "<table class='kv'>", 1))
+    parts.append(html_table(["measure", "value"], rows).replace("<table>", "<table class='kv'>", 1))
     return "".join(parts)
 
 
-def charts(
-    tuned: pl.DataFrame,
-    base: pl.DataFrame,
-    paired: pl.DataFrame,
-    report: Mapping,
-    *,
-    kl_samples: pl.DataFrame | None = None,
-    margins: pl.DataFrame | None = None,
+def _policy_charts(
+    tuned: pl.DataFrame, base: pl.DataFrame, paired: pl.DataFrame, report: Mapping
 ) -> list[str]:
-    """SVG charts: rewards and lengths (per response), per-prompt scatter, outcomes, KL, margins."""
+    """Rewards and lengths per response, mean reward per prompt, and the outcome counts."""
     wr = report["win_rate"]
-    out = [
+    return [
         _histogram(
             {"tuned": tuned["score"].to_numpy(), "base": base["score"].to_numpy()},
             title="Reward per response, tuned vs base",
@@ -170,6 +153,19 @@ def charts(
             title="Outcome per held-out prompt",
         ),
     ]
+
+
+def charts(
+    tuned: pl.DataFrame,
+    base: pl.DataFrame,
+    paired: pl.DataFrame,
+    report: Mapping,
+    *,
+    kl_samples: pl.DataFrame | None = None,
+    margins: pl.DataFrame | None = None,
+) -> list[str]:
+    """SVG charts: rewards and lengths (per response), per-prompt scatter, outcomes, KL, margins."""
+    out = _policy_charts(tuned, base, paired, report)
     if kl_samples is not None and kl_samples.height:
         out.append(
             _histogram(
@@ -221,9 +217,9 @@ def render_eval_html(
             ERROR_HOOK,
             STYLE,
             EXTRA_STYLE,
-            f"</head><body><header><h1>Tuned vs base</h1><p class='meta'>{_e(meta)}</p></header>",
+            f"</head><body><header><h1>Tuned vs base</h1><p class='meta'>{escape(meta)}</p></header>",
             _headline(report),
-            f"<section><h2>Summary</h2>{summary_tables(report)}<p class='note'>{_e(LC_NOTE)}</p></section>",
+            f"<section><h2>Summary</h2>{summary_tables(report)}<p class='note'>{escape(LC_NOTE)}</p></section>",
             f"<section><h2>Charts</h2><div class='grid2'>{figures}</div></section>",
             f"<footer class='meta'><p>prefsmith eval · {stamp}</p></footer>",
             "<pre id='console-errors' data-count='0'></pre></body></html>",

@@ -188,11 +188,22 @@ def reference(
     model: str | None = None,
 ) -> None:
     """Add the reference model's log-probs to the pairs table (reused when the key matches)."""
-    from prefsmith.schemas.train_configs import ReferenceConfig
     from prefsmith.training.reference import reference_pass
 
-    cfg = stage_config(ReferenceConfig, config, "reference", model=model)
+    cfg = reference_stage_config(config, model=model)
     report(reference_pass({"pairs": pairs_table}, config=cfg, out_dir=out))
+
+
+def reference_stage_config(config_path: Path | None, *, model: str | None):
+    """The reference section, or for a whole pipeline config its one rule (lengths from train)."""
+    from prefsmith.schemas.pipeline_config import PipelineConfig
+    from prefsmith.schemas.train_configs import ReferenceConfig
+
+    data = read_yaml(config_path) if config_path else {}
+    if isinstance(data.get("train"), dict) and "prompts" in data:
+        reference = parse_config(PipelineConfig, data).reference_config()
+        return reference.model_copy(update={"model": model}) if model else reference
+    return stage_config(ReferenceConfig, config_path, "reference", model=model)
 
 
 @app.command()

@@ -1,18 +1,38 @@
 """The `prefsmith inspect` command (registered in prefsmith.flows.cli with `app.command()`).
 
 An instant command: it calls the stage function `prefsmith.inspection.inspect.inspect_pairs` directly (no
-Prefect), prints rich tables to stdout and writes the self-contained HTML report.
+Prefect), prints rich tables to stdout and writes the self-contained HTML report. With
+`-c pipeline.yaml` (or a train YAML) Uni-DPO's w_qual and MADPO's weights are previewed with the
+parameters of that config's loss terms; otherwise, and for a loss the config does not train, with
+the defaults of `prefsmith.schemas.losses`. `--eta`, `--tau-good` and `--madpo-tau` override one
+value on top.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
+from pydantic import ValidationError
 
-from prefsmith.inspection.stats import ETA, MADPO_TAU, TAU_GOOD
+from prefsmith.schemas.config_base import describe_errors, parse_config, read_yaml
+from prefsmith.schemas.errors import ConfigError
+from prefsmith.schemas.losses import MADPOParams, UniDPOParams
+from prefsmith.schemas.pipeline_config import PipelineConfig
+from prefsmith.schemas.train_configs import TrainConfig
+
+P = TypeVar("P", UniDPOParams, MADPOParams)
+
+# Top-level keys only a pipeline config has: such a file without `train` trains nothing.
+PIPELINE_ONLY_KEYS = frozenset(PipelineConfig.model_fields) - frozenset(TrainConfig.model_fields)
+
+
+def _shown(model: type[UniDPOParams | MADPOParams], field: str) -> str:
+    """How a preview option's default reads in --help: the config's term, else the model's."""
+    loss = model.__name__.removesuffix("Params").lower()
+    return f"-c's {loss} term, else {model.model_fields[field].default:.5g}"
 
 
 def inspect(
@@ -47,14 +67,34 @@ def inspect(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="also write the statistics as JSON")
     ] = None,
-    eta: Annotated[float, typer.Option("--eta", help="Uni-DPO η of w_qual = σ(η·margin)")] = ETA,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="pipeline or train YAML: preview the weights with its loss terms' parameters",
+        ),
+    ] = None,
+    eta: Annotated[
+        float | None,
+        typer.Option(
+            "--eta",
+            help="Uni-DPO η of w_qual = σ(η·margin)",
+            show_default=_shown(UniDPOParams, "eta"),
+        ),
+    ] = None,
     tau_good: Annotated[
-        float,
-        typer.Option("--tau-good", help="Uni-DPO c-NLL threshold on the normalized chosen score"),
-    ] = TAU_GOOD,
+        float | None,
+        typer.Option(
+            "--tau-good",
+            help="Uni-DPO c-NLL threshold τ_good on the normalized chosen score",
+            show_default=_shown(UniDPOParams, "tau_good"),
+        ),
+    ] = None,
     madpo_tau: Annotated[
-        float, typer.Option("--madpo-tau", help="MADPO τ", show_default="ln 999 ≈ 6.9068")
-    ] = MADPO_TAU,
+        float | None,
+        typer.Option("--madpo-tau", help="MADPO τ", show_default=_shown(MADPOParams, "tau")),
+    ] = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="exit with code 1 when there are warnings")
     ] = False,
@@ -65,6 +105,7 @@ def inspect(
     from prefsmith.inspection.inspect import inspect_pairs, write_text
     from prefsmith.inspection.report import render_terminal
 
+    unidpo, madpo = preview_params(config, eta=eta, tau_good=tau_good, madpo_tau=madpo_tau)
     out_html = None if no_html else (html or default_html_path(pairs))
     result = inspect_pairs(
         pairs,
@@ -72,9 +113,8 @@ def inspect(
         scores=scores,
         against_scores=against_scores,
         out_html=out_html,
-        eta=eta,
-        tau_good=tau_good,
-        madpo_tau=madpo_tau,
+        unidpo=unidpo,
+        madpo=madpo,
     )
     console = Console()
     render_terminal(result.stats, warnings=result.warnings, console=console)
@@ -93,3 +133,44 @@ def default_html_path(pairs: Path) -> Path:
     if pairs.is_dir():
         return pairs / "inspect.html"
     return pairs.parent / f"{pairs.name.removesuffix('.parquet')}.inspect.html"
+
+
+def train_config(path: Path) -> TrainConfig | None:
+    """The train config in a pipeline YAML (its `train` section) or a train YAML (the whole file,
+    or its `train` section); None for a pipeline config that trains nothing."""
+    data = read_yaml(path)
+    if "train" in data:
+        section = data["train"]
+        return None if section is None else parse_config(TrainConfig, section, section="train")
+    if data.keys() & PIPELINE_ONLY_KEYS:
+        return None
+    return parse_config(TrainConfig, data)
+
+
+def preview_params(
+    config: Path | None,
+    *,
+    eta: float | None = None,
+    tau_good: float | None = None,
+    madpo_tau: float | None = None,
+) -> tuple[UniDPOParams, MADPOParams]:
+    """The Uni-DPO and MADPO parameters inspect previews: the config's terms (defaults for a loss
+    it does not have), then the options that were given, validated like a config."""
+    train = train_config(config) if config is not None else None
+    unidpo = train.loss_params("unidpo") if train is not None else None
+    madpo = train.loss_params("madpo") if train is not None else None
+    return (
+        _override(unidpo or UniDPOParams(), loss="unidpo", eta=eta, tau_good=tau_good),
+        _override(madpo or MADPOParams(), loss="madpo", tau=madpo_tau),
+    )
+
+
+def _override(params: P, *, loss: str, **values: float | None) -> P:
+    """`params` with the given (not None) `values`, range-checked by its model."""
+    given = {key: value for key, value in values.items() if value is not None}
+    if not given:
+        return params
+    try:
+        return type(params).model_validate(params.model_dump() | given)
+    except ValidationError as error:
+        raise ConfigError(f"invalid option: {describe_errors(error, prefix=loss)}") from None

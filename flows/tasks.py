@@ -77,25 +77,20 @@ class StageInputs(CachePolicy):
 
 
 def call_stage(
-    stage: Stage, inputs: Mapping[str, Path], *, config: BaseModel, out_dir: Path, isolated: bool
-) -> dict[str, str | None]:
-    """Run `stage` here or in its own process; its StageResult as JSON-ready paths."""
-    if isolated:
-        return run_isolated(stage.name, inputs, config=config, out_dir=out_dir)
-    return stage.fn(inputs, config=config, out_dir=out_dir).paths()
-
-
-def _run(
     name: str, inputs: dict[str, Path], config: BaseModel, out_dir: Path, isolated: bool
 ) -> dict[str, str | None]:
-    return call_stage(get_stage(name), inputs, config=config, out_dir=out_dir, isolated=isolated)
+    """Run stage `name` here or in its own process; its StageResult as JSON-ready paths (the
+    function behind every stage task)."""
+    if isolated:
+        return run_isolated(name, inputs, config=config, out_dir=out_dir)
+    return get_stage(name).fn(inputs, config=config, out_dir=out_dir).paths()
 
 
 def stage_task(stage: Stage) -> Task:
     """The Prefect task of one stage: its name, its retry rule, its cache policy."""
     retries = {"retries": RETRIES, "retry_condition_fn": retry_if_transient} if stage.retry else {}
     return task(
-        _run,
+        call_stage,
         name=stage.name,
         task_run_name="{name}",
         cache_policy=StageInputs() if stage.cached else NO_CACHE,

@@ -5,7 +5,8 @@ a c-NLL threshold that never fires, a scorer that mostly rewards length, or a ta
 near-ties each waste the GPU hours of a training run, and all of them show in the data alone.
 
 Inputs: a PAIRS table (file or shard folder); its manifest `pairs.manifest.json` when present
-(drop reasons and `extra.score_transform`, else the identity transform is assumed and said so);
+(drop reasons, and the score transform through prefsmith.schemas.manifest.read_score_transform,
+which assumes the identity, and says so, when none is declared);
 optionally the SCORES table (token lengths and per-objective values, joined on response ids)
 and an older PAIRS table to compare against (two-sample KS per distribution).
 """
@@ -27,7 +28,8 @@ from prefsmith.inspection.report import render_html
 from prefsmith.inspection.warnings import warnings as find_warnings
 from prefsmith.schemas.errors import InputError
 from prefsmith.schemas.io import check_schema, shard_files
-from prefsmith.schemas.manifest import Manifest, manifest_path
+from prefsmith.schemas.losses import MADPOParams, UniDPOParams
+from prefsmith.schemas.manifest import Manifest, manifest_path, read_score_transform
 from prefsmith.schemas.tables import PAIRS, SCORES
 
 logger = logging.getLogger(__name__)
@@ -69,25 +71,9 @@ def _scan(path: Path, *, schema, columns: tuple[str, ...], what: str) -> pl.Data
 
 
 def _manifest(pairs: Path) -> Manifest | None:
-    """The pairs manifest beside a pairs file (None when absent or unreadable: inspect still runs)."""
+    """The pairs manifest beside a pairs file, for its counts (None when absent: inspect runs)."""
     path = manifest_path(pairs)
-    if not path.is_file():
-        logger.info("no manifest at %s: assuming raw scores (identity transform)", path)
-        return None
-    try:
-        return Manifest.read(path)
-    except (ValueError, OSError) as error:
-        logger.warning("ignoring unreadable manifest %s: %s", path, error)
-        return None
-
-
-def _transform(manifest: Manifest | None) -> tuple[tuple[float, float], str]:
-    """(scale, shift) and the method name from the manifest's `extra.score_transform`."""
-    declared = (manifest.extra.get("score_transform") if manifest else None) or {}
-    if not declared:
-        return (1.0, 0.0), "none (no manifest transform)"
-    scale, shift = float(declared.get("scale", 1.0)), float(declared.get("shift", 0.0))
-    return (scale, shift), str(declared.get("method", "affine"))
+    return Manifest.read(path) if path.is_file() else None
 
 
 def _load(pairs: Path, *, scores: Path | None) -> _Loaded:
@@ -95,11 +81,12 @@ def _load(pairs: Path, *, scores: Path | None) -> _Loaded:
     score_frame = None
     if scores is not None:
         score_frame = _scan(scores, schema=SCORES, columns=SCORE_COLUMNS, what="scores")
+    transform = read_score_transform(pairs)  # first: an unreadable manifest stops here
     manifest = _manifest(pairs)
-    transform, method = _transform(manifest)
-    columns = st.pair_columns(frame, scores=score_frame, transform=transform)
+    scale_shift = (transform.scale, transform.shift)
+    columns = st.pair_columns(frame, scores=score_frame, transform=scale_shift)
     counts = manifest.model_dump(include={"rows_in", "rows_out", "dropped"}) if manifest else None
-    return _Loaded(columns, counts, method)
+    return _Loaded(columns, counts, transform.label())
 
 
 def write_text(text: str, path: Path) -> Path:
@@ -119,32 +106,21 @@ def inspect_pairs(
     scores: Path | None = None,
     against_scores: Path | None = None,
     out_html: Path | None = None,
-    eta: float = st.ETA,
-    tau_good: float = st.TAU_GOOD,
-    madpo_tau: float = st.MADPO_TAU,
-    c_max: float = st.C_MAX,
-    c_min: float = st.C_MIN,
-    lmbda: float = st.LMBDA,
+    unidpo: UniDPOParams | None = None,
+    madpo: MADPOParams | None = None,
 ) -> InspectResult:
     """Statistics, warnings and (if `out_html`) the HTML report of the pairs table `pairs`.
 
     `against` is an older pairs table: each distribution is compared with a two-sample KS
     statistic (each table under its own manifest's transform; lengths only when both tables
-    measure them in the same unit, so pass `against_scores` when `scores` is given).
+    measure them in the same unit, so pass `against_scores` when `scores` is given). `unidpo`
+    and `madpo` are the loss parameters the weights are previewed with: the train config's
+    terms (`TrainConfig.loss_params`); None: the defaults of `prefsmith.schemas.losses`.
     """
-    pairs, weights = (
-        Path(pairs),
-        {"eta": eta, "madpo_tau": madpo_tau, "c_max": c_max, "c_min": c_min, "lmbda": lmbda},
-    )
-    if c_min >= 1.0 or c_max <= 1.0:
-        raise InputError(f"MADPO needs c_min < 1 < c_max, got c_min={c_min}, c_max={c_max}")
+    pairs, weights = Path(pairs), {"unidpo": unidpo, "madpo": madpo}
     current = _load(pairs, scores=scores)
     stats = st.statistics_from_columns(
-        current.columns,
-        tau_good=tau_good,
-        manifest=current.manifest,
-        method=current.method,
-        **weights,
+        current.columns, manifest=current.manifest, method=current.method, **weights
     )
     arrays = st.distributions(current.columns, **weights)
     older_arrays = None

@@ -32,12 +32,14 @@ def _constant_weights(stats: Mapping) -> list[str]:
         out.append(
             f"w_qual effectively constant: std {_fmt(wq['std'])} < {CONSTANT_WEIGHT_STD} at "
             f"η={s['eta']:g} (mean {_fmt(wq['mean'])}); margins are on a small scale (normalization "
-            f"{s['method']!r}): use pairs.normalization.method: zscore or a larger --eta"
+            f"{s['method']!r}): use pairs.normalization.method: zscore or a larger η "
+            "(the unidpo term's params.eta; --eta previews one)"
         )
     if md["n"] and md["std"] is not None and md["std"] < CONSTANT_WEIGHT_STD:
         out.append(
             f"MADPO weight effectively constant: std {_fmt(md['std'])} < {CONSTANT_WEIGHT_STD} at "
-            f"τ={s['madpo_tau']:.4g} (mean {_fmt(md['mean'])}); normalize scores or change --madpo-tau"
+            f"τ={s['madpo_tau']:.4g} (mean {_fmt(md['mean'])}); normalize scores or change τ "
+            "(the madpo term's params.tau; --madpo-tau previews one)"
         )
     return out
 

@@ -54,3 +54,10 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, PrefsmithError):
         return False
     return isinstance(error, OSError) and not isinstance(error, PERMANENT_OS_ERRORS)
+
+
+class ConfigDeprecation(FutureWarning):
+    """A config spelling that still works and will stop working in a named release.
+
+    A FutureWarning, not a DeprecationWarning: Python shows it by default, and it is meant for the
+    person who wrote the config, not for the developers of code that imports prefsmith."""

@@ -8,6 +8,7 @@ reference). Rows a stage *adds* (N responses per prompt) are reported in `rows_w
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import tempfile
@@ -19,10 +20,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from prefsmith.schemas.errors import InputError
+from prefsmith.schemas.config_base import describe_errors
+from prefsmith.schemas.contracts import ScoreTransform, TokenLengths
+from prefsmith.schemas.errors import ConfigError, InputError
 from prefsmith.schemas.ids import file_sha256
+
+logger = logging.getLogger(__name__)
 
 Inputs = Mapping[str, Path]
 """A stage's input tables by name (`{"responses": ..., "prompts": ...}`): the first argument of
@@ -73,6 +78,12 @@ class Manifest(BaseModel):
     dropped: dict[str, int] = Field(default_factory=dict, description="reason -> count")
     rows_written: dict[str, int] = Field(default_factory=dict, description="table -> rows")
     extra: dict[str, Any] = Field(default_factory=dict, description="stage-specific facts")
+    score_transform: ScoreTransform | None = Field(
+        None, description="pairs, reference: the score normalization (read_score_transform)"
+    )
+    lengths: TokenLengths | None = Field(
+        None, description="reference: the token limits its log-probs were computed with"
+    )
     versions: dict[str, str] = Field(default_factory=library_versions)
     wall_time_s: float = 0.0
     created_at: str = Field(
@@ -156,3 +167,61 @@ def input_ref(path: str | Path) -> InputRef:
 
 def count_reasons(reasons: list[str]) -> dict[str, int]:
     return dict(sorted(Counter(reasons).items()))
+
+
+def _read_manifest(path: Path) -> Manifest:
+    """`Manifest.read(path)`, or a one-line InputError naming the file and the fix."""
+    try:
+        return Manifest.read(path)
+    except ValidationError as error:
+        problem = describe_errors(error)
+    except (ValueError, OSError) as error:
+        problem = str(error)
+    raise InputError(f"cannot read manifest {path}: {problem}; rerun the stage that wrote it")
+
+
+def read_score_transform(table: str | Path) -> ScoreTransform:
+    """The score transform declared beside `table` (a pairs or pairs_ref table): the one reader
+    of it, used by the reference pass (which carries it on), the trainer and `inspect`.
+
+    A table without a manifest, or whose manifest declares no transform (a pairs table made
+    outside prefsmith), gets the identity with a warning: its raw scores reach the losses, and
+    those whose hyperparameters assume a unit score scale (Uni-DPO's eta and tau_good, MADPO's
+    tau) may then weight every pair alike. Build the table with the pairs stage and its
+    `normalization:` to declare one. A manifest that exists but cannot be read is an InputError.
+    """
+    path = manifest_path(table)
+    manifest = _read_manifest(path) if path.is_file() else None
+    transform = manifest.score_transform if manifest else None
+    if transform is None and manifest is not None and "score_transform" in manifest.extra:
+        raise InputError(
+            f"{path}: extra.score_transform was written by an older prefsmith; rerun the pairs "
+            "stage (and the reference pass) so the manifest declares the typed score_transform"
+        )
+    transform = transform or ScoreTransform.assumed_identity()
+    if not transform.declared:
+        logger.warning(
+            "%s declares no score transform: scores are used raw; losses whose hyperparameters "
+            "assume a score scale (unidpo eta/tau_good, madpo tau) may treat all pairs alike",
+            path if manifest else f"{table} (no manifest at {path})",
+        )
+    return transform
+
+
+def check_reference_lengths(table: str | Path, *, expected: TokenLengths) -> None:
+    """Stop (ConfigError) when the reference pass that wrote `table` rendered the pairs with
+    other token limits than `expected` (the trainer's): its log-probs would be of other
+    sequences. A table whose manifest records none is let through with a warning (the trainer
+    still compares per-pair completion token counts)."""
+    path = manifest_path(table)
+    recorded = _read_manifest(path).lengths if path.is_file() else None
+    if recorded is None:
+        logger.warning(
+            "%s records no reference lengths: cannot check they equal %s", path, expected.describe()
+        )
+    elif recorded != expected:
+        raise ConfigError(
+            f"{table}: its reference log-probs were computed with {recorded.describe()} but "
+            f"train has {expected.describe()}; rerun the reference pass with train's lengths "
+            "(in a pipeline config, set them under train: only)"
+        )

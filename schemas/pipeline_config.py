@@ -2,15 +2,21 @@
 
 One YAML file, one section per stage; every section is the stage's own config model, so a key
 that is unknown anywhere stops the run with a one-line message naming it.
+
+Token lengths are declared once, under `train:` (`max_length`, `max_prompt_length`): the
+reference pass, the KL estimate and held-out accuracy render with them too
+(`PipelineConfig.reference_config()`), since reference log-probs over other truncations than
+training uses would be silently wrong. `reference:` may repeat them only with equal values.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from prefsmith.schemas.config_base import StrictModel
+from prefsmith.schemas.contracts import TokenLengths
 from prefsmith.schemas.data_configs import (
     GenerateConfig,
     PairsConfig,
@@ -19,6 +25,8 @@ from prefsmith.schemas.data_configs import (
     ScoreConfig,
 )
 from prefsmith.schemas.train_configs import ReferenceConfig, TrainConfig
+
+LENGTHS = tuple(TokenLengths.model_fields)  # declared under train:, shared by reference
 
 
 class EvalConfig(StrictModel):
@@ -85,13 +93,38 @@ class PipelineConfig(StrictModel):
     generate: GenerateConfig
     score: ScoreConfig
     pairs: PairsConfig = Field(default_factory=PairsConfig)
-    reference: ReferenceConfig | None = Field(None, description="default: the policy as reference")
+    reference: ReferenceConfig | None = Field(
+        None, description="default: the policy as reference; use it through reference_config()"
+    )
     train: TrainConfig | None = Field(None, description="omit to build the dataset only")
     evaluate: EvalConfig | None = Field(None, description="omit to skip evaluation")
 
+    @model_validator(mode="after")
+    def _lengths_declared_once(self) -> PipelineConfig:
+        if self.train is None or self.reference is None:
+            return self
+        clashes = [
+            f"reference.{name}={getattr(self.reference, name)} but "
+            f"train.{name}={getattr(self.train, name)}"
+            for name in LENGTHS
+            if name in self.reference.model_fields_set
+            and getattr(self.reference, name) != getattr(self.train, name)
+        ]
+        if clashes:
+            raise ValueError(
+                f"{', '.join(clashes)}: reference log-probs must use the lengths training uses; "
+                "set them once, under train:, and leave them out of reference:"
+            )
+        return self
+
     def reference_config(self) -> ReferenceConfig:
-        """The model the policy trains against: the `reference` section, else the policy itself
-        (the base it starts from), else the generating model."""
-        if self.reference is not None:
-            return self.reference
-        return ReferenceConfig(model=self.train.policy if self.train else self.generate.model)
+        """The model the policy trains against, rendering with train's lengths: the `reference`
+        section, else the policy itself (the base it starts from), else the generating model.
+        The build flow's reference pass, the KL estimate and held-out accuracy all use it."""
+        base = self.reference or ReferenceConfig(
+            model=self.train.policy if self.train else self.generate.model
+        )
+        if self.train is None:
+            return base
+        lengths = TokenLengths.of(self.train).model_dump()
+        return ReferenceConfig.model_validate({**base.model_dump(), **lengths})

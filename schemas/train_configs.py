@@ -1,8 +1,8 @@
 """Configs of the reference pass and the trainer. Every knob says why; no torch here.
 
-`LossTerm.params` are checked against the keyword names of the loss functions in
-`training/losses.py` (mirrored in `LOSS_PARAMS`, because schemas/ must not import torch; a test
-keeps the two in step), so a misspelt hyperparameter stops the run before a model is loaded.
+Loss terms and their typed hyperparameters (defaults, ranges, paper symbols) are declared once in
+`prefsmith.schemas.losses`, so a misspelt or out-of-range hyperparameter stops the run when the
+config is loaded, before a model is.
 """
 
 from __future__ import annotations
@@ -14,55 +14,9 @@ from pydantic import Field, field_validator, model_validator
 
 from prefsmith.schemas.config_base import StrictModel
 from prefsmith.schemas.data_configs import Dtype
-
-LossName = Literal["dpo", "ipo", "simpo", "unidpo", "madpo", "adadpo"]
-
-# Keyword hyperparameters of each registered loss and their kind (training/losses.py signatures).
-LOSS_PARAMS: dict[str, dict[str, type]] = {
-    "dpo": {"beta": float, "label_smoothing": float},
-    "ipo": {"beta": float, "length_normalize": bool},
-    "simpo": {"beta": float, "gamma_beta_ratio": float},
-    "unidpo": {
-        "beta": float,
-        "eta": float,
-        "tau_ref": float,
-        "gamma": float,
-        "lam": float,
-        "tau_good": float,
-        "detach_w_perf": bool,
-    },
-    "madpo": {"beta": float, "c_max": float, "c_min": float, "lmbda": float, "tau": float},
-    "adadpo": {"beta": float, "per_token": bool, "clip": float, "use_ref": bool},
-}
+from prefsmith.schemas.losses import DPOTerm, LossParams, LossTerm
 
 DEEPSPEED_PRESETS = ("zero2", "zero3")
-
-
-def _check_param(loss: str, key: str, value: Any) -> str | None:
-    """A one-line problem with `params[key]` of loss `loss`, or None if it is fine."""
-    known = LOSS_PARAMS[loss]
-    if key not in known:
-        return f"params.{key}: unknown parameter of loss {loss!r} (known: {', '.join(known)})"
-    if known[key] is bool and not isinstance(value, bool):
-        return f"params.{key}: loss {loss!r} expects true/false, got {value!r}"
-    if known[key] is float and (isinstance(value, bool) or not isinstance(value, int | float)):
-        return f"params.{key}: loss {loss!r} expects a number, got {value!r}"
-    return None
-
-
-class LossTerm(StrictModel):
-    name: LossName = Field(description="registered loss (prefsmith.training.losses.LOSSES)")
-    weight: float = Field(1.0, description="multiplies this term's per-pair loss in the sum")
-    params: dict[str, Any] = Field(
-        default_factory=dict, description="keyword hyperparameters of the loss, e.g. {beta: 0.1}"
-    )
-
-    @model_validator(mode="after")
-    def _params_match_loss(self) -> LossTerm:
-        problems = [p for k, v in self.params.items() if (p := _check_param(self.name, k, v))]
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
 
 
 class ReferenceConfig(StrictModel):
@@ -71,7 +25,10 @@ class ReferenceConfig(StrictModel):
         None, description="recorded in `ref_model` and the cache key; default: hash of the folder"
     )
     max_length: int = Field(
-        1024, ge=8, description="prompt + completion tokens; must equal train's"
+        1024,
+        ge=8,
+        description="prompt + completion tokens; must equal train's (a pipeline config takes "
+        "train's; the trainer checks the manifest)",
     )
     max_prompt_length: int = Field(
         512,
@@ -171,11 +128,17 @@ class LaunchConfig(StrictModel):
 class TrainConfig(StrictModel):
     policy: str = Field(description="policy model folder (with its tokenizer and chat template)")
     loss: list[LossTerm] = Field(
-        default_factory=lambda: [LossTerm(name="dpo")],
-        description="terms summed per pair: [{name, weight, params}], each loss at most once",
+        default_factory=lambda: [DPOTerm()],
+        description="terms summed per pair: [{name, weight, params}], each loss at most once; "
+        "params are typed per loss (prefsmith.schemas.losses)",
     )
     nll_weight: float = Field(0.0, ge=0.0, description="weight of the chosen-response NLL term")
-    max_length: int = Field(1024, ge=8, description="prompt + completion tokens per sequence")
+    max_length: int = Field(
+        1024,
+        ge=8,
+        description="prompt + completion tokens per sequence; also the reference pass's and "
+        "the KL estimate's in a pipeline config",
+    )
     max_prompt_length: int = Field(
         512, ge=1, description="prompt tokens kept (from the left, BOS kept) when too long"
     )
@@ -261,5 +224,10 @@ class TrainConfig(StrictModel):
         return self
 
     def terms(self) -> list[tuple[str, float, dict[str, Any]]]:
-        """The loss terms in `prefsmith.training.losses.combined_loss`'s form."""
-        return [(term.name, term.weight, dict(term.params)) for term in self.loss]
+        """The loss terms in `prefsmith.training.losses.combined_loss`'s form, every
+        hyperparameter spelled out (unset ones at their `prefsmith.schemas.losses` default)."""
+        return [(term.name, term.weight, term.params.model_dump()) for term in self.loss]
+
+    def loss_params(self, name: str) -> LossParams | None:
+        """The hyperparameters of the loss term `name`, or None when the config has no such term."""
+        return next((term.params for term in self.loss if term.name == name), None)

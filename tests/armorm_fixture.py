@@ -149,7 +149,7 @@ def write_prompts(records: list[dict], out_dir: Path) -> tuple[Path, list[str]]:
     out_dir.mkdir(parents=True, exist_ok=True)
     source = out_dir / "prompts.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in records))
-    result = load_prompts(PromptsConfig(path=str(source)), out_dir)
+    result = load_prompts({}, config=PromptsConfig(path=str(source)), out_dir=out_dir)
     return result.output, read_frame(result.output, PROMPTS)["prompt_id"].to_list()
 
 

@@ -14,8 +14,8 @@ sequence alone):
   100-token responses). It needs an attention that takes a 4D mask (eager, sdpa).
 
 Per-pair tensors ride along: reference log-probs and scores, the scores normalized as the pairs
-manifest declares (`extra.score_transform`, `normalized = scale * score + shift`) before any
-loss turns them into weights.
+manifest declares (its `score_transform`, `normalized = scale * score + shift`, read by
+prefsmith.schemas.manifest.read_score_transform) before any loss turns them into weights.
 
 | key                | concatenated | shared_prompt   | meaning                                    |
 |--------------------|--------------|-----------------|--------------------------------------------|
@@ -33,59 +33,19 @@ loss turns them into weights.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import ValidationError
 
-from prefsmith.schemas.manifest import Manifest, manifest_path
+from prefsmith.schemas.contracts import ScoreTransform
 from prefsmith.training.render import RenderedPair
-
-logger = logging.getLogger(__name__)
 
 PER_PAIR_KEYS = ("ref_chosen_logps", "ref_rejected_logps", "score_chosen", "score_rejected")
 Layout = Literal["concatenated", "shared_prompt"]
 PROMPT, CHOSEN, REJECTED, PAD = 0, 1, 2, 3  # segment ids of the shared_prompt layout
-
-
-@dataclass(frozen=True)
-class ScoreTransform:
-    """`normalized = scale * raw + shift`, as declared by the stage that made the pairs."""
-
-    scale: float = 1.0
-    shift: float = 0.0
-    declared: bool = False
-
-    def apply(self, raw: float) -> float:
-        return self.scale * raw + self.shift
-
-
-def load_score_transform(pairs: str | Path, *, warn: bool = True) -> ScoreTransform:
-    """The score normalization in the pairs manifest's `extra.score_transform`, else identity.
-
-    The reference pass copies it into its own manifest, so this works on `pairs_ref.parquet` too.
-    """
-    path = manifest_path(pairs)
-    declared = None
-    if path.is_file():
-        try:
-            declared = Manifest.read(path).extra.get("score_transform")
-        except (ValidationError, ValueError) as error:
-            logger.warning("cannot read %s (%s); scores are used unnormalized", path, error)
-    if isinstance(declared, Mapping) and {"scale", "shift"} <= set(declared):
-        return ScoreTransform(float(declared["scale"]), float(declared["shift"]), declared=True)
-    if warn:
-        logger.warning(
-            "no score_transform in %s: scores are used raw; losses whose hyperparameters assume a "
-            "score scale (unidpo eta/tau_good, madpo tau) may behave as if all pairs were alike",
-            path,
-        )
-    return ScoreTransform()
 
 
 def pair_length(rendered: RenderedPair, *, layout: Layout) -> int:

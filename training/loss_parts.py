@@ -1,7 +1,9 @@
-"""Parts the losses in :mod:`prefsmith.training.losses` are built from: reading a ``PairBatch`` (with a
-clear error for a missing field), the logistic loss, the reward metrics, MADPO's margin weight
-and AdaDPO's coefficients. Shapes are ``(B,)`` throughout; the formulas and the metric
-definitions are documented once, in :mod:`prefsmith.training.losses`.
+"""Parts the losses in :mod:`prefsmith.training.losses` are built from: reading a ``PairBatch``
+(with a clear error for a missing field), the logistic loss, the reward metrics, Uni-DPO's
+quality weight, MADPO's margin weight and AdaDPO's coefficients. Shapes are ``(B,)`` throughout;
+the formulas and the metric definitions are documented once, in :mod:`prefsmith.training.losses`.
+`prefsmith inspect` previews the two weights in numpy (:mod:`prefsmith.inspection.weights`); a
+test holds both implementations equal.
 """
 
 from __future__ import annotations
@@ -75,7 +77,12 @@ def reward_metrics(chosen: Tensor, rejected: Tensor) -> dict[str, Tensor]:
     }
 
 
-def madpo_weight(margin: Tensor, *, c_max: float, c_min: float, lmbda: float, tau: float) -> Tensor:
+def unidpo_w_qual(score_chosen: Tensor, score_rejected: Tensor, *, eta: float) -> Tensor:
+    """Uni-DPO's quality weight ``w_qual = sg(σ(η·(S_w − S_l)))`` per pair; ``(B,)`` in and out."""
+    return torch.sigmoid(eta * (score_chosen - score_rejected)).detach()  # (B,)
+
+
+def madpo_weight(margin: Tensor, *, c_max: float, c_min: float, lam: float, tau: float) -> Tensor:
     """MADPO's per-pair weight from the reward-model margin ``Δ = S_w − S_l`` ``(B,)``.
 
         c(x) = c_min + (c_max − c_min) / (1 + ((c_max − 1)/(1 − c_min)) · exp(λ(x − τ)))
@@ -94,7 +101,7 @@ def madpo_weight(margin: Tensor, *, c_max: float, c_min: float, lmbda: float, ta
         )
     margin = margin.detach()  # (B,)
     odds = (c_max - 1.0) / (1.0 - c_min)
-    scale = c_min + (c_max - c_min) / (1.0 + odds * torch.exp(lmbda * (margin.abs() - tau)))  # (B,)
+    scale = c_min + (c_max - c_min) / (1.0 + odds * torch.exp(lam * (margin.abs() - tau)))  # (B,)
     weight = torch.exp(F.logsigmoid(scale * margin) - F.logsigmoid(margin))  # (B,)
     return torch.where(margin > -tau, weight, torch.ones_like(weight))  # (B,)
 

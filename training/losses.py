@@ -5,6 +5,8 @@ hyperparameters, and returns ``(per_pair_loss, metrics)``: the loss *unreduced*,
 and a dict of metrics. :func:`reduce_loss` is the one place where pairs are averaged;
 :func:`combined_loss` adds registered losses (and an optional NLL term) with weights. No model,
 tokenizer or device logic lives here; every computation stays in the dtype of the inputs.
+Each loss's keyword defaults are those of its params model in :mod:`prefsmith.schemas.losses`,
+where configs declare and range-check them (a test holds the two equal, name for name).
 
 Notation: ``lw, ll`` summed policy log-probs of the chosen / rejected completion, ``rw, rl`` the
 same under the reference, ``Lw, Ll`` completion token counts, ``aw = lw/Lw`` (likewise ``al, arw,
@@ -48,6 +50,7 @@ from prefsmith.training.loss_parts import (
     required,
     reward_metrics,
     sigmoid_loss,
+    unidpo_w_qual,
 )
 from prefsmith.training.pair_batch import LossOutput, Metrics, PairBatch
 
@@ -165,7 +168,7 @@ def unidpo(
     score_chosen, score_rejected = required(batch, loss="unidpo", kind="scores")
     avg_chosen, avg_rejected = per_token_logps(batch)  # (B,), (B,)
     delta = beta * (chosen / batch.chosen_tokens - rejected / batch.rejected_tokens)  # (B,)
-    w_qual = torch.sigmoid(eta * (score_chosen - score_rejected)).detach()  # (B,)
+    w_qual = unidpo_w_qual(score_chosen, score_rejected, eta=eta)  # (B,)
     # 1 − σ(x) = σ(−x), which keeps precision when σ(x) is close to 1.
     w_perf = torch.sigmoid(tau_ref - beta * (avg_chosen - avg_rejected)) ** gamma  # (B,)
     if detach_w_perf:
@@ -187,7 +190,7 @@ def madpo(
     beta: float = 0.1,
     c_max: float = 2.0,
     c_min: float = 0.5,
-    lmbda: float = 1.0,
+    lam: float = 1.0,
     tau: float = math.log(999.0),
 ) -> LossOutput:
     """MADPO: "Margin Adaptive DPO: Leveraging Reward Model for Granular Control in
@@ -205,7 +208,8 @@ def madpo(
         batch: needs the reference fields and both scores; all fields ``(B,)``.
         beta: β of the DPO term.
         c_max, c_min: bounds of the margin scale c; c_min < 1 < c_max.
-        lmbda: λ, steepness of c around τ.
+        lam: λ, steepness of c around τ (configs accept the old spelling ``lmbda`` until
+            prefsmith 0.3.0).
         tau: τ, the margin where c crosses 1 (default ln 999 ≈ 6.9068).
 
     Returns:
@@ -214,7 +218,7 @@ def madpo(
     chosen, rejected = log_ratios(batch, loss="madpo")  # (B,), (B,)
     score_chosen, score_rejected = required(batch, loss="madpo", kind="scores")
     margin = (score_chosen - score_rejected).detach()  # (B,) Δ
-    weight = madpo_weight(margin, c_max=c_max, c_min=c_min, lmbda=lmbda, tau=tau)  # (B,)
+    weight = madpo_weight(margin, c_max=c_max, c_min=c_min, lam=lam, tau=tau)  # (B,)
     loss = -weight * F.logsigmoid(beta * (chosen - rejected))  # (B,)
     metrics = reward_metrics(beta * chosen, beta * rejected)
     metrics["madpo/weight_mean"] = weight.mean()

@@ -16,6 +16,8 @@ Tokens come from `prefsmith.training.render` (the trainer's own rendering), so t
 it sees the same completion token counts. The output is keyed on (pairs content sha256, reference
 model revision, chat template hash, max_length, max_prompt_length, dtype): a second call with the
 same key reuses the existing output without loading the model (manifest `extra.reused: true`).
+The manifest declares the lengths (`lengths`, which the trainer checks against its own) and
+carries the pairs manifest's `score_transform` (prefsmith.schemas.manifest.read_score_transform).
 Quarantine reasons: template_error, prompt_too_long, empty_completion, nonfinite_ref_logp.
 """
 
@@ -28,6 +30,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from prefsmith.schemas.contracts import ScoreTransform, TokenLengths
 from prefsmith.schemas.errors import InputError
 from prefsmith.schemas.ids import content_hash, file_sha256, model_revision
 from prefsmith.schemas.io import read_table, write_table
@@ -39,6 +42,7 @@ from prefsmith.schemas.manifest import (
     input_path,
     input_ref,
     manifest_path,
+    read_score_transform,
 )
 from prefsmith.schemas.quarantine import Rejected, write_quarantine
 from prefsmith.schemas.tables import PAIRS, PAIRS_WITH_REFERENCE
@@ -120,8 +124,14 @@ def _pair_sequences(rendered: list[RenderedPair]) -> list[tuple[list[int], int]]
     ]
 
 
-def _reuse(out_dir: Path, key: dict[str, Any], *, start: float) -> StageResult | None:
-    """The existing result if its manifest carries `key` and the output is intact."""
+def _reuse(
+    out_dir: Path, key: dict[str, Any], *, transform: ScoreTransform, start: float
+) -> StageResult | None:
+    """The existing result if its manifest carries `key` and the output is intact.
+
+    The score transform is not part of the key (the log-probs do not depend on it): a reused
+    output carries the one the pairs manifest declares now, so renormalized pairs need no pass.
+    """
     output, path = out_dir / OUTPUT_NAME, manifest_path(out_dir / OUTPUT_NAME)
     if not (output.is_file() and path.is_file()):
         return None
@@ -130,8 +140,12 @@ def _reuse(out_dir: Path, key: dict[str, Any], *, start: float) -> StageResult |
         "output_sha256"
     ) != file_sha256(str(output)):
         return None
-    extra = {**old.extra, "reused": True}
-    manifest = old.model_copy(update={"extra": extra, "wall_time_s": time.perf_counter() - start})
+    update = {
+        "extra": {**old.extra, "reused": True},
+        "score_transform": transform,
+        "wall_time_s": time.perf_counter() - start,
+    }
+    manifest = old.model_copy(update=update)
     logger.info("reference: reusing %s (cache key %s)", output, key["cache_key"])
     quarantine = out_dir / QUARANTINE_NAME
     return StageResult(output, quarantine if quarantine.is_file() else None, manifest.write(path))
@@ -164,24 +178,12 @@ def _rows_out(rows, rendered, values, *, ref_model: str) -> tuple[list[dict], li
     return out, rejected
 
 
-def _score_transform(pairs: Path) -> dict[str, Any] | None:
-    path = manifest_path(pairs)
-    if not path.is_file():
-        return None
-    try:
-        return Manifest.read(path).extra.get("score_transform")
-    except ValueError:
-        return None
-
-
 def _write(
-    pairs: Path, out_dir: Path, rows, out_rows, rejected, *, config, extra, start
+    pairs: Path, out_dir: Path, rows, out_rows, rejected, *, config, extra, transform, start
 ) -> StageResult:
     output = write_table(out_rows, out_dir / OUTPUT_NAME, PAIRS_WITH_REFERENCE)
     quarantine = write_quarantine(rejected, out_dir / QUARANTINE_NAME, stage="reference")
     extra = {**extra, "reused": False, "output_sha256": file_sha256(str(output))}
-    if (transform := _score_transform(pairs)) is not None:
-        extra["score_transform"] = transform
     manifest = Manifest(
         stage="reference",
         unit="pair",
@@ -193,6 +195,8 @@ def _write(
         dropped=count_reasons([r.reason for r in rejected]),
         rows_written={"pairs_ref": len(out_rows), "quarantine": len(rejected)},
         extra=extra,
+        score_transform=transform,
+        lengths=TokenLengths.of(config),
         wall_time_s=time.perf_counter() - start,
     )
     logger.info(
@@ -212,10 +216,11 @@ def reference_pass(inputs: Inputs, *, config: ReferenceConfig, out_dir: str | Pa
     pairs, out_dir = input_path(inputs, "pairs"), Path(out_dir)
     if not pairs.exists():
         raise InputError(f"pairs table not found: {pairs}")
+    transform = read_score_transform(pairs)  # carried on; read first: a bad manifest stops here
     remote = config.trust_remote_code
     tokenizer = AutoTokenizer.from_pretrained(config.model, trust_remote_code=remote)
     key = cache_key(pairs, config=config, tokenizer=tokenizer)
-    if (reused := _reuse(out_dir, key, start=start)) is not None:
+    if (reused := _reuse(out_dir, key, transform=transform, start=start)) is not None:
         return reused
     rows = read_table(pairs, PAIRS).to_pylist()
     rendered, rejected = render_pairs(
@@ -242,5 +247,6 @@ def reference_pass(inputs: Inputs, *, config: ReferenceConfig, out_dir: str | Pa
         rejected + nonfinite,
         config=config,
         extra=extra,
+        transform=transform,
         start=start,
     )

@@ -32,7 +32,6 @@ from typing import Any
 
 from prefsmith.schemas.config_base import load_config
 from prefsmith.schemas.errors import ConfigError, InputError, PrefsmithError
-from prefsmith.schemas.io import read_table, shard_files
 from prefsmith.schemas.manifest import (
     Inputs,
     Manifest,
@@ -43,8 +42,8 @@ from prefsmith.schemas.manifest import (
     manifest_path,
 )
 from prefsmith.schemas.quarantine import Rejected, write_quarantine
-from prefsmith.schemas.tables import PAIRS, PAIRS_WITH_REFERENCE
 from prefsmith.schemas.train_configs import TrainConfig
+from prefsmith.training.pair_examples import build_examples, read_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -58,66 +57,6 @@ def deepspeed_config(value: str | None) -> str | None:
     if value in ("zero2", "zero3"):
         return str(DEEPSPEED_DIR / f"{value}.json")
     return value
-
-
-def read_pairs(pairs: Path, *, config: TrainConfig) -> tuple[list[dict[str, Any]], bool]:
-    """The pair rows, and whether they carry reference columns (guarded if a loss needs them)."""
-    import pyarrow.parquet as pq
-
-    from prefsmith.training.guards import check_reference_columns
-
-    files = shard_files(pairs)
-    if not files:
-        raise InputError(f"pairs table not found: {pairs}")
-    columns = pq.read_schema(files[0]).names
-    check_reference_columns(columns, terms=config.terms())
-    has_reference = set(PAIRS_WITH_REFERENCE.names) <= set(columns)
-    table = read_table(pairs, PAIRS_WITH_REFERENCE if has_reference else PAIRS)
-    return table.to_pylist(), has_reference
-
-
-def _reference_mismatch(row: dict[str, Any], pair) -> str | None:
-    """How the stored reference token counts differ from the policy's rendering, if they do."""
-    stored = (row["ref_tokens_chosen"], row["ref_tokens_rejected"])
-    counts = (len(pair.chosen_ids), len(pair.rejected_ids))
-    if stored == counts:
-        return None
-    return f"pair {row['pair_id']}: reference {stored[0]}/{stored[1]} tokens, policy {counts[0]}/{counts[1]}"
-
-
-def build_examples(rows, *, tokenizer, config: TrainConfig, pairs: Path, has_reference: bool):
-    """Render, filter and normalize pairs: (examples, rejected)."""
-    from prefsmith.training.collate import load_score_transform, missing_values, pair_example
-    from prefsmith.training.guards import check_reference_tokens
-    from prefsmith.training.losses import needs_reference, needs_scores
-    from prefsmith.training.render import render_pairs
-
-    use_ref = has_reference and any(needs_reference(n, **p) for n, _, p in config.terms())
-    use_scores = any(needs_scores(n) for n, _, _ in config.terms())
-    transform = load_score_transform(pairs, warn=use_scores) if use_scores else None
-    rendered, rejected = render_pairs(
-        rows,
-        tokenizer=tokenizer,
-        max_length=config.max_length,
-        max_prompt_length=config.max_prompt_length,
-    )
-    examples, mismatches = [], []
-    for row, pair in zip(rows, rendered, strict=True):
-        if pair is None:
-            continue
-        if reason := missing_values(row, reference=use_ref, scores=use_scores):
-            detail = f"a loss term reads {reason.removeprefix('missing_')} values the row lacks"
-            rejected.append(Rejected(str(row["pair_id"]), reason, detail))
-        elif use_ref and (mismatch := _reference_mismatch(row, pair)):
-            mismatches.append(mismatch)
-        else:
-            examples.append(
-                pair_example(
-                    row, pair, transform=transform, reference=use_ref, layout=config.pair_layout
-                )
-            )
-    check_reference_tokens(len(mismatches), total=len(rows), example=next(iter(mismatches), ""))
-    return examples, rejected
 
 
 def training_arguments(config: TrainConfig, *, out_dir: Path):

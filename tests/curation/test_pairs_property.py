@@ -110,9 +110,11 @@ def check(rows: list[tuple], root: Path, config: PairsConfig) -> pl.DataFrame:
     """Run the stage, assert the invariants and the oracle, return the pairs."""
     paths = write_inputs(root, rows)
     result = build_pairs(
-        paths["scores"],
-        responses=paths["responses"],
-        prompts=paths["prompts"],
+        {
+            "scores": paths["scores"],
+            "responses": paths["responses"],
+            "prompts": paths["prompts"],
+        },
         config=config,
         out_dir=root / "out",
     )
@@ -176,9 +178,11 @@ def test_best_vs_random_picks_the_best_and_a_strictly_lower_one(tmp_path, seed):
     rows = random_rows(seed)
     paths = write_inputs(tmp_path, rows)
     result = build_pairs(
-        paths["scores"],
-        responses=paths["responses"],
-        prompts=paths["prompts"],
+        {
+            "scores": paths["scores"],
+            "responses": paths["responses"],
+            "prompts": paths["prompts"],
+        },
         config=PairsConfig(strategy="best_vs_random", seed=seed),
         out_dir=tmp_path / "out",
     )

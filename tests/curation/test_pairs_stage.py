@@ -72,9 +72,11 @@ def write_sharded(
 
 def run(paths: dict, out_dir: Path, **config) -> pl.DataFrame:
     result = build_pairs(
-        paths["scores"],
-        responses=paths["responses"],
-        prompts=paths["prompts"],
+        {
+            "scores": paths["scores"],
+            "responses": paths["responses"],
+            "prompts": paths["prompts"],
+        },
         config=PairsConfig(**config),
         out_dir=out_dir,
     )
@@ -129,9 +131,11 @@ def test_schema_problems_are_reported_before_work(tmp_path):
 def test_manifest_is_json_with_inputs_and_outputs(tmp_path):
     paths = write_sharded(synthetic(5, 3, seed=4), tmp_path, order_seed=0, shards=2)
     result = build_pairs(
-        paths["scores"],
-        responses=paths["responses"],
-        prompts=paths["prompts"],
+        {
+            "scores": paths["scores"],
+            "responses": paths["responses"],
+            "prompts": paths["prompts"],
+        },
         config=PairsConfig(),
         out_dir=tmp_path / "out",
     )

@@ -91,9 +91,11 @@ def run(tmp_path: Path, rows, **config) -> tuple[pl.DataFrame, Manifest, pl.Data
     """build_pairs on `rows`; returns (pairs, manifest, quarantine)."""
     paths = write_inputs(tmp_path / "in", rows, **config.pop("inputs", {}))
     result = build_pairs(
-        paths["scores"],
-        responses=paths["responses"],
-        prompts=paths["prompts"],
+        {
+            "scores": paths["scores"],
+            "responses": paths["responses"],
+            "prompts": paths["prompts"],
+        },
         config=PairsConfig(**config),
         out_dir=tmp_path / "out",
     )
@@ -259,7 +261,7 @@ def test_counts_reconcile_and_manifest_records_the_transform(tmp_path):
     assert manifest.dropped == {"all_tied": 1, "fewer_than_two_responses": 1}
     assert manifest.unit == "prompt" and manifest.stage == "pairs"
     assert manifest.extra["pairs_written"] == pairs.height == 1
-    transform = manifest.extra["score_transform"]
+    transform = manifest.score_transform.model_dump()
     scores = [r[3] for r in rows]
     mean = sum(scores) / len(scores)
     std = (sum((s - mean) ** 2 for s in scores) / len(scores)) ** 0.5

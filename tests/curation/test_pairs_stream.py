@@ -84,9 +84,11 @@ def write(root: Path, frames: dict[str, pl.DataFrame], *, shards: int = 3) -> di
 
 def run(paths: dict[str, Path], out: Path, **config) -> tuple[pl.DataFrame, pl.DataFrame, Manifest]:
     result = stage.build_pairs(
-        paths["scores"],
-        responses=paths["responses"],
-        prompts=paths["prompts"],
+        {
+            "scores": paths["scores"],
+            "responses": paths["responses"],
+            "prompts": paths["prompts"],
+        },
         config=PairsConfig(**config),
         out_dir=out,
     )

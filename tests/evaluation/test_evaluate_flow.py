@@ -30,7 +30,7 @@ def test_evaluate_flow_writes_every_part(tiny, tuned_policy, tmp_path, prefect_h
         "n_boot": 200,
     }
     config = parse_config(PipelineConfig, data)
-    prompts = load_prompts(config.prompts, tmp_path / "all").output
+    prompts = load_prompts({}, config=config.prompts, out_dir=tmp_path / "all").output
     heldout = write_table(
         read_frame(prompts, PROMPTS).head(8), tmp_path / "prompts.heldout.parquet", PROMPTS
     )

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from prefsmith.evaluation.kl import KL_SAMPLES, kl_estimate, sample_kl, summarize_kl
+from prefsmith.schemas.eval_configs import PolicyReferenceConfig
 from prefsmith.schemas.io import read_frame
 from prefsmith.schemas.manifest import Manifest
 from prefsmith.schemas.tables import PROMPTS, RESPONSES
@@ -54,10 +55,10 @@ def oracle_logps(model_dir, messages, response) -> np.ndarray:
 def test_kl_matches_a_direct_float64_computation(tiny, tuned_policy, heldout, tmp_path):
     prompts, responses, _ = heldout
     result = kl_estimate(
-        responses,
-        prompts=prompts,
-        policy=str(tuned_policy),
-        reference=ReferenceConfig(model=str(tiny.policy)),
+        {"responses": responses, "prompts": prompts},
+        config=PolicyReferenceConfig(
+            policy=str(tuned_policy), reference=ReferenceConfig(model=str(tiny.policy))
+        ),
         out_dir=tmp_path / "kl",
     )
     got = read_frame(result.output, KL_SAMPLES).sort("response_id")
@@ -82,10 +83,10 @@ def test_kl_matches_a_direct_float64_computation(tiny, tuned_policy, heldout, tm
 def test_kl_of_a_model_against_itself_is_zero(tiny, heldout, tmp_path):
     prompts, responses, _ = heldout
     result = kl_estimate(
-        responses,
-        prompts=prompts,
-        policy=str(tiny.policy),
-        reference=ReferenceConfig(model=str(tiny.policy)),
+        {"responses": responses, "prompts": prompts},
+        config=PolicyReferenceConfig(
+            policy=str(tiny.policy), reference=ReferenceConfig(model=str(tiny.policy))
+        ),
         out_dir=tmp_path,
     )
     got = read_frame(result.output, KL_SAMPLES)

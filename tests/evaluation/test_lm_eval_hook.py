@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from prefsmith.evaluation.lm_eval_hook import lm_eval_stage, run_lm_eval
+from prefsmith.schemas.eval_configs import LmEvalConfig
 from prefsmith.schemas.manifest import Manifest
 
 
@@ -19,7 +20,11 @@ from prefsmith.schemas.manifest import Manifest
     importlib.util.find_spec("lm_eval") is not None, reason="lm-eval is installed here"
 )
 def test_not_installed_says_so_plainly(tmp_path):
-    result = lm_eval_stage("ckpt", tasks=["hellaswag", "arc_easy"], out_dir=tmp_path)
+    result = lm_eval_stage(
+        {},
+        config=LmEvalConfig(checkpoint="ckpt", tasks=["hellaswag", "arc_easy"]),
+        out_dir=tmp_path,
+    )
     data = json.loads(result.output.read_text())
     assert data == {
         "status": "not_installed",

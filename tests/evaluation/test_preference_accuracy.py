@@ -12,6 +12,7 @@ from prefsmith.evaluation.preference_accuracy import (
     join_passes,
     preference_accuracy,
 )
+from prefsmith.schemas.eval_configs import PolicyReferenceConfig
 from prefsmith.schemas.io import read_frame, write_table
 from prefsmith.schemas.manifest import Manifest
 from prefsmith.schemas.tables import PAIRS
@@ -82,7 +83,9 @@ def test_stage_scores_both_models_and_reconciles(tiny, tuned_policy, tmp_path):
     pairs = _pairs(tmp_path / "pairs.parquet", 3)
     reference = ReferenceConfig(model=str(tiny.policy), max_length=128, max_prompt_length=32)
     same = heldout_accuracy(
-        pairs, reference=reference, policy=str(tiny.policy), out_dir=tmp_path / "same"
+        {"pairs": pairs},
+        config=PolicyReferenceConfig(policy=str(tiny.policy), reference=reference),
+        out_dir=tmp_path / "same",
     )
     zero = read_frame(same.output, MARGINS)
     assert zero.height == 3 and zero["margin"].to_list() == [
@@ -97,7 +100,9 @@ def test_stage_scores_both_models_and_reconciles(tiny, tuned_policy, tmp_path):
         "ties": 3,
     }
     tuned = heldout_accuracy(
-        pairs, reference=reference, policy=str(tuned_policy), out_dir=tmp_path / "tuned"
+        {"pairs": pairs},
+        config=PolicyReferenceConfig(policy=str(tuned_policy), reference=reference),
+        out_dir=tmp_path / "tuned",
     )
     got = read_frame(tuned.output, MARGINS)
     assert (got["ref_logp_chosen"] == zero["ref_logp_chosen"]).all()  # same reference pass
@@ -108,14 +113,20 @@ def test_stage_scores_both_models_and_reconciles(tiny, tuned_policy, tmp_path):
     assert got["margin"].to_list() == pytest.approx(expected.to_list())
     manifest = Manifest.read(tuned.manifest)
     assert (manifest.rows_in, manifest.rows_out) == (3, 3)
+    assert manifest.config == {
+        "policy": str(tuned_policy),
+        "reference": reference.model_dump(mode="json"),
+    }
 
 
 def test_stage_with_no_pairs_loads_no_model(tmp_path):
     pairs = _pairs(tmp_path / "pairs.parquet", 0)
     result = heldout_accuracy(
-        pairs,
-        reference=ReferenceConfig(model=str(tmp_path / "missing")),
-        policy=str(tmp_path / "missing"),
+        {"pairs": pairs},
+        config=PolicyReferenceConfig(
+            policy=str(tmp_path / "missing"),
+            reference=ReferenceConfig(model=str(tmp_path / "missing")),
+        ),
         out_dir=tmp_path,
     )
     assert read_frame(result.output, MARGINS).height == 0

@@ -25,6 +25,7 @@ from prefsmith.evaluation.kl import KL_SAMPLES
 from prefsmith.evaluation.lm_eval_hook import lm_eval_stage
 from prefsmith.evaluation.preference_accuracy import MARGINS
 from prefsmith.evaluation.report_html import outcome_bars_svg
+from prefsmith.schemas.eval_configs import CompareConfig, LmEvalConfig
 from prefsmith.schemas.io import write_table
 from prefsmith.schemas.tables import RESPONSES, SCORES
 
@@ -105,18 +106,19 @@ def report(tmp_path_factory):
         root / "margins.parquet",
         MARGINS,
     )
-    hook = lm_eval_stage("ckpt", tasks=["hellaswag"], out_dir=root / "lm")
-    result = compare_policies(
-        tuned[0],
-        tuned_responses=tuned[1],
-        base_scores=base[0],
-        base_responses=base[1],
-        out_dir=root / "out",
-        n_boot=500,
-        kl=kl,
-        heldout=margins,
-        lm_eval=hook.output,
+    hook = lm_eval_stage(
+        {}, config=LmEvalConfig(checkpoint="ckpt", tasks=["hellaswag"]), out_dir=root / "lm"
     )
+    inputs = {
+        "tuned_scores": tuned[0],
+        "tuned_responses": tuned[1],
+        "base_scores": base[0],
+        "base_responses": base[1],
+        "kl": kl,
+        "heldout": margins,
+        "lm_eval": hook.output,
+    }
+    result = compare_policies(inputs, config=CompareConfig(n_boot=500), out_dir=root / "out")
     return result, root
 
 
@@ -148,14 +150,13 @@ def test_missing_parts_are_null_not_absent(tmp_path):
     tuned, base = (
         write_side(tmp_path / s, rng=rng, n_prompts=10, shift=0.0, mean_len=9) for s in ("t", "b")
     )
-    result = compare_policies(
-        tuned[0],
-        tuned_responses=tuned[1],
-        base_scores=base[0],
-        base_responses=base[1],
-        out_dir=tmp_path / "out",
-        n_boot=200,
-    )
+    inputs = {
+        "tuned_scores": tuned[0],
+        "tuned_responses": tuned[1],
+        "base_scores": base[0],
+        "base_responses": base[1],
+    }
+    result = compare_policies(inputs, config=CompareConfig(n_boot=200), out_dir=tmp_path / "out")
     data = json.loads(result.output.read_text())
     assert tuple(sorted(data)) == tuple(sorted(REPORT_KEYS))
     assert (data["kl"], data["heldout_pairs"], data["lm_eval"]) == (None, None, None)

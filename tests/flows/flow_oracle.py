@@ -73,18 +73,22 @@ def tables(run_dir: Path) -> dict[str, object]:
 def build_without_prefect(config_path: Path, out: Path) -> None:
     """The oracle: the same stages called directly, one after the other, never interrupted."""
     from prefsmith.curation.pairs import build_pairs
-    from prefsmith.generation.prompts import load_prompts, split_prompts
+    from prefsmith.generation.prompts import load_prompts
+    from prefsmith.generation.split import split_prompts
     from prefsmith.generation.stage import generate
     from prefsmith.schemas.config_base import parse_config, read_yaml
+    from prefsmith.schemas.data_configs import SplitConfig
     from prefsmith.schemas.pipeline_config import PipelineConfig
     from prefsmith.scoring.stage import score
 
     config = parse_config(PipelineConfig, read_yaml(config_path))
-    prompts = load_prompts(config.prompts, out).output
-    train, _ = split_prompts(prompts, heldout_fraction=config.heldout_fraction, out_dir=out)
-    responses = generate(train, config=config.generate, out_dir=out).output
-    scores = score(responses, prompts=train, config=config.score, out_dir=out).output
-    build_pairs(scores, responses=responses, prompts=train, config=config.pairs, out_dir=out)
+    prompts = load_prompts({}, config=config.prompts, out_dir=out).output
+    split = SplitConfig(heldout_fraction=config.heldout_fraction)
+    train = split_prompts({"prompts": prompts}, config=split, out_dir=out).output
+    responses = generate({"prompts": train}, config=config.generate, out_dir=out).output
+    inputs = {"responses": responses, "prompts": train}
+    scores = score(inputs, config=config.score, out_dir=out).output
+    build_pairs({"scores": scores, **inputs}, config=config.pairs, out_dir=out)
 
 
 def latest_states(client, names: list[str]) -> dict[str, str]:

@@ -15,9 +15,9 @@ from prefsmith.schemas.pipeline_config import ScaleConfig
 RULE = ScoreConfig(kind="rule", rule="length_target", params={"target": 5}, shard_size=2)
 
 
-def key(hashes, *, out_dir="/runs/a", config=RULE, responses="/x/responses"):
-    call = {"args": [Path(responses)], "kwargs": {"config": config, "out_dir": Path(out_dir)}}
-    inputs = {"target": "prefsmith.scoring.stage:score_shards", "hashes": hashes, "call": call}
+def key(hashes, *, out_dir="/runs/a", config=RULE, responses="/x/responses", name="score"):
+    call = {"inputs": {"responses": Path(responses)}, "config": config, "out_dir": Path(out_dir)}
+    inputs = {"name": name, "hashes": hashes, "call": call}
     return PartInputs().compute_key(None, inputs, {})
 
 
@@ -33,6 +33,7 @@ def test_part_key_follows_shard_content_config_and_target_folder_only():
     assert key(["a", "c"]) != base  # one shard's content changed
     assert key(["a", "b"], out_dir="/runs/b") != base  # another build folder never reuses
     assert key(["a", "b"], config=RULE.model_copy(update={"params": {"target": 6}})) != base
+    assert key(["a", "b"], name="generate") != base  # another stage's part
 
 
 def test_scale_defaults_and_validation():
@@ -79,19 +80,16 @@ def test_score_shards_write_exactly_the_asked_shards_and_the_stage_finishes(tmp_
         for i in range(7)
     ]
     responses = write_table(rows, tmp_path / "responses.parquet", RESPONSES)
-    hashes = shard_plan(responses, prompts=prompts, config=RULE, out_dir=tmp_path / "mapped")
+    inputs = {"responses": responses, "prompts": prompts}
+    hashes = shard_plan(inputs, config=RULE, out_dir=tmp_path / "mapped")
     assert len(hashes) == 4 and len(set(hashes)) == 4
-    written = score_shards(
-        responses, prompts=prompts, config=RULE, out_dir=tmp_path / "mapped", shards=[1, 3]
-    )
+    written = score_shards(inputs, config=RULE, out_dir=tmp_path / "mapped", shards=[1, 3])
     assert [Path(p).name for p in written] == ["shard-00001.parquet", "shard-00003.parquet"]
     assert sorted(p.name for p in (tmp_path / "mapped" / "scores").glob("*.parquet")) == [
         Path(p).name for p in written
     ]
-    score_shards(
-        responses, prompts=prompts, config=RULE, out_dir=tmp_path / "mapped", shards=[0, 2]
-    )
-    mapped = score(responses, prompts=prompts, config=RULE, out_dir=tmp_path / "mapped")
-    direct = score(responses, prompts=prompts, config=RULE, out_dir=tmp_path / "direct")
+    score_shards(inputs, config=RULE, out_dir=tmp_path / "mapped", shards=[0, 2])
+    mapped = score(inputs, config=RULE, out_dir=tmp_path / "mapped")
+    direct = score(inputs, config=RULE, out_dir=tmp_path / "direct")
     assert Manifest.read(mapped.manifest).extra["shards_skipped"] == 4
     assert read_table(mapped.output, SCORES).equals(read_table(direct.output, SCORES))

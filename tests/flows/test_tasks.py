@@ -7,16 +7,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from prefsmith.flows.tasks import QUANTILES, StageInputs, _transient, pair_quantiles
+from prefsmith.flows.artifacts import QUANTILES, pair_quantiles
+from prefsmith.flows.tasks import StageInputs, retry_if_transient
 from prefsmith.flows.tasks import stage_model_revision as model_revision
 from prefsmith.schemas import errors
 from prefsmith.schemas.data_configs import ScoreConfig
 
 
-def key(*args, **kwargs) -> str:
-    return StageInputs().compute_key(
-        None, {"name": "s", "target": "m:f", "args": args, "kwargs": kwargs}, {}
-    )
+def key(table, *, config, out_dir, name="score") -> str:
+    inputs = {"name": name, "inputs": {"responses": table}, "config": config, "out_dir": out_dir}
+    return StageInputs().compute_key(None, inputs, {})
 
 
 @pytest.fixture
@@ -38,6 +38,8 @@ def test_key_follows_input_content_config_and_revision(table, tmp_path):
     assert key(table, config=config, out_dir=tmp_path / "elsewhere") != changed_input
     pinned = config.model_copy(update={"revision": "v2"})
     assert key(table, config=pinned, out_dir=tmp_path / "out") != changed_input
+    other_stage = key(table, config=config, out_dir=tmp_path / "out", name="generate")
+    assert other_stage != changed_input
 
 
 def test_model_revision_changes_when_the_model_folder_does(tmp_path):
@@ -62,14 +64,19 @@ class _State:
 @pytest.mark.parametrize(
     ("exception", "retried"),
     [
-        (errors.StageError("child died"), True),
-        (OSError("disk"), True),
+        (errors.StageProcessDied("killed (SIGKILL)"), True),
+        (errors.ServerUnavailable("no server answered"), True),
+        (ConnectionResetError("reset"), True),
+        (OSError(5, "Input/output error"), True),
+        (errors.StageError("loss is NaN"), False),
         (errors.ConfigError("bad key"), False),
         (errors.InputError("no file"), False),
+        (FileNotFoundError("gone"), False),
+        (ValueError("a bug"), False),
     ],
 )
 def test_only_transient_failures_retry(exception, retried):
-    assert _transient(None, None, _State(exception)) is retried
+    assert retry_if_transient(None, None, _State(exception)) is retried
 
 
 def test_pair_quantiles_match_numpy(tmp_path):

@@ -24,7 +24,9 @@ def make_prompts(tmp_path):
             json.dumps({"prompt": t} if isinstance(t, str) else {"messages": t}) for t in texts
         ]
         source.write_text("\n".join(lines) + "\n")
-        return load_prompts(PromptsConfig(path=str(source)), tmp_path / name).output
+        return load_prompts(
+            {}, config=PromptsConfig(path=str(source)), out_dir=tmp_path / name
+        ).output
 
     return make
 

@@ -92,7 +92,9 @@ def test_stage_same_seed_same_rows_other_seed_other_rows(
             batch_size=4,
             sampling={"n": 2, "temperature": 0.9, "max_new_tokens": 10, "seed": seed},
         )
-        return read_frame(generate(table, config=config, out_dir=tmp_path / name).output, RESPONSES)
+        return read_frame(
+            generate({"prompts": table}, config=config, out_dir=tmp_path / name).output, RESPONSES
+        )
 
     a, b, c = run(7, "a"), run(7, "b"), run(8, "c")
     assert a.equals(b)
@@ -140,7 +142,9 @@ def test_vllm_seeded_sampling_survives_chunked_batches_and_repeats(
             shard_size=128,
             sampling={"n": 4, "temperature": 1.0, "max_new_tokens": 4, "seed": 5},
         )
-        return read_frame(generate(table, config=config, out_dir=tmp_path / name).output, RESPONSES)
+        return read_frame(
+            generate({"prompts": table}, config=config, out_dir=tmp_path / name).output, RESPONSES
+        )
 
     first, second = run("a"), run("b")
     assert first.height == 512 and first["response_id"].n_unique() == 512

@@ -97,7 +97,9 @@ def test_a_server_killed_mid_run_loses_and_duplicates_no_shard(
     logs = (tmp_path / "server-a.log", tmp_path / "server-b.log")
     servers = [start_server(vllm_policy, port, log) for port, log in zip(ports, logs, strict=True)]
     try:
-        oracle = generate(prompts, config=make_config(vllm_policy), out_dir=tmp_path / "oracle")
+        oracle = generate(
+            {"prompts": prompts}, config=make_config(vllm_policy), out_dir=tmp_path / "oracle"
+        )
         for server, port, log in zip(servers, ports, logs, strict=True):  # started together
             wait_healthy(server, f"http://127.0.0.1:{port}", log, timeout_s=400)
         urls = [f"http://127.0.0.1:{port}/v1" for port in ports]
@@ -108,7 +110,7 @@ def test_a_server_killed_mid_run_loses_and_duplicates_no_shard(
         start = time.perf_counter()
         try:
             served = generate(
-                prompts,
+                {"prompts": prompts},
                 config=make_config(vllm_policy, backend="openai", servers=urls),
                 out_dir=served_out,
             )

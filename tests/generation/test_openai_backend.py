@@ -20,7 +20,7 @@ from vllm_server import free_port, start_server, stop, wait_healthy
 
 from prefsmith.generation.backends.openai_server import OpenAIServerBackend
 from prefsmith.schemas.data_configs import GenerateConfig, SamplingConfig
-from prefsmith.schemas.errors import StageError
+from prefsmith.schemas.errors import ServerUnavailable, StageError, is_transient
 
 SAMPLING = SamplingConfig(n=2, temperature=0.7, top_p=0.9, max_new_tokens=5, seed=1)
 MODULE = "prefsmith.generation.backends.openai_server"
@@ -233,16 +233,18 @@ def test_a_request_lost_mid_shard_is_replaced_not_added(monkeypatch):
     assert {body["seed"] for host, body in log if host == "b"} >= set(dropped)
 
 
-def test_refusals_and_dead_servers_are_stage_errors(monkeypatch, caplog):
+def test_refusals_are_stage_errors_and_dead_servers_transient(monkeypatch, caplog):
     monkeypatch.setattr(f"{MODULE}.BACKOFF_S", 0.0)
-    with pytest.raises(StageError, match="refused the request \\(400\\)"):
+    with pytest.raises(StageError, match="refused the request \\(400\\)") as refused:
         backend(fake_server([], status=400)).generate([[1]], sampling=SAMPLING, seeds=[0])
+    assert not is_transient(refused.value)  # a 400 fails the same way again: no retry
     log = []
     caplog.set_level(logging.WARNING, logger=MODULE)
     with pytest.raises(
-        StageError, match="no server answered after 4 attempts over 2 server"
+        ServerUnavailable, match="no server answered after 4 attempts over 2 server"
     ) as error:
         backend(fake_server(log, down={"a", "b"})).generate([[1]], sampling=SAMPLING, seeds=[0])
+    assert is_transient(error.value)  # the servers may be back when the flow retries
     assert "\n" not in str(error.value) and "ConnectError: connection refused" in str(error.value)
     assert hosts(log) == ["a", "b", "a", "b"]  # all down: tried in turn anyway
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == [
@@ -255,7 +257,7 @@ def test_all_down_tries_each_server_after_the_backoff(monkeypatch):
     """Every server down: the attempts wait BACKOFF_S, 2x, 4x between them (1.5 s here)."""
     sleeps = []
     monkeypatch.setattr(f"{MODULE}.time.sleep", sleeps.append)
-    with pytest.raises(StageError):
+    with pytest.raises(ServerUnavailable):
         backend(fake_server([], down={"a", "b"})).generate([[1]], sampling=SAMPLING, seeds=[0])
     assert sleeps == [0.5, 1.0, 2.0]
 

@@ -35,7 +35,7 @@ MESSY_JSONL = b"\n".join(
 
 def _run(tmp_path, path, **options):
     config = parse_config(PromptsConfig, {"path": str(path), **options})
-    result = load_prompts(config, tmp_path / "out")
+    result = load_prompts({}, config=config, out_dir=tmp_path / "out")
     return result, read_table(result.output, PROMPTS).to_pylist(), Manifest.read(result.manifest)
 
 
@@ -108,15 +108,22 @@ def test_unusable_inputs_stop_with_one_line(tmp_path):
 
 
 def test_split_is_by_id_hash_and_stable_when_the_set_grows(tmp_path):
-    from prefsmith.generation.prompts import split_prompts
+    from prefsmith.generation.split import split_prompts
+    from prefsmith.schemas.data_configs import SplitConfig
 
     def run(n, folder):
         path = tmp_path / f"{folder}.jsonl"
         path.write_text("".join(json.dumps({"prompt": f"question {i}"}) + "\n" for i in range(n)))
         result, _, _ = _run(tmp_path / folder, path)
-        train, heldout = split_prompts(
-            result.output, heldout_fraction=0.25, out_dir=tmp_path / folder
+        split = split_prompts(
+            {"prompts": result.output},
+            config=SplitConfig(heldout_fraction=0.25),
+            out_dir=tmp_path / folder,
         )
+        train, heldout = split.output, split.more["prompts_heldout"]
+        manifest = Manifest.read(split.manifest)
+        assert split.manifest == tmp_path / folder / "prompts.split.manifest.json"
+        assert manifest.rows_in == manifest.rows_out == n
         return (
             {r["prompt_id"] for r in read_table(train, PROMPTS).to_pylist()},
             {r["prompt_id"] for r in read_table(heldout, PROMPTS).to_pylist()},

@@ -112,7 +112,7 @@ def test_stage_quarantines_and_reconciles(tiny, tmp_path, make_prompts, prompt_t
         shard_size=2,
         sampling={"n": 2, "temperature": 0.7, "max_new_tokens": 4},
     )
-    result = generate(table, config=config, out_dir=tmp_path / "out")
+    result = generate({"prompts": table}, config=config, out_dir=tmp_path / "out")
 
     manifest = Manifest.read(result.manifest)
     quarantine = read_frame(result.quarantine, QUARANTINE)
@@ -147,7 +147,9 @@ def test_completion_is_capped_by_the_context(tiny, tmp_path, make_prompts):
         max_model_len=length + 2,
         sampling={"n": 3, "temperature": 1.0, "max_new_tokens": 50},
     )
-    result = generate(make_prompts([messages]), config=config, out_dir=tmp_path / "out")
+    result = generate(
+        {"prompts": make_prompts([messages])}, config=config, out_dir=tmp_path / "out"
+    )
     responses = read_frame(result.output, RESPONSES)
     assert responses.height == 3
     assert (responses["n_tokens"] <= 2).all()

@@ -70,16 +70,16 @@ def test_killed_run_resumes_to_the_uninterrupted_rows(tiny, tmp_path, make_promp
     table = make_prompts(prompt_texts(N_PROMPTS, seed=4))
     config_path = write_config(tmp_path / "generate.yaml", tiny.policy)
     resumed = tmp_path / "resumed"
-    command = [
+    command = [  # the real CLI: `prefsmith generate PROMPTS -o OUT -c CONFIG`
         sys.executable,
         "-m",
-        "prefsmith.generation.stage",
-        "--prompts",
+        "prefsmith.flows.cli",
+        "generate",
         str(table),
-        "--config",
-        str(config_path),
-        "--out",
+        "-o",
         str(resumed),
+        "-c",
+        str(config_path),
     ]
 
     done_at_kill = start_and_kill(command, resumed)
@@ -98,7 +98,7 @@ def test_killed_run_resumes_to_the_uninterrupted_rows(tiny, tmp_path, make_promp
     assert manifest.extra["shards_total"] == SHARDS
 
     config = load_config(GenerateConfig, config_path)
-    straight = generate(table, config=config, out_dir=tmp_path / "straight")
+    straight = generate({"prompts": table}, config=config, out_dir=tmp_path / "straight")
     expected = read_frame(straight.output, RESPONSES)
     got = read_frame(resumed / "responses", RESPONSES)
     assert Manifest.read(straight.manifest).extra["shards_skipped"] == 0
@@ -115,7 +115,7 @@ def finished_run(tiny, tmp_path, make_prompts, prompt_texts):
         GenerateConfig, write_config(tmp_path / "g.yaml", tiny.policy, shard_size=3)
     )
     config.sampling.max_new_tokens = 6
-    result = generate(table, config=config, out_dir=tmp_path / "out")
+    result = generate({"prompts": table}, config=config, out_dir=tmp_path / "out")
     return table, config, result
 
 
@@ -126,7 +126,7 @@ def test_finished_run_is_skipped_without_loading_a_model(finished_run, monkeypat
         raise AssertionError("a fully finished run must not construct a backend")
 
     monkeypatch.setattr("prefsmith.generation.stage.load_backend", no_model)
-    again = generate(table, config=config, out_dir=tmp_path / "out")
+    again = generate({"prompts": table}, config=config, out_dir=tmp_path / "out")
     manifest = Manifest.read(again.manifest)
     assert manifest.extra["shards_skipped"] == manifest.extra["shards_total"] == 2
     assert manifest.rows_written["responses"] == 6 * N_SAMPLES
@@ -137,11 +137,11 @@ def test_resume_with_another_plan_is_refused(finished_run, tmp_path):
     table, config, _ = finished_run
     changed = config.model_copy(update={"shard_size": 2})
     with pytest.raises(StageError, match="shard_size"):
-        generate(table, config=changed, out_dir=tmp_path / "out")
+        generate({"prompts": table}, config=changed, out_dir=tmp_path / "out")
     reseeded = config.model_copy(deep=True)
     reseeded.sampling.seed = 99
     with pytest.raises(StageError, match="gen_config_hash"):
-        generate(table, config=reseeded, out_dir=tmp_path / "out")
+        generate({"prompts": table}, config=reseeded, out_dir=tmp_path / "out")
 
 
 def test_rows_follow_the_schema_and_ids(finished_run):
@@ -161,15 +161,17 @@ def test_rows_follow_the_schema_and_ids(finished_run):
     assert frame["generator"].n_unique() == 1 and frame["generator"][0].startswith("policy@")
 
 
-def test_module_entry_point_reports_a_bad_config_in_one_line(tmp_path, capsys):
-    from prefsmith.generation.stage import main
+def test_cli_generate_reports_a_bad_config_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from prefsmith.flows.cli import app
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"model": "m", "backend": "openai", "shard_sise": 3}))
-    with pytest.raises(SystemExit) as exit_info:
-        main(
-            ["--prompts", str(tmp_path / "p.parquet"), "--config", str(bad), "--out", str(tmp_path)]
-        )
-    assert exit_info.value.code == 2
-    message = capsys.readouterr().err.strip()
-    assert message == "error: invalid config: shard_sise: unknown key"
+    done = CliRunner().invoke(
+        app, ["generate", str(tmp_path / "p.parquet"), "-o", str(tmp_path), "-c", str(bad)]
+    )
+    assert done.exit_code == 2
+    message = done.output.strip()
+    assert "\n" not in message and message.startswith("error: invalid config")
+    assert message.endswith("shard_sise: unknown key")

@@ -28,9 +28,11 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from prefsmith.flows.cli_inspect import inspect as inspect_command
+from prefsmith.inspection.charts import histogram_svg
 from prefsmith.inspection.inspect import inspect_pairs
-from prefsmith.inspection.report import histogram_svg, render_terminal
+from prefsmith.inspection.report import render_terminal
 from prefsmith.inspection.stats import DRIFT_NAMES
+from prefsmith.schemas.contracts import ScoreTransform
 from prefsmith.schemas.errors import InputError
 from prefsmith.schemas.io import write_table
 from prefsmith.schemas.manifest import Manifest, manifest_path
@@ -93,14 +95,12 @@ def write_tables(root: Path, *, seed: int, n_prompts: int, shift: float) -> tupl
         rows_in=n_prompts + 5,
         rows_out=n_prompts,
         dropped={"all_tied": 2, "fewer_than_two_responses": 3},
-        extra={
-            "score_transform": {
-                "method": "zscore",
-                "scale": 1 / values.std(),
-                "shift": -values.mean() / values.std(),
-                "scorer": "armo",
-            }
-        },
+        score_transform=ScoreTransform(
+            method="zscore",
+            scale=1 / values.std(),
+            shift=-values.mean() / values.std(),
+            scorer="armo",
+        ),
     ).write(manifest_path(pairs_path))
     return pairs_path, scores_path
 

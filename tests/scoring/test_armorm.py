@@ -55,7 +55,9 @@ def test_armorm_scores_and_named_objectives(tiny_armorm, tmp_path):
     config = ScoreConfig(
         kind="armorm", model=str(tiny_armorm.path), trust_remote_code=True, shard_size=4
     )
-    result = score(responses, prompts=prompts, config=config, out_dir=tmp_path / "out")
+    result = score(
+        {"responses": responses, "prompts": prompts}, config=config, out_dir=tmp_path / "out"
+    )
     scores = read_frame(result.output, SCORES).join(
         read_frame(responses, RESPONSES).select("response_id", "response"), on="response_id"
     )
@@ -81,12 +83,14 @@ def test_objective_names_from_params_override_and_must_match(tiny_armorm, tmp_pa
         trust_remote_code=True,
         params={"objective_names": names},
     )
-    result = score(responses, prompts=prompts, config=config, out_dir=tmp_path / "a")
+    result = score(
+        {"responses": responses, "prompts": prompts}, config=config, out_dir=tmp_path / "a"
+    )
     first = read_frame(result.output, SCORES)["objectives"][0]
     assert [o["name"] for o in first] == names
     wrong = config.model_copy(update={"params": {"objective_names": names[:3]}})
     with pytest.raises(ConfigError, match="3 names given but the model returns 19"):
-        score(responses, prompts=prompts, config=wrong, out_dir=tmp_path / "b")
+        score({"responses": responses, "prompts": prompts}, config=wrong, out_dir=tmp_path / "b")
 
 
 def test_default_objective_names():
@@ -99,7 +103,7 @@ def test_remote_code_needs_an_explicit_opt_in(tiny_armorm, tmp_path, kind):
     responses, prompts, _, _ = _inputs(tmp_path)
     config = ScoreConfig(kind=kind, model=str(tiny_armorm.path))
     with pytest.raises(ConfigError) as caught:
-        score(responses, prompts=prompts, config=config, out_dir=tmp_path / "out")
+        score({"responses": responses, "prompts": prompts}, config=config, out_dir=tmp_path / "out")
     message = str(caught.value)
     assert "trust_remote_code" in message and "\n" not in message
     assert not (tmp_path / "out").exists()  # refused before any work
@@ -109,4 +113,4 @@ def test_armorm_kind_on_a_plain_classifier_is_refused_without_opt_in(tiny, tmp_p
     responses, prompts, _, _ = _inputs(tmp_path)
     config = ScoreConfig(kind="armorm", model=str(tiny.reward_model))
     with pytest.raises(ConfigError, match="trust_remote_code"):
-        score(responses, prompts=prompts, config=config, out_dir=tmp_path / "out")
+        score({"responses": responses, "prompts": prompts}, config=config, out_dir=tmp_path / "out")

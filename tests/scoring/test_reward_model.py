@@ -88,7 +88,8 @@ def _run(tmp_path, folder, records, texts_per_prompt):
     pairs = [(pid, t) for pid in ids for t in texts_per_prompt]
     responses = fx.write_responses(pairs, tmp_path / "in" / "responses.parquet")
     config = ScoreConfig(model=str(folder), shard_size=3)
-    return score(responses, prompts=prompts, config=config, out_dir=tmp_path / "out"), ids
+    inputs = {"responses": responses, "prompts": prompts}
+    return score(inputs, config=config, out_dir=tmp_path / "out"), ids
 
 
 def test_template_error_quarantines_only_that_row(tiny, tmp_path):

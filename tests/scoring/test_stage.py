@@ -74,7 +74,9 @@ def _direct_scores(tiny, ids, pairs) -> dict[tuple[str, str], tuple[float, int]]
 def test_scores_join_on_ids_and_match_direct_scores(tiny, tmp_path):
     responses, prompts, ids, pairs = _inputs(tmp_path)
     config = ScoreConfig(model=str(tiny.reward_model), name="tiny-rm", revision="v1", shard_size=4)
-    result = score(responses, prompts=prompts, config=config, out_dir=tmp_path / "out")
+    result = score(
+        {"responses": responses, "prompts": prompts}, config=config, out_dir=tmp_path / "out"
+    )
     scores = read_frame(result.output, SCORES)
     texts = read_frame(responses, RESPONSES).select("response_id", "response")
     expected = _direct_scores(tiny, ids, pairs)
@@ -104,7 +106,9 @@ register_rule("test_nan_for_short")(_nan_for_short)
 def test_non_finite_scores_are_quarantined_and_counts_reconcile(tmp_path):
     responses, prompts, _, pairs = _inputs(tmp_path)
     config = ScoreConfig(kind="rule", rule="test_nan_for_short", shard_size=4)
-    result = score(responses, prompts=prompts, config=config, out_dir=tmp_path / "out")
+    result = score(
+        {"responses": responses, "prompts": prompts}, config=config, out_dir=tmp_path / "out"
+    )
     n_short = sum(1 for pid, text in pairs[:9] if len(text.split()) < 10)
     assert 0 < n_short < 9
     manifest = Manifest.read(result.manifest)
@@ -117,7 +121,9 @@ def test_non_finite_scores_are_quarantined_and_counts_reconcile(tmp_path):
 def test_rule_row_errors_are_quarantined(tmp_path):
     responses, prompts, _, _ = _inputs(tmp_path, orphan=False)
     config = ScoreConfig(kind="rule", rule="exact_match", shard_size=2)
-    result = score(responses, prompts=prompts, config=config, out_dir=tmp_path / "out")
+    result = score(
+        {"responses": responses, "prompts": prompts}, config=config, out_dir=tmp_path / "out"
+    )
     manifest = Manifest.read(result.manifest)
     assert (manifest.rows_out, manifest.dropped) == (
         6,
@@ -136,7 +142,7 @@ def test_resume_redoes_only_missing_shards(tiny, tmp_path, monkeypatch):
     responses, prompts, _, _ = _inputs(tmp_path)
     config = ScoreConfig(model=str(tiny.reward_model), shard_size=3)
     out = tmp_path / "out"
-    first = score(responses, prompts=prompts, config=config, out_dir=out)
+    first = score({"responses": responses, "prompts": prompts}, config=config, out_dir=out)
     before = _snapshot(first)
     orphan_shard = next(
         p for p in shard_files(out / "scores.quarantine") if read_frame(p, QUARANTINE).height
@@ -144,7 +150,7 @@ def test_resume_redoes_only_missing_shards(tiny, tmp_path, monkeypatch):
     (out / "scores" / orphan_shard.name).unlink()  # the shard that holds the unknown_prompt row
     other = next(p for p in shard_files(out / "scores") if p.name != orphan_shard.name)
     other.unlink()
-    second = score(responses, prompts=prompts, config=config, out_dir=out)
+    second = score({"responses": responses, "prompts": prompts}, config=config, out_dir=out)
     manifest = Manifest.read(second.manifest)
     assert manifest.extra["shards"] == 4 and manifest.extra["shards_skipped"] == 2
     assert (manifest.rows_in, manifest.rows_out, manifest.dropped) == (10, 9, {"unknown_prompt": 1})
@@ -157,7 +163,9 @@ def test_resume_redoes_only_missing_shards(tiny, tmp_path, monkeypatch):
         raise AssertionError("a fully resumed run must not load the scorer")
 
     monkeypatch.setattr(stage_module, "make_scorer", no_model)
-    third = Manifest.read(score(responses, prompts=prompts, config=config, out_dir=out).manifest)
+    third = Manifest.read(
+        score({"responses": responses, "prompts": prompts}, config=config, out_dir=out).manifest
+    )
     assert third.extra["shards_skipped"] == 4 and third.dropped == {"unknown_prompt": 1}
 
 
@@ -165,10 +173,12 @@ def test_score_shard_without_its_quarantine_partner_is_redone(tmp_path):
     responses, prompts, _, _ = _inputs(tmp_path)
     config = ScoreConfig(kind="rule", rule="length_target", params={"target": 10}, shard_size=3)
     out = tmp_path / "out"
-    score(responses, prompts=prompts, config=config, out_dir=out)
+    score({"responses": responses, "prompts": prompts}, config=config, out_dir=out)
     for path in shard_files(out / "scores.quarantine"):
         path.unlink()
-    manifest = Manifest.read(score(responses, prompts=prompts, config=config, out_dir=out).manifest)
+    manifest = Manifest.read(
+        score({"responses": responses, "prompts": prompts}, config=config, out_dir=out).manifest
+    )
     assert manifest.extra["shards_skipped"] == 0 and manifest.dropped == {"unknown_prompt": 1}
 
 
@@ -179,7 +189,7 @@ def test_changed_config_removes_stale_shards(tmp_path):
         config = ScoreConfig(
             kind="rule", rule="length_target", params={"target": target}, shard_size=4
         )
-        result = score(responses, prompts=prompts, config=config, out_dir=out)
+        result = score({"responses": responses, "prompts": prompts}, config=config, out_dir=out)
     manifest = Manifest.read(result.manifest)
     assert manifest.extra["stale_shards_removed"] == 3 and manifest.extra["shards_skipped"] == 0
     scores = read_frame(result.output, SCORES)
@@ -191,7 +201,9 @@ def test_empty_input_writes_one_empty_shard(tmp_path):
     prompts, _ = fx.write_prompts(RECORDS, tmp_path / "in")
     responses = fx.write_responses([], tmp_path / "in" / "responses.parquet")
     config = ScoreConfig(kind="rule", rule="regex", params={"pattern": "x"})
-    result = score(responses, prompts=prompts, config=config, out_dir=tmp_path / "out")
+    result = score(
+        {"responses": responses, "prompts": prompts}, config=config, out_dir=tmp_path / "out"
+    )
     assert read_frame(result.output, SCORES).height == 0
     assert Manifest.read(result.manifest).rows_in == 0
 
@@ -200,8 +212,7 @@ def test_unknown_rule_fails_before_any_work(tmp_path):
     responses, prompts, _, _ = _inputs(tmp_path)
     with pytest.raises(ConfigError, match="known rules: .*exact_match"):
         score(
-            responses,
-            prompts=prompts,
+            {"responses": responses, "prompts": prompts},
             config=ScoreConfig(kind="rule", rule="nope"),
             out_dir=tmp_path / "out",
         )

@@ -32,7 +32,9 @@ def test_vllm_pooling_scores_equal_transformers_scores(tiny, tmp_path):
     results = {}
     for kind in ("reward_model", "vllm_pooling"):
         config = ScoreConfig(kind=kind, model=str(model), max_length=256, shard_size=4)
-        result = score(responses, prompts=prompts, config=config, out_dir=tmp_path / kind)
+        result = score(
+            {"responses": responses, "prompts": prompts}, config=config, out_dir=tmp_path / kind
+        )
         results[kind] = (result, read_frame(result.output, SCORES).sort("response_id"))
     (hf_result, hf), (vllm_result, vl) = results["reward_model"], results["vllm_pooling"]
     assert hf.height == vl.height == 8  # the two 300-word rows are over max_length

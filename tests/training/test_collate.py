@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 import torch
 
-from prefsmith.schemas.manifest import Manifest, manifest_path
-from prefsmith.training.collate import (
-    PairCollator,
-    ScoreTransform,
-    load_score_transform,
-    missing_values,
-    pair_example,
-)
+from prefsmith.schemas.contracts import ScoreTransform
+from prefsmith.training.collate import PairCollator, missing_values, pair_example
 from prefsmith.training.render import RenderedPair
 
 EXAMPLES = [
@@ -67,24 +59,9 @@ def test_pad_to_multiple_and_optional_columns():
     assert set(batch) == {"input_ids", "attention_mask", "completion_mask"}
 
 
-def _write_manifest(path, extra):
-    Manifest(
-        stage="pairs",
-        unit="prompt",
-        config={},
-        inputs=[],
-        outputs={},
-        rows_in=1,
-        rows_out=1,
-        extra=extra,
-    ).write(manifest_path(path))
-
-
-def test_scores_are_normalized_as_the_pairs_manifest_declares(tmp_path):
-    pairs = tmp_path / "pairs.parquet"
-    _write_manifest(pairs, {"score_transform": {"method": "zscore", "scale": 10.0, "shift": -1.0}})
-    transform = load_score_transform(pairs)
-    assert transform == ScoreTransform(10.0, -1.0, declared=True)
+def test_scores_are_normalized_as_the_pairs_manifest_declares():
+    """Reading the declared transform is tests/schemas/test_contracts.py's; here: applying it."""
+    transform = ScoreTransform(method="zscore", scale=10.0, shift=-1.0, scorer="rm")
     row = {
         "score_chosen": 0.2,
         "score_rejected": 0.05,
@@ -92,20 +69,9 @@ def test_scores_are_normalized_as_the_pairs_manifest_declares(tmp_path):
         "ref_logp_rejected": -4.0,
     }
     example = pair_example(row, RenderedPair([1], [2], [2]), transform=transform, reference=True)
-    assert example["score_chosen"] == pytest.approx(1.0) and example[
-        "score_rejected"
-    ] == pytest.approx(-0.5)
+    assert example["score_chosen"] == pytest.approx(1.0)  # 10 * 0.2 - 1
+    assert example["score_rejected"] == pytest.approx(-0.5)  # 10 * 0.05 - 1
     assert example["ref_chosen_logps"] == -3.0 and example["length"] == 2
-
-
-def test_no_declared_transform_warns_and_keeps_raw_scores(tmp_path, caplog):
-    pairs = tmp_path / "pairs.parquet"
-    with caplog.at_level(logging.WARNING, logger="prefsmith.training.collate"):
-        transform = load_score_transform(pairs)
-    assert transform == ScoreTransform() and not transform.declared
-    assert "no score_transform" in caplog.text
-    _write_manifest(pairs, {})
-    assert load_score_transform(pairs, warn=False).apply(0.3) == 0.3
 
 
 def test_missing_values_reasons():

@@ -87,7 +87,7 @@ def baseline(tiny, tmp_path_factory, pair_rows):
     config = parse_config(
         ReferenceConfig, {"model": str(tiny.policy), "max_length": 128, "max_prompt_length": 64}
     )
-    pairs_ref = reference_pass(pairs, config=config, out_dir=root / "ref").output
+    pairs_ref = reference_pass({"pairs": pairs}, config=config, out_dir=root / "ref").output
     summary = _run(pairs_ref, tiny.policy, root / "plain", deepspeed=None)
     return root, pairs_ref, summary
 

@@ -56,11 +56,11 @@ def unidpo_oracle(p, beta=2.0, eta=0.7, tau_ref=1.0, gamma=3.0, lam=0.001, tau_g
     return -w_qual * w_perf * logsig(delta) - lam * active * aw
 
 
-def madpo_weight_oracle(delta, c_max=2.0, c_min=0.5, lmbda=1.0, tau=TAU):
+def madpo_weight_oracle(delta, c_max=2.0, c_min=0.5, lam=1.0, tau=TAU):
     if delta <= -tau:
         return 1.0
     odds = (c_max - 1) / (1 - c_min)
-    c = c_min + (c_max - c_min) / (1 + odds * math.exp(lmbda * (abs(delta) - tau)))
+    c = c_min + (c_max - c_min) / (1 + odds * math.exp(lam * (abs(delta) - tau)))
     return sig(c * delta) / sig(delta)
 
 
@@ -108,6 +108,11 @@ ORACLE_CASES = [
     ("unidpo", {}, unidpo_oracle),
     ("unidpo", {"lam": 0.1, "gamma": 1.0}, lambda p: unidpo_oracle(p, lam=0.1, gamma=1.0)),
     ("madpo", {}, madpo_oracle),
+    (
+        "madpo",
+        {"lam": 0.5, "c_max": 3.0, "tau": 2.0},
+        lambda p: madpo_weight_oracle(p[6] - p[7], c_max=3.0, lam=0.5, tau=2.0) * dpo_oracle(p),
+    ),
     ("adadpo", {}, adadpo_oracle),
     ("adadpo", {"per_token": False}, lambda p: adadpo_oracle(p, per_token=False)),
     ("adadpo", {"clip": 1.5}, lambda p: adadpo_oracle(p, clip=1.5)),

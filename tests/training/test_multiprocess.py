@@ -227,7 +227,7 @@ def test_which_configs_run_in_the_callers_process():
 def test_a_failing_rank_becomes_one_line_stage_error(tmp_path):
     config = _config("p", launch={"nproc_per_node": 1})
     with pytest.raises(StageError) as error:
-        launch_train(tmp_path / "missing", config=config, out_dir=tmp_path / "out")
+        launch_train({"pairs": tmp_path / "missing"}, config=config, out_dir=tmp_path / "out")
     message = str(error.value)
     assert "\n" not in message
     assert message.startswith("torchrun exited with code 1: error: pairs table not found")
@@ -255,21 +255,23 @@ def pairs_ref(tiny, tmp_path_factory, pair_rows):
     config = parse_config(
         ReferenceConfig, {"model": str(tiny.policy), "max_length": 128, "max_prompt_length": 64}
     )
-    return reference_pass(pairs, config=config, out_dir=root / "ref").output
+    return reference_pass({"pairs": pairs}, config=config, out_dir=root / "ref").output
 
 
 @pytest.fixture(scope="module")
 def one_process(tiny, pairs_ref):
     """Run A: torchrun with 1 process (DeepSpeed), 4 pairs per device."""
     out = pairs_ref.parent.parent / "one"
-    return launch_train(pairs_ref, config=_config(tiny.policy), out_dir=out)
+    return launch_train({"pairs": pairs_ref}, config=_config(tiny.policy), out_dir=out)
 
 
 @pytest.fixture(scope="module")
 def two_processes(tiny, pairs_ref):
     """Run B: torchrun with 2 processes, 2 pairs per device (the same global batch of 4)."""
     config = _config(tiny.policy, per_device_train_batch_size=2, launch={"nproc_per_node": 2})
-    return launch_train(pairs_ref, config=config, out_dir=pairs_ref.parent.parent / "two")
+    return launch_train(
+        {"pairs": pairs_ref}, config=config, out_dir=pairs_ref.parent.parent / "two"
+    )
 
 
 @pytest.mark.slow
@@ -304,7 +306,7 @@ def test_the_comparison_detects_a_one_percent_learning_rate_change(tiny, pairs_r
     """Negative control, run in this process (no launcher: no DeepSpeed, one process)."""
     config = _config(tiny.policy, deepspeed=None, learning_rate=1.01e-3)
     out = pairs_ref.parent.parent / "lr"
-    nudged = _losses(launch_train(pairs_ref, config=config, out_dir=out))
+    nudged = _losses(launch_train({"pairs": pairs_ref}, config=config, out_dir=out))
     assert not (out / LOG_FILE).exists()  # ran in-process
     one = _losses(one_process)
     gaps = [abs(a - b) for a, b in zip(nudged, one, strict=True)]
@@ -318,7 +320,9 @@ def test_zero3_two_processes_save_the_gathered_weights(tiny, pairs_ref, one_proc
     config = _config(
         tiny.policy, deepspeed="zero3", per_device_train_batch_size=2, launch={"nproc_per_node": 2}
     )
-    result = launch_train(pairs_ref, config=config, out_dir=pairs_ref.parent.parent / "zero3")
+    result = launch_train(
+        {"pairs": pairs_ref}, config=config, out_dir=pairs_ref.parent.parent / "zero3"
+    )
     assert _losses(result) == pytest.approx(_losses(one_process), abs=LOSS_TOLERANCE)
     worst = _max_param_diff(result, one_process)  # full tensors, not rank 0's shard
     print(f"ZeRO-3, 2 processes: max |param - 1-process ZeRO-2 run| = {worst:.2e}")

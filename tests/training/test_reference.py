@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from prefsmith.schemas.config_base import parse_config
+from prefsmith.schemas.contracts import ScoreTransform, TokenLengths
 from prefsmith.schemas.io import read_frame, write_table
 from prefsmith.schemas.manifest import Manifest, manifest_path
 from prefsmith.schemas.tables import PAIRS, PAIRS_WITH_REFERENCE, QUARANTINE
@@ -15,6 +16,7 @@ from prefsmith.schemas.train_configs import ReferenceConfig
 from prefsmith.training import reference
 from prefsmith.training.reference import reference_pass
 
+TRANSFORM = ScoreTransform(method="affine", scale=2.0, shift=0.5, scorer="test-rule")
 RAISE_ON_SYSTEM = (
     "{% if messages[0]['role'] == 'system' %}{{ raise_exception('no system') }}{% endif %}"
 )
@@ -45,7 +47,7 @@ def pairs(tmp_path, pair_rows):
         outputs={},
         rows_in=7,
         rows_out=7,
-        extra={"score_transform": {"scale": 2.0, "shift": 0.5}},
+        score_transform=TRANSFORM,
     ).write(manifest_path(path))
     return path
 
@@ -73,12 +75,13 @@ def test_values_equal_an_independent_forward_and_counts_reconcile(ref_model, pai
         ReferenceConfig,
         {"model": str(ref_model), "max_length": 256, "max_prompt_length": 128, "token_budget": 64},
     )
-    result = reference_pass(pairs, config=config, out_dir=tmp_path / "out")
+    result = reference_pass({"pairs": pairs}, config=config, out_dir=tmp_path / "out")
     table = read_frame(result.output, PAIRS_WITH_REFERENCE)
     manifest = Manifest.read(result.manifest)
     assert (manifest.rows_in, manifest.rows_out, manifest.dropped) == (7, 6, {"template_error": 1})
     assert manifest.unit == "pair" and manifest.extra["reused"] is False
-    assert manifest.extra["score_transform"] == {"scale": 2.0, "shift": 0.5}
+    assert manifest.score_transform == TRANSFORM  # carried from the pairs manifest, typed
+    assert manifest.lengths == TokenLengths(max_length=256, max_prompt_length=128)
     assert read_frame(result.quarantine, QUARANTINE)["row_ref"].to_list() == ["bad"]
     model = AutoModelForCausalLM.from_pretrained(str(ref_model))
     tokenizer = AutoTokenizer.from_pretrained(str(ref_model))
@@ -96,27 +99,28 @@ def test_second_run_reuses_without_loading_the_model(ref_model, pairs, tmp_path,
     config = parse_config(
         ReferenceConfig, {"model": str(ref_model), "max_length": 256, "max_prompt_length": 128}
     )
-    first = reference_pass(pairs, config=config, out_dir=tmp_path / "out")
+    first = reference_pass({"pairs": pairs}, config=config, out_dir=tmp_path / "out")
     before = first.output.read_bytes()
 
     def refuse(_config):
         raise AssertionError("the reference model was loaded")
 
     monkeypatch.setattr(reference, "load_reference_model", refuse)
-    second = reference_pass(pairs, config=config, out_dir=tmp_path / "out")
+    second = reference_pass({"pairs": pairs}, config=config, out_dir=tmp_path / "out")
     manifest = Manifest.read(second.manifest)
     assert manifest.extra["reused"] is True and manifest.rows_out == 6
     assert second.output.read_bytes() == before
+    assert (manifest.score_transform, manifest.lengths) == (TRANSFORM, TokenLengths.of(config))
     changed = config.model_copy(update={"max_length": 200})  # another key: must recompute
     with pytest.raises(AssertionError, match="was loaded"):
-        reference_pass(pairs, config=changed, out_dir=tmp_path / "out")
+        reference_pass({"pairs": pairs}, config=changed, out_dir=tmp_path / "out")
 
 
 def test_changed_pairs_change_the_key(ref_model, pairs, tmp_path, monkeypatch, pair_rows):
     config = parse_config(
         ReferenceConfig, {"model": str(ref_model), "max_length": 256, "max_prompt_length": 128}
     )
-    reference_pass(pairs, config=config, out_dir=tmp_path / "out")
+    reference_pass({"pairs": pairs}, config=config, out_dir=tmp_path / "out")
     write_table(pair_rows(6, seed=4), pairs, PAIRS)
     monkeypatch.setattr(
         reference,
@@ -124,4 +128,24 @@ def test_changed_pairs_change_the_key(ref_model, pairs, tmp_path, monkeypatch, p
         lambda _c: (_ for _ in ()).throw(AssertionError("loaded")),
     )
     with pytest.raises(AssertionError, match="loaded"):
-        reference_pass(pairs, config=config, out_dir=tmp_path / "out")
+        reference_pass({"pairs": pairs}, config=config, out_dir=tmp_path / "out")
+
+
+def test_reuse_carries_the_transform_the_pairs_declare_now(ref_model, pairs, tmp_path, monkeypatch):
+    """Renormalized pairs have the same rows: the log-probs are reused, the transform is new."""
+    config = parse_config(
+        ReferenceConfig, {"model": str(ref_model), "max_length": 256, "max_prompt_length": 128}
+    )
+    reference_pass({"pairs": pairs}, config=config, out_dir=tmp_path / "out")
+    renormalized = ScoreTransform(method="zscore", scale=4.0, shift=-3.0, scorer="test-rule")
+    old = Manifest.read(manifest_path(pairs))
+    old.model_copy(update={"score_transform": renormalized}).write(manifest_path(pairs))
+    monkeypatch.setattr(
+        reference,
+        "load_reference_model",
+        lambda _c: (_ for _ in ()).throw(AssertionError("loaded")),
+    )
+    second = Manifest.read(
+        reference_pass({"pairs": pairs}, config=config, out_dir=tmp_path / "out").manifest
+    )
+    assert second.extra["reused"] is True and second.score_transform == renormalized

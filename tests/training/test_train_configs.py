@@ -8,27 +8,33 @@ import json
 import pytest
 
 from prefsmith.schemas.config_base import load_config, parse_config
-from prefsmith.schemas.errors import ConfigError
-from prefsmith.schemas.train_configs import (
-    LOSS_PARAMS,
-    LaunchConfig,
-    LossTerm,
-    ReferenceConfig,
-    TrainConfig,
+from prefsmith.schemas.errors import ConfigDeprecation, ConfigError
+from prefsmith.schemas.losses import (
+    PARAMS_BY_LOSS,
+    DPOTerm,
+    MADPOParams,
+    MADPOTerm,
+    SimPOParams,
+    UniDPOParams,
+    UniDPOTerm,
 )
+from prefsmith.schemas.train_configs import LaunchConfig, ReferenceConfig, TrainConfig
 from prefsmith.training.losses import LOSSES
 from prefsmith.training.stage import DEEPSPEED_DIR, deepspeed_config
 
 
-def test_loss_params_mirror_the_loss_signatures():
-    """schemas/ cannot import torch, so LOSS_PARAMS copies the signatures: keep them in step."""
-    assert set(LOSS_PARAMS) == set(LOSSES)
+def test_loss_function_defaults_are_the_params_models_defaults():
+    """schemas/ cannot import torch: each params model restates its loss's keyword defaults.
+    Same registry names, same keyword names, same default values (type included)."""
+    assert set(PARAMS_BY_LOSS) == set(LOSSES)
     for name, fn in LOSSES.items():
-        params = inspect.signature(fn).parameters.values()
-        keywords = {p.name: type(p.default) for p in params if p.kind is p.KEYWORD_ONLY}
-        assert set(keywords) == set(LOSS_PARAMS[name]), name
-        for key, kind in keywords.items():
-            assert LOSS_PARAMS[name][key] is (bool if kind is bool else float), (name, key)
+        signature = inspect.signature(fn).parameters.values()
+        keywords = {p.name: p.default for p in signature if p.kind is p.KEYWORD_ONLY}
+        model_defaults = PARAMS_BY_LOSS[name]().model_dump()
+        assert list(keywords) == list(model_defaults), name  # same names, same order
+        for key, default in keywords.items():
+            assert model_defaults[key] == default, (name, key)
+            assert type(model_defaults[key]) is type(default), (name, key)
 
 
 def test_misspelt_loss_parameter_is_one_line_naming_the_field():
@@ -38,16 +44,44 @@ def test_misspelt_loss_parameter_is_one_line_naming_the_field():
         )
     message = str(error.value)
     assert "\n" not in message
-    assert "loss.0" in message and "params.betta" in message and "beta, label_smoothing" in message
+    assert "loss.0.dpo.params.betta: unknown parameter (known: beta, label_smoothing)" in message
 
 
-def test_wrong_kind_of_loss_parameter_and_unknown_loss():
-    with pytest.raises(ConfigError, match="use_ref: loss 'adadpo' expects true/false"):
+def test_wrong_kind_or_range_of_loss_parameter_and_unknown_loss():
+    """Every problem at once, each under the path of its field, before any model loads."""
+    with pytest.raises(ConfigError) as error:
         parse_config(
-            TrainConfig, {"policy": "p", "loss": [{"name": "adadpo", "params": {"use_ref": 1}}]}
+            TrainConfig,
+            {
+                "policy": "p",
+                "loss": [
+                    {"name": "adadpo", "params": {"use_ref": 1, "clip": 1.0}},
+                    {"name": "madpo", "params": {"c_min": 1.5, "beta": True}},
+                ],
+            },
+            section="train",
         )
-    with pytest.raises(ConfigError, match="loss.0.name"):
+    message = str(error.value)
+    assert "train.loss.0.adadpo.params.use_ref: Input should be a valid boolean (got 1)" in message
+    assert "train.loss.0.adadpo.params.clip: Input should be greater than 1 (got 1.0)" in message
+    assert "train.loss.1.madpo.params.c_min: Input should be less than 1 (got 1.5)" in message
+    assert "train.loss.1.madpo.params.beta" in message and "not true/false" in message
+    with pytest.raises(ConfigError, match=r"loss\.0: Input tag 'dpoo' found using 'name'.*'dpo'"):
         parse_config(TrainConfig, {"policy": "p", "loss": [{"name": "dpoo"}]})
+
+
+def test_old_madpo_lmbda_is_read_as_lam_with_a_deprecation_warning(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text("policy: p\nloss:\n  - {name: madpo, params: {lmbda: 2.5, tau: 3.0}}\n")
+    with pytest.warns(ConfigDeprecation, match=r"`lmbda`.*removed in prefsmith 0\.3\.0.*`lam`"):
+        config = load_config(TrainConfig, path)
+    assert config.loss_params("madpo") == MADPOParams(lam=2.5, tau=3.0)
+    assert config.terms()[0][2]["lam"] == 2.5 and "lmbda" not in config.terms()[0][2]
+    with pytest.warns(ConfigDeprecation), pytest.raises(ConfigError, match="λ is given twice"):
+        parse_config(
+            TrainConfig,
+            {"policy": "p", "loss": [{"name": "madpo", "params": {"lmbda": 2.5, "lam": 1.0}}]},
+        )
 
 
 def test_every_problem_is_reported_at_once():
@@ -71,15 +105,43 @@ def test_cross_field_rules():
 
 
 def test_defaults_and_terms():
+    """terms() spells every hyperparameter out: the set ones, the rest at the model defaults."""
     config = parse_config(TrainConfig, {"policy": "p"})
-    assert config.terms() == [("dpo", 1.0, {})]
+    assert config.loss == [DPOTerm()]
+    assert config.terms() == [("dpo", 1.0, {"beta": 0.1, "label_smoothing": 0.0})]
     assert config.report_to == ["none"] and config.deepspeed is None
-    term = LossTerm(name="unidpo", weight=0.5, params={"beta": 2.0, "detach_w_perf": True})
-    assert term.params["detach_w_perf"] is True
+    two = parse_config(
+        TrainConfig,
+        {
+            "policy": "p",
+            "loss": [
+                {"name": "unidpo", "weight": 0.5, "params": {"eta": 2.0, "detach_w_perf": True}},
+                {"name": "madpo", "params": {"c_max": 3.0}},
+            ],
+        },
+    )
+    assert two.loss == [
+        UniDPOTerm(weight=0.5, params=UniDPOParams(eta=2.0, detach_w_perf=True)),
+        MADPOTerm(params=MADPOParams(c_max=3.0)),
+    ]
+    assert two.terms()[0] == (
+        "unidpo",
+        0.5,
+        {
+            "beta": 2.0,
+            "eta": 2.0,
+            "tau_ref": 1.0,
+            "gamma": 3.0,
+            "lam": 0.001,
+            "tau_good": 3.2,
+            "detach_w_perf": True,
+        },
+    )
+    assert two.loss_params("madpo").c_max == 3.0 and two.loss_params("dpo") is None
 
 
 def test_every_field_has_a_description():
-    for model in (TrainConfig, ReferenceConfig, LossTerm, LaunchConfig):
+    for model in (TrainConfig, ReferenceConfig, LaunchConfig, DPOTerm, MADPOTerm):
         for name, field in model.model_fields.items():
             assert field.description, f"{model.__name__}.{name}"
 
@@ -108,4 +170,5 @@ def test_yaml_config_loads(tmp_path):
         "train:\n  policy: p\n  loss:\n    - {name: simpo, params: {beta: 2.0}}\n  max_steps: 3\n"
     )
     config = load_config(TrainConfig, path, section="train")
-    assert config.terms() == [("simpo", 1.0, {"beta": 2.0})] and config.max_steps == 3
+    assert config.loss_params("simpo") == SimPOParams(beta=2.0) and config.max_steps == 3
+    assert config.terms() == [("simpo", 1.0, {"beta": 2.0, "gamma_beta_ratio": 0.5})]

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from prefsmith.schemas.config_base import parse_config
-from prefsmith.schemas.errors import StageError
+from prefsmith.schemas.contracts import ScoreTransform
+from prefsmith.schemas.errors import ConfigError, StageError
 from prefsmith.schemas.io import read_table
 from prefsmith.schemas.manifest import Manifest, manifest_path
 from prefsmith.schemas.tables import PAIRS_WITH_REFERENCE
@@ -38,7 +39,7 @@ def pairs_ref(tiny, pairs_file, tmp_path):
     config = parse_config(
         ReferenceConfig, {"model": str(tiny.policy), "max_length": 128, "max_prompt_length": 64}
     )
-    return reference_pass(pairs_file, config=config, out_dir=tmp_path / "ref").output
+    return reference_pass({"pairs": pairs_file}, config=config, out_dir=tmp_path / "ref").output
 
 
 def _config(tiny, **overrides) -> TrainConfig:
@@ -81,7 +82,7 @@ def dpo_on_pairs(model_dir, pairs) -> tuple[float, float]:
 
 def test_training_lowers_the_loss_and_raises_accuracy(tiny, pairs_ref, tmp_path):
     config = _config(tiny, max_steps=30, learning_rate=1e-3, lr_scheduler_type="constant")
-    result = train(pairs_ref, config=config, out_dir=tmp_path / "run")
+    result = train({"pairs": pairs_ref}, config=config, out_dir=tmp_path / "run")
     loss_before, accuracy_before = dpo_on_pairs(tiny.policy, pairs_ref)
     loss_after, accuracy_after = dpo_on_pairs(result.output, pairs_ref)
     assert (
@@ -112,11 +113,15 @@ def _params(folder) -> dict[str, torch.Tensor]:
 
 def test_stop_and_resume_reaches_the_uninterrupted_parameters(tiny, pairs_ref, tmp_path):
     common = {"learning_rate": 1e-3, "lr_scheduler_type": "constant", "save_steps": 3}
-    straight = train(pairs_ref, config=_config(tiny, max_steps=6, **common), out_dir=tmp_path / "a")
-    train(pairs_ref, config=_config(tiny, max_steps=3, **common), out_dir=tmp_path / "b")
+    straight = train(
+        {"pairs": pairs_ref}, config=_config(tiny, max_steps=6, **common), out_dir=tmp_path / "a"
+    )
+    train({"pairs": pairs_ref}, config=_config(tiny, max_steps=3, **common), out_dir=tmp_path / "b")
     assert (tmp_path / "b" / "checkpoints" / "checkpoint-3").is_dir()
     resumed = train(
-        pairs_ref, config=_config(tiny, max_steps=6, resume=True, **common), out_dir=tmp_path / "b"
+        {"pairs": pairs_ref},
+        config=_config(tiny, max_steps=6, resume=True, **common),
+        out_dir=tmp_path / "b",
     )
     a, b = _params(straight.output), _params(resumed.output)
     start = _params(tiny.policy)
@@ -129,13 +134,15 @@ def test_missing_reference_stops_before_loading(tiny, pairs_file, tmp_path):
     with pytest.raises(
         StageError, match="loss 'dpo' needs reference log-probs: run `prefsmith reference` first"
     ):
-        train(pairs_file, config=_config(tiny, max_steps=1), out_dir=tmp_path / "run")
+        train({"pairs": pairs_file}, config=_config(tiny, max_steps=1), out_dir=tmp_path / "run")
 
 
-def test_reference_over_other_tokens_stops(tiny, pairs_ref, tmp_path):
-    with pytest.raises(StageError, match="reference log-probs over other tokens"):
+def test_reference_from_other_lengths_stops_before_the_policy_loads(tiny, pairs_ref, tmp_path):
+    """The pairs_ref manifest records the reference pass's lengths; train refuses others (the
+    per-pair token check, tests/training/test_guards.py, stays as the second line of defence)."""
+    with pytest.raises(ConfigError, match="computed with max_length=128, max_prompt_length=64"):
         train(
-            pairs_ref,
+            {"pairs": pairs_ref},
             config=_config(tiny, max_steps=1, max_length=24, max_prompt_length=16),
             out_dir=tmp_path / "run",
         )
@@ -152,7 +159,7 @@ def test_nan_loss_stops_with_the_step(tiny, pairs_ref, tmp_path, monkeypatch):
     with pytest.raises(
         StageError, match=r"non-finite loss \(nan\) at step 0; metrics: .*rewards/accuracies"
     ):
-        train(pairs_ref, config=_config(tiny, max_steps=2), out_dir=tmp_path / "run")
+        train({"pairs": pairs_ref}, config=_config(tiny, max_steps=2), out_dir=tmp_path / "run")
 
 
 def test_reference_free_loss_trains_on_plain_pairs_via_the_cli(tiny, pairs_file, tmp_path):
@@ -192,11 +199,11 @@ def test_cli_prints_one_line_for_user_errors(tiny, pairs_file, tmp_path, capsys)
 def test_gradient_accumulation_matches_the_larger_batch(tiny, pairs_ref, tmp_path):
     """2 micro-batches of 2 pairs, accumulated, take the same step as one batch of 4."""
     common = {"max_steps": 3, "learning_rate": 1e-3, "lr_scheduler_type": "constant"}
-    big = train(pairs_ref, config=_config(tiny, **common), out_dir=tmp_path / "big")
+    big = train({"pairs": pairs_ref}, config=_config(tiny, **common), out_dir=tmp_path / "big")
     accumulated = _config(
         tiny, per_device_train_batch_size=2, gradient_accumulation_steps=2, **common
     )
-    small = train(pairs_ref, config=accumulated, out_dir=tmp_path / "small")
+    small = train({"pairs": pairs_ref}, config=accumulated, out_dir=tmp_path / "small")
     a, b = _params(big.output), _params(small.output)
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-5
 
@@ -210,12 +217,12 @@ def test_scores_reach_the_loss_normalized_as_declared(tiny, pairs_file, tmp_path
         outputs={},
         rows_in=16,
         rows_out=16,
-        extra={"score_transform": {"scale": 10.0, "shift": -1.0}},
+        score_transform=ScoreTransform(method="affine", scale=10.0, shift=-1.0, scorer="test-rule"),
     ).write(manifest_path(pairs_file))
     ref = parse_config(
         ReferenceConfig, {"model": str(tiny.policy), "max_length": 128, "max_prompt_length": 64}
     )
-    pairs_ref = reference_pass(pairs_file, config=ref, out_dir=tmp_path / "ref").output
+    pairs_ref = reference_pass({"pairs": pairs_file}, config=ref, out_dir=tmp_path / "ref").output
     seen, real = [], trainer_module.combined_loss
 
     def spy(batch, **kwargs):
@@ -224,7 +231,7 @@ def test_scores_reach_the_loss_normalized_as_declared(tiny, pairs_file, tmp_path
 
     monkeypatch.setattr(trainer_module, "combined_loss", spy)
     config = _config(tiny, max_steps=4, loss=[{"name": "madpo"}])
-    train(pairs_ref, config=config, out_dir=tmp_path / "run")
+    train({"pairs": pairs_ref}, config=config, out_dir=tmp_path / "run")
     rows = read_table(pairs_ref, PAIRS_WITH_REFERENCE).to_pylist()
     expected = {(10 * r["score_chosen"] - 1, 10 * r["score_rejected"] - 1) for r in rows}
     assert len(seen) == 16
@@ -242,13 +249,13 @@ def test_tokenizer_model_mismatch_stops(tiny, pairs_ref, tmp_path):
     (policy / "config.json").write_text(json.dumps(config))
     bad = parse_config(TrainConfig, {"policy": str(policy), **BASE, "max_steps": 1})
     with pytest.raises(StageError, match="tokenizer/model mismatch .* eos_token_id is 2"):
-        train(pairs_ref, config=bad, out_dir=tmp_path / "run")
+        train({"pairs": pairs_ref}, config=bad, out_dir=tmp_path / "run")
 
 
 def test_gradient_checkpointing_changes_memory_not_the_result(tiny, pairs_ref, tmp_path):
     common = {"max_steps": 2, "learning_rate": 1e-3, "lr_scheduler_type": "constant"}
-    plain = train(pairs_ref, config=_config(tiny, **common), out_dir=tmp_path / "plain")
+    plain = train({"pairs": pairs_ref}, config=_config(tiny, **common), out_dir=tmp_path / "plain")
     checkpointed = _config(tiny, gradient_checkpointing=True, **common)
-    recomputed = train(pairs_ref, config=checkpointed, out_dir=tmp_path / "gc")
+    recomputed = train({"pairs": pairs_ref}, config=checkpointed, out_dir=tmp_path / "gc")
     a, b = _params(plain.output), _params(recomputed.output)
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6

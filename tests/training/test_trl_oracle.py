@@ -38,7 +38,7 @@ def setup(tiny, tmp_path, pair_rows):
         (tmp_path / "ref" / name).write_bytes((tiny.policy / name).read_bytes())
     pairs = write_table(pair_rows(4, seed=11), tmp_path / "pairs.parquet", PAIRS)
     result = reference_pass(
-        pairs, config=parse_config(ReferenceConfig, ref_config), out_dir=tmp_path / "r"
+        {"pairs": pairs}, config=parse_config(ReferenceConfig, ref_config), out_dir=tmp_path / "r"
     )
     return pairs, result.output, tmp_path / "ref"
 
