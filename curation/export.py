@@ -1,38 +1,59 @@
 """Export a pairs table to TRL's conversational preference format (JSONL, Parquet, HF dataset).
 
-One row per pair:
+One row per pair, in the pairs table's order (prompt_id, pair_id):
 
-| column   | value                                                  |
-|----------|--------------------------------------------------------|
-| prompt   | the prompt's messages: [{"role", "content"}, ...]      |
-| chosen   | [{"role": "assistant", "content": <chosen text>}]      |
-| rejected | [{"role": "assistant", "content": <rejected text>}]    |
+| column             | value                                                        |
+|--------------------|--------------------------------------------------------------|
+| pair_id            | the pair's id (joins back to the pairs table)                |
+| prompt             | the prompt's messages: [{"role", "content"}, ...]            |
+| chosen             | [{"role": "assistant", "content": <chosen text>}]            |
+| rejected           | [{"role": "assistant", "content": <rejected text>}]          |
+| score_chosen       | raw scorer score of the chosen response (our name)           |
+| score_rejected     | raw scorer score of the rejected response (our name)         |
+| margin             | score_chosen - score_rejected, raw (our name)                |
+| ref_chosen_logps   | from `ref_logp_chosen`, only for a table after `reference`   |
+| ref_rejected_logps | from `ref_logp_rejected`, only for a table after `reference` |
 
 This is the "conversational, explicit prompt" preference format TRL's `DPOTrainer` reads: the
 trainer applies the policy's own chat template, so the texts stay raw (the pairs table never
-stores a rendered template). Rows keep the pairs table's order (prompt_id, pair_id). Scores,
-margins and reference log-probs are not exported: TRL cannot use per-pair data, which is why
-prefsmith trains with its own trainer; the export is for TRL baselines and for sharing.
+stores a rendered template). `ref_chosen_logps`/`ref_rejected_logps` are the names TRL 1.16's
+`DataCollatorForPreference` and `DPOTrainer` (with precomputed reference log-probs) read: summed
+log-probs of each completion through its end-of-turn token. TRL's own tokenization also trains
+the template's newline after EOS (tests/training/test_trl_oracle.py), so a TRL run recomputing
+them differs by that one token. Scores keep prefsmith's names: TRL has no column for them.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Literal
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from prefsmith.schemas.errors import ConfigError
-from prefsmith.schemas.io import read_frame, write_table
-from prefsmith.schemas.tables import MESSAGES, PAIRS
+from prefsmith.schemas.io import atomic_write, read_frame, shard_files, write_table
+from prefsmith.schemas.tables import MESSAGES, PAIRS, PAIRS_WITH_REFERENCE, REFERENCE_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-TRL_PREFERENCE = pa.schema([("prompt", MESSAGES), ("chosen", MESSAGES), ("rejected", MESSAGES)])
+TRL_PREFERENCE = pa.schema(
+    [
+        ("pair_id", pa.string()),
+        ("prompt", MESSAGES),
+        ("chosen", MESSAGES),
+        ("rejected", MESSAGES),
+        ("score_chosen", pa.float64()),
+        ("score_rejected", pa.float64()),
+        ("margin", pa.float64()),
+    ]
+)
+TRL_REFERENCE = {"ref_logp_chosen": "ref_chosen_logps", "ref_logp_rejected": "ref_rejected_logps"}
+TRL_PREFERENCE_WITH_REFERENCE = pa.schema(
+    list(TRL_PREFERENCE) + [(trl, pa.float64()) for trl in TRL_REFERENCE.values()]
+)
 FORMATS = ("jsonl", "parquet")
 
 
@@ -42,25 +63,34 @@ def _assistant(column: str) -> pl.Expr:
     return pl.concat_list(turn)
 
 
+def has_reference(pairs: str | Path) -> bool:
+    """Whether the pairs table at `pairs` carries the reference pass's columns."""
+    files = shard_files(pairs)
+    names = set(pq.read_schema(files[0]).names) if files else set()
+    return set(REFERENCE_COLUMNS.names) <= names
+
+
 def trl_frame(pairs: str | Path) -> pl.DataFrame:
-    """The pairs table at `pairs` (file or shard folder) as TRL prompt/chosen/rejected rows."""
-    frame = read_frame(pairs, PAIRS)
+    """The pairs table at `pairs` (file or shard folder) as TRL rows (see the module docstring)."""
+    with_reference = has_reference(pairs)
+    frame = read_frame(pairs, PAIRS_WITH_REFERENCE if with_reference else PAIRS)
+    reference = [pl.col(ours).alias(trl) for ours, trl in TRL_REFERENCE.items()]
     return frame.select(
-        prompt=pl.col("messages"), chosen=_assistant("chosen"), rejected=_assistant("rejected")
+        "pair_id",
+        pl.col("messages").alias("prompt"),
+        _assistant("chosen").alias("chosen"),
+        _assistant("rejected").alias("rejected"),
+        "score_chosen",
+        "score_rejected",
+        "margin",
+        *(reference if with_reference else []),
     )
 
 
 def _write_jsonl(frame: pl.DataFrame, out: Path) -> None:
     """Write JSON Lines atomically (temporary file in the same folder, then rename)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(handle)
-    try:
+    with atomic_write(out) as tmp:
         frame.write_ndjson(tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def export_trl(
@@ -74,7 +104,8 @@ def export_trl(
     if format == "jsonl":
         _write_jsonl(frame, out)
     else:
-        write_table(frame, out, TRL_PREFERENCE)
+        schema = TRL_PREFERENCE_WITH_REFERENCE if "ref_chosen_logps" in frame else TRL_PREFERENCE
+        write_table(frame, out, schema)
     logger.info("exported %d pairs to %s (%s)", frame.height, out, format)
     return out
 

@@ -17,7 +17,8 @@ How a prompt's responses become pairs:
 
 1. Keep the rows of one scorer (`config.scorer`, or the only one in the table).
 2. Join responses on response_id (never by position). Response-level drops, quarantined in
-   `pairs.quarantine.parquet`: `missing_response`, `prompt_id_mismatch`, `non_finite_score`.
+   `pairs.quarantine.parquet`: `missing_response`, `prompt_id_mismatch`, `non_finite_score`,
+   `duplicate_score` (a response_id scored twice: extra equal copies, or all copies if they differ).
 3. Merge exact-duplicate texts of a prompt into one response (the smallest response_id) with
    the MEAN of the copies' scores, counted as `duplicate_response_merged`. Why the mean: a
    deterministic scorer gives copies equal scores, so any choice agrees; where copies differ it
@@ -110,6 +111,8 @@ RESPONSE_DROPS = {
     "missing_response": "no responses row has this response_id, so its text is unknown",
     "prompt_id_mismatch": "the scores row and the responses row name different prompt_ids",
     "non_finite_score": "the score is NaN, infinite or null, so it cannot be ranked",
+    "duplicate_score": "the scorer scored this response_id more than once: an extra copy of an "
+    "equal score, or one of copies that disagree (then none is trusted)",
 }
 PROMPT_DROPS = ("missing_prompt", "fewer_than_two_responses", "all_tied", "below_min_margin")
 # Parquet options for pairs.parquet: dictionaries only where values repeat, min/max statistics

@@ -11,8 +11,7 @@ memory, and renames the file into place only when every batch is written.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import pyarrow.parquet as pq
 
 from prefsmith.schemas.errors import InputError
 from prefsmith.schemas.ids import ID_HEX_CHARS, pair_id
-from prefsmith.schemas.io import conform
+from prefsmith.schemas.io import atomic_write, conform
 from prefsmith.schemas.tables import MESSAGES
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
@@ -248,12 +247,11 @@ class ParquetBatches:
         self.path, self.schema, self.rows, self.options = Path(path), schema, 0, options
 
     def __enter__(self) -> ParquetBatches:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, self._tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-        )
-        os.close(handle)
-        self._writer = pq.ParquetWriter(self._tmp, self.schema, **self.options)
+        with ExitStack() as stack:
+            tmp = stack.enter_context(atomic_write(self.path))
+            self._writer = pq.ParquetWriter(tmp, self.schema, **self.options)
+            stack.callback(self._writer.close)  # runs first: the file is whole before the rename
+            self._stack = stack.pop_all()
         return self
 
     def write(self, table: pa.Table) -> None:
@@ -262,12 +260,4 @@ class ParquetBatches:
             self.rows += table.num_rows
 
     def __exit__(self, kind, error, trace) -> None:
-        try:
-            self._writer.close()
-            if kind is None:
-                with open(self._tmp, "rb") as written:
-                    os.fsync(written.fileno())
-                os.replace(self._tmp, self.path)
-        finally:
-            if os.path.exists(self._tmp):
-                os.unlink(self._tmp)
+        self._stack.__exit__(kind, error, trace)

@@ -119,8 +119,10 @@ def extreme_rows(
     return hit  # (R,)
 
 
-def _candidate_copies(batch: pl.DataFrame, rows: np.ndarray, run: np.ndarray) -> np.ndarray:
-    """The rows among `rows` whose (run, text hash) code occurs twice: possible copies.
+def _candidate_copies(
+    batch: pl.DataFrame, rows: np.ndarray, run: np.ndarray, *, column: str = "response"
+) -> np.ndarray:
+    """The rows among `rows` whose (run, `column` hash) code occurs twice: possible copies.
 
     The code is run-major (run number in the high bits, the text hash in the rest), so the
     codes are already sorted by run and a stable sort only has to order each short run: about
@@ -128,7 +130,7 @@ def _candidate_copies(batch: pl.DataFrame, rows: np.ndarray, run: np.ndarray) ->
     caller, so a truncated-hash collision costs time, never correctness.
     """
     bits = np.uint64(max(1, int(run[-1]).bit_length()) if run.size else 1)
-    text = batch["response"].hash().to_numpy()  # (N,) uint64
+    text = batch[column].hash().to_numpy()  # (N,) uint64
     code = (run.astype(np.uint64) << (np.uint64(64) - bits)) | (text >> bits)  # (N,)
     code = code if rows.size == batch.height else code[rows]  # (V,)
     order = np.argsort(code, kind="stable")  # (V,)
@@ -171,6 +173,32 @@ def merge_copies(batch: pl.DataFrame, *, valid: np.ndarray, run: np.ndarray) -> 
         active[rep], copies[rep] = True, merged["copies"].to_numpy()
         score[rep], tokens[rep] = merged["score"].to_numpy(), merged["n_tokens"].to_numpy()
     return Merged(active, score, tokens, copies)
+
+
+def duplicate_scores(batch: pl.DataFrame, *, valid: np.ndarray, run: np.ndarray) -> np.ndarray:
+    """(N,) bool: usable rows quarantined as `duplicate_score` (a response_id scored twice).
+
+    Copies that agree on the score are one fact written twice: all but one are dropped (which
+    one is kept cannot matter: same id, same text, same score). Copies that disagree leave the
+    response's score unknown, so all of them are dropped. Found like text copies: hash
+    candidates, then an exact check on those few rows only.
+    """
+    drop = np.zeros(batch.height, dtype=bool)  # (N,)
+    maybe = _candidate_copies(batch, np.flatnonzero(valid), run, column="response_id")  # (D,)
+    if not maybe.size:
+        return drop
+    part = pl.DataFrame(
+        {"_row": maybe, "_run": run[maybe], "response_id": batch["response_id"].gather(maybe)}
+    ).with_columns(score=batch["score"].gather(maybe))
+    key = ["_run", "response_id"]
+    flagged = part.sort("_row").with_columns(
+        twice=pl.len().over(key) > 1,
+        conflict=pl.col("score").n_unique().over(key) > 1,
+        later=pl.int_range(pl.len()).over(key) > 0,
+    )
+    rows = flagged.filter(pl.col("twice") & (pl.col("conflict") | pl.col("later")))["_row"]
+    drop[rows.to_numpy()] = True
+    return drop
 
 
 def run_stats(merged: Merged, *, starts: np.ndarray) -> dict[str, np.ndarray]:
@@ -282,6 +310,11 @@ def select_batch(batch: pl.DataFrame, *, config: PairsConfig) -> BatchPairs:
     starts = run_starts(batch["prompt_id"])  # (R,)
     run = np.repeat(np.arange(starts.size), np.diff(np.append(starts, batch.height)))  # (N,)
     valid = batch["status"].is_null().to_numpy()  # (N,)
+    duplicate = duplicate_scores(batch, valid=valid, run=run)  # (N,)
+    if duplicate.any():
+        valid &= ~duplicate
+        status = pl.when(pl.Series(duplicate)).then(pl.lit("duplicate_score"))
+        batch = batch.with_columns(status=status.otherwise(pl.col("status")))
     merged = merge_copies(batch, valid=valid, run=run)
     stats = run_stats(merged, starts=starts)
     if config.strategy == "best_vs_worst":

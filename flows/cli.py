@@ -1,7 +1,8 @@
 """The `prefsmith` command line. Instant commands call stage functions; pipeline work calls flows.
 
 Every `PrefsmithError` (bad config, bad input, a stage that cannot go on) is printed as one line
-and exits with code 2: no traceback for a user's mistake.
+per problem and exits with code 2: no traceback for a user's mistake. Option help is taken from
+the config field an option overrides (`field_help`), so it is written once.
 """
 
 from __future__ import annotations
@@ -10,21 +11,25 @@ import functools
 import logging
 import sys
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from prefsmith.schemas.config_base import StrictModel, parse_config, read_yaml
+from prefsmith.schemas.data_configs import GenerateConfig, PairsConfig, PromptsConfig, ScoreConfig
 from prefsmith.schemas.errors import PrefsmithError
+from prefsmith.schemas.train_configs import ReferenceConfig, TrainConfig
 
 app = typer.Typer(
     name="prefsmith",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every command
     help="Prompts → responses → scores → pairs → weighted-DPO training, on Parquet, with Prefect.",
 )
 console = Console(stderr=True)
@@ -39,17 +44,34 @@ ConfigOpt = Annotated[
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="output folder")]
 
 
+def _literal_values(annotation: Any) -> list[str]:
+    if get_origin(annotation) is Literal:
+        return [str(value) for value in get_args(annotation)]
+    return [value for arg in get_args(annotation) for value in _literal_values(arg)]
+
+
+def field_help(model: type[StrictModel], name: str, /, fallback: str = "") -> str:
+    """An option's help from the config field it overrides (its description is written once, in
+    the model), with the allowed values of a Literal field listed."""
+    info = model.model_fields[name]
+    text = info.description or fallback or name.replace("_", " ")
+    values = _literal_values(info.annotation)
+    return f"{text}; one of: {', '.join(values)}" if values else text
+
+
 def friendly_errors(command: Callable) -> Callable:
-    """Turn a PrefsmithError into `error: <one line>` and exit code 2."""
+    """Turn a PrefsmithError into `error: <line>` per problem (preflight lists several) and exit
+    code 2."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except PrefsmithError as error:
-            console.print(
-                f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
-            )
+            for line in str(error).splitlines() or [type(error).__name__]:
+                console.print(
+                    f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True
+                )
             raise typer.Exit(code=2) from None
 
     return wrapper
@@ -71,8 +93,24 @@ def report(result) -> None:
     console.print(f"      manifest   {result.manifest}")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"prefsmith {metadata.version('prefsmith')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def main(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="show every log line, third-party ones too")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         stream=sys.stderr,
@@ -85,11 +123,15 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
 @app.command()
 @friendly_errors
 def prompts(
-    path: Path,
+    path: Annotated[Path, typer.Argument(help=field_help(PromptsConfig, "path"))],
     out: OutOpt,
     config: ConfigOpt = None,
-    prompt_field: str | None = None,
-    system_prompt: str | None = None,
+    prompt_field: Annotated[
+        str | None, typer.Option(help=field_help(PromptsConfig, "prompt_field"))
+    ] = None,
+    system_prompt: Annotated[
+        str | None, typer.Option(help=field_help(PromptsConfig, "system_prompt"))
+    ] = None,
 ) -> None:
     """Load prompts (JSONL, Parquet, CSV or an HF dataset folder) into the prompts table."""
     from prefsmith.generation.prompts import load_prompts
@@ -109,11 +151,13 @@ def prompts(
 @app.command()
 @friendly_errors
 def generate(
-    prompts_table: Annotated[Path, typer.Argument(metavar="PROMPTS")],
+    prompts_table: Annotated[Path, typer.Argument(metavar="PROMPTS", help="prompts table")],
     out: OutOpt,
     config: ConfigOpt = None,
-    model: str | None = None,
-    backend: str | None = None,
+    model: Annotated[str | None, typer.Option(help=field_help(GenerateConfig, "model"))] = None,
+    backend: Annotated[
+        str | None, typer.Option(help=field_help(GenerateConfig, "backend", "generation engine"))
+    ] = None,
 ) -> None:
     """Sample N responses per prompt (vLLM, transformers or OpenAI-compatible servers); resumable."""
     from prefsmith.generation.stage import generate as run
@@ -126,11 +170,11 @@ def generate(
 @app.command()
 @friendly_errors
 def score(
-    responses: Path,
-    prompts_table: Annotated[Path, typer.Option("--prompts")],
+    responses: Annotated[Path, typer.Argument(help="responses table (file or shard folder)")],
+    prompts_table: Annotated[Path, typer.Option("--prompts", help="prompts table")],
     out: OutOpt,
     config: ConfigOpt = None,
-    model: str | None = None,
+    model: Annotated[str | None, typer.Option(help=field_help(ScoreConfig, "model"))] = None,
 ) -> None:
     """Score every response with a reward model, ArmoRM, vLLM pooling or a rule; resumable."""
     from prefsmith.schemas.data_configs import ScoreConfig
@@ -143,12 +187,15 @@ def score(
 @app.command()
 @friendly_errors
 def pairs(
-    scores: Path,
-    responses: Annotated[Path, typer.Option()],
-    prompts_table: Annotated[Path, typer.Option("--prompts")],
+    scores: Annotated[Path, typer.Argument(help="scores table (file or shard folder)")],
+    responses: Annotated[Path, typer.Option(help="responses table (the texts)")],
+    prompts_table: Annotated[Path, typer.Option("--prompts", help="prompts table")],
     out: OutOpt,
     config: ConfigOpt = None,
-    strategy: str | None = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(help=field_help(PairsConfig, "strategy", "how pairs are chosen per prompt")),
+    ] = None,
 ) -> None:
     """Curate chosen/rejected pairs that keep their score margins."""
     from prefsmith.curation.pairs import build_pairs
@@ -162,9 +209,13 @@ def pairs(
 @app.command()
 @friendly_errors
 def export(
-    pairs_table: Annotated[Path, typer.Argument(metavar="PAIRS")],
+    pairs_table: Annotated[
+        Path, typer.Argument(metavar="PAIRS", help="pairs table (with reference log-probs or not)")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="file (trl) or folder (hf)")],
-    to: Annotated[str, typer.Option(help="trl-jsonl, trl-parquet or hf")] = "trl-jsonl",
+    to: Annotated[
+        str, typer.Option(help="output format; one of: trl-jsonl, trl-parquet, hf")
+    ] = "trl-jsonl",
 ) -> None:
     """Export pairs to TRL's prompt/chosen/rejected format or to an HF dataset folder."""
     from prefsmith.curation.export import export_hf_dataset, export_trl
@@ -182,10 +233,10 @@ def export(
 @app.command()
 @friendly_errors
 def reference(
-    pairs_table: Annotated[Path, typer.Argument(metavar="PAIRS")],
+    pairs_table: Annotated[Path, typer.Argument(metavar="PAIRS", help="pairs table")],
     out: OutOpt,
     config: ConfigOpt = None,
-    model: str | None = None,
+    model: Annotated[str | None, typer.Option(help=field_help(ReferenceConfig, "model"))] = None,
 ) -> None:
     """Add the reference model's log-probs to the pairs table (reused when the key matches)."""
     from prefsmith.training.reference import reference_pass
@@ -209,10 +260,12 @@ def reference_stage_config(config_path: Path | None, *, model: str | None):
 @app.command()
 @friendly_errors
 def train(
-    pairs_table: Annotated[Path, typer.Argument(metavar="PAIRS")],
+    pairs_table: Annotated[
+        Path, typer.Argument(metavar="PAIRS", help="pairs table with reference log-probs")
+    ],
     out: OutOpt,
     config: ConfigOpt = None,
-    policy: str | None = None,
+    policy: Annotated[str | None, typer.Option(help=field_help(TrainConfig, "policy"))] = None,
 ) -> None:
     """Train the policy with the weighted-DPO loss family on HF Trainer (+ DeepSpeed; the
     config's `launch` section starts it across processes or nodes)."""
@@ -221,6 +274,30 @@ def train(
 
     cfg = stage_config(TrainConfig, config, "train", policy=policy)
     report(run({"pairs": pairs_table}, config=cfg, out_dir=out))
+
+
+@app.command("import")
+@friendly_errors
+def import_command(
+    path: Annotated[
+        Path, typer.Argument(help="JSONL, Parquet or CSV file, or an HF dataset folder")
+    ],
+    out: OutOpt,
+    config: ConfigOpt = None,
+    shape: Annotated[
+        str | None, typer.Option(help="pairs | hh | responses (default: pairs)")
+    ] = None,
+) -> None:
+    """Import an existing preference dataset: pairs with their scores (ultrafeedback_binarized,
+    TRL formats), Anthropic HH transcripts, or N scored responses per prompt."""
+    from prefsmith.curation.importer import import_preferences
+    from prefsmith.schemas.import_config import ImportConfig
+
+    cfg = stage_config(ImportConfig, config, "import", path=str(path), shape=shape)
+    result = import_preferences({}, config=cfg, out_dir=out)
+    report(result)
+    for name, table in result.more.items():
+        console.print(f"      {name:<10} {table}")
 
 
 @app.command()
@@ -246,11 +323,22 @@ app.command("serve")(friendly_errors(serve_command))
 
 @app.command()
 @friendly_errors
-def validate(config: Annotated[Path, typer.Argument(help="pipeline YAML")]) -> None:
-    """Check a pipeline config without running anything: every problem on one line."""
-    from prefsmith.schemas.pipeline_config import PipelineConfig
+def validate(
+    config: Annotated[Path, typer.Argument(help="pipeline YAML")],
+    schema_only: Annotated[
+        bool,
+        typer.Option(
+            "--schema-only",
+            help="check keys and values only, not the files and folders the config names "
+            "(a config written for another machine)",
+        ),
+    ] = False,
+) -> None:
+    """Preflight a pipeline config without running anything: keys, values, input files, model
+    folders, rule scorers and the output folder; one problem per line, exit code 2."""
+    from prefsmith.flows.preflight import preflight
 
-    parse_config(PipelineConfig, read_yaml(config))
+    preflight(read_yaml(config), files=not schema_only)
     console.print(f"[green]ok[/] {config}")
 
 
@@ -267,10 +355,10 @@ def run(
     ] = None,
 ) -> None:
     """Run the whole pipeline flow from a YAML config into a new dated run folder."""
-    from prefsmith.schemas.pipeline_config import PipelineConfig
+    from prefsmith.flows.preflight import preflight
 
-    cfg = parse_config(PipelineConfig, read_yaml(config))
-    from prefsmith.flows.pipeline import pipeline  # imports Prefect: only once the config is valid
+    cfg = preflight(read_yaml(config), out_dir=run_dir)
+    from prefsmith.flows.pipeline import pipeline  # imports Prefect: only once preflight passed
 
     show_outputs(pipeline(cfg, run_dir=str(run_dir) if run_dir else None))
 

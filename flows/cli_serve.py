@@ -1,7 +1,7 @@
 """`prefsmith serve CONFIG.yaml --cron "0 3 * * *"`: scheduled rebuilds on a running Prefect server.
 
-The command validates the config first (a broken YAML fails now, not at 3 a.m.), then serves the
-rebuild deployment until interrupted. See flows/serve.py for the server set-up.
+The command preflights the config first (prefsmith.flows.preflight: a broken YAML, a missing file
+or model fails now, not at 3 a.m.), then serves the rebuild deployment until interrupted. See flows/serve.py for the server set-up.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ def serve(
     name: Annotated[str, typer.Option(help="deployment name")] = "rebuild",
 ) -> None:
     """Serve scheduled rebuilds of the dataset (needs `prefect server start --host 127.0.0.1`)."""
-    from prefsmith.schemas.config_base import parse_config, read_yaml
-    from prefsmith.schemas.pipeline_config import PipelineConfig
+    from prefsmith.flows.preflight import preflight
+    from prefsmith.schemas.config_base import read_yaml
 
-    parse_config(PipelineConfig, read_yaml(config))
+    preflight(read_yaml(config))
     from prefsmith.flows.serve import (
-        serve_rebuilds,  # imports Prefect: only once the config is valid
+        serve_rebuilds,  # imports Prefect: only once preflight passed
     )
 
     serve_rebuilds(config, cron=cron, name=name)

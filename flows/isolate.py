@@ -28,7 +28,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from prefsmith.schemas import errors
+from prefsmith.schemas import errors, locks
+from prefsmith.schemas.locks import folder_lock
+from prefsmith.schemas.secrets import REVEAL
 
 CALLS = ("run", "plan", "shards")  # the stage function, Shards.plan, Shards.write
 
@@ -51,7 +53,9 @@ def run_isolated(
                     "stage": stage,
                     "call": call,
                     "inputs": {name: str(path) for name, path in inputs.items()},
-                    "config": config.model_dump(mode="json"),
+                    # Unredacted: the child needs the real server URLs (schemas.secrets); the spec
+                    # lives in a private temporary folder removed when the call returns.
+                    "config": config.model_dump(mode="json", context=REVEAL),
                     "out_dir": str(out_dir),
                     "shards": shards,
                     "result": str(out),
@@ -82,7 +86,7 @@ def died(stage: str, returncode: int) -> errors.PrefsmithError:
 
 def rebuilt_error(payload: dict[str, Any]) -> errors.PrefsmithError:
     """The child's error as the same PrefsmithError class, or as transient / not transient."""
-    cls = getattr(errors, payload["error"], None)
+    cls = getattr(errors, payload["error"], None) or getattr(locks, payload["error"], None)
     if isinstance(cls, type) and issubclass(cls, errors.PrefsmithError):
         return cls(payload["message"])
     fallback = errors.TransientError if payload.get("transient") else errors.StageError
@@ -100,7 +104,8 @@ def _die_with_parent(parent: int | None) -> None:
 
 
 def _call(spec: dict[str, Any]) -> Any:
-    """Resolve the stage through the registry and call the function the spec names."""
+    """Resolve the stage through the registry and call the function the spec names; a whole
+    stage or a plan runs holding the stage's lock on its out_dir (prefsmith.schemas.locks)."""
     from prefsmith.flows.stages import get_stage
 
     stage = get_stage(spec["stage"])
@@ -108,11 +113,14 @@ def _call(spec: dict[str, Any]) -> Any:
     inputs = {name: Path(path) for name, path in spec["inputs"].items()}
     out_dir = Path(spec["out_dir"])
     if spec["call"] == "run":
-        return stage.fn(inputs, config=config, out_dir=out_dir).paths()
+        with folder_lock(out_dir, stage.name):
+            return stage.fn(inputs, config=config, out_dir=out_dir).paths()
     if stage.shards is None or spec["call"] not in CALLS:
         raise errors.ConfigError(f"stage {stage.name} has no {spec['call']!r} function")
     if spec["call"] == "plan":
-        return stage.shards.plan(inputs, config=config, out_dir=out_dir)
+        with folder_lock(out_dir, stage.name):
+            return stage.shards.plan(inputs, config=config, out_dir=out_dir)
+    # Parts of one stage run at once by design; each takes the lock for its plan window only.
     return stage.shards.write(inputs, config=config, out_dir=out_dir, shards=spec["shards"])
 
 

@@ -23,18 +23,31 @@ from prefsmith.flows.artifacts import StageProgress, publish_summary
 from prefsmith.flows.evaluate import evaluate
 from prefsmith.flows.shards import sharded_stage, task_runner
 from prefsmith.flows.stages import get_stage
-from prefsmith.flows.tasks import run_stage
+from prefsmith.flows.tasks import RESULT_SERIALIZER, home_results, results_in, run_stage
 from prefsmith.schemas.config_base import parse_config, read_yaml
 from prefsmith.schemas.data_configs import SplitConfig
+from prefsmith.schemas.errors import ConfigError
+from prefsmith.schemas.locks import folder_lock
 from prefsmith.schemas.pipeline_config import PipelineConfig
 
 BUILD_STAGES = ["prompts", "split", "generate", "score", "pairs", "reference"]
 
 
 def new_run_dir(config: PipelineConfig) -> Path:
-    """`<out_dir>/<name>/<UTC timestamp>`, with a counter if two builds start in one second."""
+    """`<out_dir>/<name>/<UTC timestamp>`, with a counter if two builds start in one second.
+
+    The generated folder stays under `out_dir`: `<out_dir>/<name>` must resolve strictly inside
+    it (a `name` of `.` or `..` is refused by the config already; this also catches a name
+    folder that is a symlink out), else ConfigError with one line.
+    """
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     parent = Path(config.out_dir) / config.name
+    root = Path(config.out_dir).resolve()
+    if root not in parent.resolve().parents:
+        raise ConfigError(
+            f"name {config.name!r}: the run folder {parent} is not inside out_dir {root}; "
+            "use a plain folder name"
+        )
     parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(1000):
         run_dir = parent / (stamp if attempt == 0 else f"{stamp}-{attempt}")
@@ -44,6 +57,26 @@ def new_run_dir(config: PipelineConfig) -> Path:
         except FileExistsError:
             continue
     raise FileExistsError(f"no free run folder name under {parent} for {stamp}")
+
+
+def checked_run_dir(run_dir: str | Path, *, config: PipelineConfig) -> Path:
+    """An explicit `--run-dir`, resolved, or ConfigError with one line.
+
+    Any folder the user names is accepted (resolved first, so `.` is the current folder by its
+    real name and `latest` is swapped beside it, in its parent), except one that holds builds
+    rather than being one: the filesystem root, `out_dir`, `<out_dir>/<name>` or any folder
+    above them (every ancestor of `<out_dir>/<name>/latest`), or a folder that holds a `latest`
+    pointer itself (another pipeline's name folder).
+    """
+    path = Path(run_dir).resolve()
+    latest = (Path(config.out_dir) / config.name).resolve() / "latest"
+    holds_builds = path == path.parent or path in latest.parents
+    if holds_builds or (path / "latest").is_symlink():
+        raise ConfigError(
+            f"--run-dir {run_dir}: {path} holds run folders (and their `latest` pointer); "
+            f"name a folder for this one build, e.g. {latest.parent / 'my-build'}"
+        )
+    return path
 
 
 def point_latest(run_dir: Path) -> Path:
@@ -113,21 +146,29 @@ def train(config: PipelineConfig, pairs: str, run_dir: str) -> str:
     return result["output"]
 
 
-@flow(name="pipeline")
+@flow(  # its failure record (a one-line error) as JSON under PREFECT_HOME, not a pickle
+    name="pipeline",
+    result_serializer=RESULT_SERIALIZER,
+    result_storage=home_results(),
+    persist_result=False,
+)
 def pipeline(config: PipelineConfig, run_dir: str | None = None) -> dict[str, str]:
     """All stages into a new dated run folder; `latest` moves only if everything succeeded."""
-    run_path = Path(run_dir) if run_dir else new_run_dir(config)
+    run_path = checked_run_dir(run_dir, config=config) if run_dir else new_run_dir(config)
     run_path.mkdir(parents=True, exist_ok=True)
-    build = build_dataset.with_options(task_runner=task_runner(config.scale))  # where shards run
-    outputs = build(config, str(run_path))
-    if config.train is not None:
-        outputs["checkpoint"] = train(config, outputs["pairs_ref"], str(run_path))
-        if config.evaluate is not None:
-            outputs["eval_report"] = evaluate(
-                config, outputs["checkpoint"], outputs["prompts_heldout"], str(run_path)
-            )
-    outputs["run_dir"] = str(run_path)
-    outputs["latest"] = str(point_latest(run_path))
+    # One writer per run folder (a second `run --run-dir` stops naming this one, or waits);
+    # cached results as JSON under the run folder.
+    with folder_lock(run_path, "run"), results_in(run_path):
+        build = build_dataset.with_options(task_runner=task_runner(config.scale))
+        outputs = build(config, str(run_path))
+        if config.train is not None:
+            outputs["checkpoint"] = train(config, outputs["pairs_ref"], str(run_path))
+            if config.evaluate is not None:
+                outputs["eval_report"] = evaluate(
+                    config, outputs["checkpoint"], outputs["prompts_heldout"], str(run_path)
+                )
+        outputs["run_dir"] = str(run_path)
+        outputs["latest"] = str(point_latest(run_path))
     return outputs
 
 

@@ -27,7 +27,14 @@ from prefect.cache_policies import NO_CACHE, CachePolicy
 
 from prefsmith.flows.isolate import run_isolated
 from prefsmith.flows.stages import Stage, get_stage
-from prefsmith.flows.tasks import RETRIES, fingerprint, retry_if_transient, run_stage
+from prefsmith.flows.tasks import (
+    RESULT_SERIALIZER,
+    RETRIES,
+    fingerprint,
+    result_storage,
+    retry_if_transient,
+    run_stage,
+)
 from prefsmith.schemas.ids import content_hash
 from prefsmith.schemas.pipeline_config import ScaleConfig
 
@@ -72,6 +79,7 @@ def plan_shards(name: str, call: dict) -> list[str]:
 @task(
     cache_policy=PartInputs(),
     persist_result=True,
+    result_serializer=RESULT_SERIALIZER,  # stored where `results_in` says (flows/tasks.py)
     retries=RETRIES,
     retry_delay_seconds=[2, 8],
     retry_condition_fn=retry_if_transient,
@@ -111,7 +119,9 @@ def sharded_stage(
     parts = parts_of(hashes, size)
     on_ray = scale.task_runner == "ray"
     with ray_options(scale):
-        futures = stage_part.map(
+        # Ray workers are other processes: they get the run folder's JSON storage explicitly.
+        parts_task = stage_part.with_options(result_storage=result_storage(out_dir))
+        futures = parts_task.map(
             unmapped(name),
             list(range(len(parts))),
             parts,

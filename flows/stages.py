@@ -21,6 +21,7 @@ runs in its own process, and whether a failure may be retried.
 | kl               | responses, prompts                        | kl                            | yes          | no      |
 | lm_eval          | (the checkpoint in its config)            | lm_eval                       | if tasks     | no      |
 | compare          | tuned/base scores and responses (+ kl, heldout, lm_eval) | eval_report    | no           | no      |
+| import           | (the file in its config)                  | pairs, or responses (+ prompts, scores) | no | no   |
 
 Only the stages that talk to engines and servers (generate, score) are retried, and only on
 transient faults (prefsmith.schemas.errors.is_transient): a deterministic failure (NaN loss, bad
@@ -36,6 +37,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from prefsmith.curation.importer import import_preferences
 from prefsmith.curation.pairs import build_pairs
 from prefsmith.evaluation.compare import compare_policies
 from prefsmith.evaluation.kl import kl_estimate
@@ -53,6 +55,7 @@ from prefsmith.schemas.data_configs import (
 )
 from prefsmith.schemas.errors import ConfigError
 from prefsmith.schemas.eval_configs import CompareConfig, LmEvalConfig, PolicyReferenceConfig
+from prefsmith.schemas.import_config import ImportConfig
 from prefsmith.schemas.manifest import StageResult
 from prefsmith.schemas.train_configs import ReferenceConfig, TrainConfig
 from prefsmith.scoring import stage as scoring
@@ -192,6 +195,9 @@ _STAGES = (
         writes=("eval_report",),
         optional=("kl", "heldout", "lm_eval"),
     ),
+    # Shape pairs/hh: the output is the pairs table; shape responses: the responses table, with
+    # the prompts and scores tables in StageResult.more.
+    Stage("import", import_preferences, ImportConfig, reads=(), writes=("imported",)),
 )
 STAGES: dict[str, Stage] = {stage.name: stage for stage in _STAGES}
 

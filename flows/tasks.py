@@ -11,12 +11,17 @@ itself (`schemas.io.run_shards`; the manifest records `shards_skipped`).
 Retries follow the registry: only stages marked `retry` (generate, score) are retried, and only
 when the failure is transient (`schemas.errors.is_transient`: the stage's process was killed, a
 server never answered, an OSError on I/O). Everything else fails once.
+
+Results of cached tasks are JSON records in `<out_dir>/.prefect-results/` (no pickle: a pickled
+record runs code when a cache hit loads it). A stage runs holding its lock on `out_dir`
+(prefsmith.schemas.locks), taken by the process that writes: here, or the isolated child.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +34,50 @@ from prefsmith.flows.isolate import run_isolated
 from prefsmith.flows.stages import STAGES, Stage, get_stage
 from prefsmith.schemas.errors import is_transient
 from prefsmith.schemas.ids import content_hash, model_revision
+from prefsmith.schemas.locks import folder_lock
 from prefsmith.schemas.manifest import input_ref
 
 logger = logging.getLogger(__name__)
 
 RETRIES = 2  # attempts after the first, for the stages the registry marks `retry`
+# Result records of cached tasks: JSON (a pickled record runs code when a cache hit loads it)
+# in a folder beside the outputs they name, never Prefect's default `~/.prefect/storage` (which
+# Prefect 3.7 picks even when PREFECT_HOME is elsewhere); a deleted folder takes them with it.
+RESULT_SERIALIZER = "json"
+RESULTS_DIR = ".prefect-results"
+
+
+def result_storage(folder: str | Path) -> Path:
+    """The result storage of cached tasks writing into `folder`: `folder/.prefect-results` (a
+    Path: Prefect makes it a local file system, with no block saved on the server)."""
+    return Path(folder).resolve() / RESULTS_DIR
+
+
+def home_results() -> Path:
+    """`$PREFECT_HOME/storage`: where a flow that starts before any run folder exists (pipeline)
+    records its failure. Prefect 3.7's own default reads `~/.prefect` whatever PREFECT_HOME is."""
+    from prefect.settings import get_current_settings
+
+    return Path(get_current_settings().home) / "storage"
+
+
+@contextmanager
+def results_in(folder: str | Path) -> Iterator[None]:
+    """Within the block, every flow and task that sets no result storage or serializer of its
+    own (sub-flows, mapped shard parts, and the records Prefect writes of any failure) stores
+    JSON under `folder/.prefect-results`."""
+    from prefect.settings import (
+        PREFECT_LOCAL_STORAGE_PATH,
+        PREFECT_RESULTS_DEFAULT_SERIALIZER,
+        temporary_settings,
+    )
+
+    updates = {
+        PREFECT_LOCAL_STORAGE_PATH: str(result_storage(folder)),
+        PREFECT_RESULTS_DEFAULT_SERIALIZER: RESULT_SERIALIZER,
+    }
+    with temporary_settings(updates=updates):
+        yield
 
 
 def retry_if_transient(task, task_run, state) -> bool:
@@ -80,10 +124,12 @@ def call_stage(
     name: str, inputs: dict[str, Path], config: BaseModel, out_dir: Path, isolated: bool
 ) -> dict[str, str | None]:
     """Run stage `name` here or in its own process; its StageResult as JSON-ready paths (the
-    function behind every stage task)."""
-    if isolated:
+    function behind every stage task). The stage's lock on `out_dir` is held while it runs
+    (prefsmith.schemas.locks): a second writer of that folder stops naming this one, or waits."""
+    if isolated:  # the child takes the lock: the process that writes holds it
         return run_isolated(name, inputs, config=config, out_dir=out_dir)
-    return get_stage(name).fn(inputs, config=config, out_dir=out_dir).paths()
+    with folder_lock(out_dir, name):
+        return get_stage(name).fn(inputs, config=config, out_dir=out_dir).paths()
 
 
 def stage_task(stage: Stage) -> Task:
@@ -95,6 +141,7 @@ def stage_task(stage: Stage) -> Task:
         task_run_name="{name}",
         cache_policy=StageInputs() if stage.cached else NO_CACHE,
         persist_result=stage.cached,
+        result_serializer=RESULT_SERIALIZER,
         retry_delay_seconds=exponential_backoff(backoff_factor=2),
         **retries,
     )
@@ -119,6 +166,7 @@ def run_stage(
     """
     stage = get_stage(name)
     paths = stage.check_inputs(inputs)
-    stage_call = STAGE_TASKS[name].with_options(task_run_name=label or name)
+    storage = {"result_storage": result_storage(out_dir)} if stage.cached else {}
+    stage_call = STAGE_TASKS[name].with_options(task_run_name=label or name, **storage)
     isolated = isolate_stages and stage.isolate(config)
     return stage_call(name, paths, config, Path(out_dir), isolated)

@@ -9,9 +9,12 @@ Output table `prompts` (prefsmith.schemas.tables.PROMPTS):
 | source    | string                      | config `source` or the file name          |
 | metadata  | string (JSON)               | the row's other columns                   |
 
-A row is either a plain string (`prompt_field`) or chat messages (`messages_field`). Bad rows are
-quarantined with a reason: malformed_json, not_utf8, missing_field, bad_messages, empty_prompt.
-Exact duplicates (same prompt_id) are merged into the first and counted as duplicate_merged.
+A row holds chat messages, an Anthropic HH transcript, several fields to join, or one string
+(generation.prompt_shapes); every prompt ends with a user turn (trailing assistant turns are
+stripped and counted as `extra.trailing_assistant_stripped`, or quarantined). Bad rows are
+quarantined with a reason: malformed_json, not_utf8, missing_field, bad_messages, bad_transcript,
+empty_prompt, ends_with_assistant, no_final_user_turn. Exact duplicates (same prompt_id) are
+merged into the first and counted as duplicate_merged.
 """
 
 from __future__ import annotations
@@ -19,10 +22,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prefsmith.generation.prompt_shapes import (
+    REASON_DETAIL,
+    Messages,
+    end_with_user,
+    raw_messages,
+)
 from prefsmith.schemas.data_configs import PromptsConfig
 from prefsmith.schemas.errors import InputError
 from prefsmith.schemas.ids import normalize_messages, prompt_id
@@ -36,154 +45,72 @@ from prefsmith.schemas.manifest import (
     manifest_path,
 )
 from prefsmith.schemas.quarantine import Rejected, write_quarantine
+from prefsmith.schemas.sources import detect_format, iter_raw_rows
 from prefsmith.schemas.tables import PROMPTS
 
 logger = logging.getLogger(__name__)
-ROLES = {"system", "user", "assistant", "tool"}
 
 
-def detect_format(path: Path, declared: str) -> str:
-    if declared != "auto":
-        return declared
-    if path.is_dir():
-        return "hf"
-    suffix = path.suffix.lower()
-    formats = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".csv": "csv"}
-    if suffix not in formats:
-        raise InputError(
-            f"{path}: cannot tell the format from {suffix!r}; set format: jsonl|parquet|csv|hf"
-        )
-    return formats[suffix]
-
-
-def iter_raw_rows(
-    path: Path, fmt: str, *, split: str = "train"
-) -> Iterator[tuple[str, dict[str, Any] | Rejected]]:
-    """Yield (row_ref, row) for every input row, or (row_ref, Rejected) for unreadable ones."""
-    if fmt == "jsonl":
-        yield from _iter_jsonl(path)
-        return
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        rows = pq.read_table(path).to_pylist()
-    elif fmt == "csv":
-        import polars as pl
-
-        try:
-            rows = pl.read_csv(path, infer_schema=False, encoding="utf8").to_dicts()
-        except (pl.exceptions.ComputeError, UnicodeDecodeError) as error:
-            raise InputError(f"{path}: not a readable UTF-8 CSV ({error})") from None
-    else:
-        rows = _read_hf_dataset(path, split)
-    for index, row in enumerate(rows):
-        yield f"{path.name}:{index + 1}", row
-
-
-def _iter_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any] | Rejected]]:
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            ref = f"{path.name}:{number}"
-            if not raw.strip():
-                continue  # blank lines are layout, not rows
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                yield ref, Rejected(ref, "not_utf8", str(error), raw.decode("utf-8", "replace"))
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as error:
-                yield ref, Rejected(ref, "malformed_json", str(error), text)
-                continue
-            if not isinstance(row, dict):
-                yield ref, Rejected(ref, "malformed_json", "a line must be a JSON object", text)
-                continue
-            yield ref, row
-
-
-def _read_hf_dataset(path: Path, split: str) -> list[dict[str, Any]]:
-    import datasets
-
-    try:
-        loaded = datasets.load_from_disk(str(path))
-    except (FileNotFoundError, ValueError) as error:
-        raise InputError(f"{path}: not a dataset saved with save_to_disk ({error})") from None
-    if isinstance(loaded, datasets.DatasetDict):
-        if split not in loaded:
-            raise InputError(f"{path}: no split {split!r} (has {sorted(loaded)}); set split:")
-        loaded = loaded[split]
-    return loaded.to_list()
-
-
-def row_to_messages(row: dict[str, Any], config: PromptsConfig) -> list[dict[str, str]] | str:
-    """The row's normalized messages, or a reason string when it cannot be a prompt."""
-    if row.get(config.messages_field) is not None:
-        messages = row[config.messages_field]
-        if isinstance(messages, str):
-            try:
-                messages = json.loads(messages)
-            except json.JSONDecodeError:
-                return "bad_messages"
-        if (
-            not isinstance(messages, list)
-            or not messages
-            or not all(
-                isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") in ROLES
-                for m in messages
-            )
-        ):
-            return "bad_messages"
-    elif row.get(config.prompt_field) is not None:
-        if not isinstance(row[config.prompt_field], str):
-            return "bad_messages"
-        messages = [{"role": "user", "content": row[config.prompt_field]}]
-    else:
-        return "missing_field"
+def row_to_messages(row: dict[str, Any], config: PromptsConfig) -> tuple[Messages, int] | str:
+    """(the row's normalized messages, trailing assistant turns stripped), or a reason string
+    when it cannot be a prompt (generation.prompt_shapes lists the shapes read)."""
+    messages = raw_messages(row, config)
+    if isinstance(messages, str):
+        return messages
     messages = normalize_messages(messages)
     if not any(m["content"] for m in messages if m["role"] == "user"):
         return "empty_prompt"
+    ended = end_with_user(messages, trailing=config.trailing_assistant)
+    if isinstance(ended, str):
+        return ended
+    messages, stripped = ended
     if config.system_prompt and messages[0]["role"] != "system":
         messages = [{"role": "system", "content": config.system_prompt.strip()}, *messages]
-    return messages
+    return messages, stripped
 
 
-REASON_DETAIL = {
-    "missing_field": "no prompt or messages field",
-    "bad_messages": "messages must be a non-empty list of {role, content} with a known role",
-    "empty_prompt": "the prompt is empty or whitespace",
-}
+@dataclass
+class PromptRows:
+    """What the source file gave: table rows, quarantined rows and the counts of the manifest."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    total: int = 0
+    merged: int = 0  # exact duplicates merged into the first (dropped as duplicate_merged)
+    stripped: int = 0  # rows whose trailing assistant turns were removed (kept, counted)
 
 
-def read_prompts(
-    config: PromptsConfig, source_path: Path
-) -> tuple[list[dict[str, Any]], list[Rejected], int, int]:
-    """Rows of the prompts table from the source file: (rows, rejected, rows read, merged)."""
-    fmt = detect_format(source_path, config.format)
-    rows, rejected, seen, merged, total = [], [], set(), 0, 0
-    fields = {config.prompt_field, config.messages_field}
-    for ref, row in iter_raw_rows(source_path, fmt, split=config.split):
-        total += 1
+def read_prompts(config: PromptsConfig, source_path: Path) -> PromptRows:
+    """Rows of the prompts table from the source file, with every drop's reason."""
+    out, seen = PromptRows(), set()
+    used = {config.prompt_field, config.messages_field, config.transcript_field}
+    used.update(config.prompt_fields)
+    for ref, row in iter_raw_rows(
+        source_path, detect_format(source_path, config.format), split=config.split
+    ):
+        out.total += 1
         if isinstance(row, Rejected):
-            rejected.append(row)
+            out.rejected.append(row)
             continue
-        messages = row_to_messages(row, config)
-        if isinstance(messages, str):
+        shaped = row_to_messages(row, config)
+        if isinstance(shaped, str):
             raw = json.dumps(row, ensure_ascii=False, default=str)
-            rejected.append(Rejected(ref, messages, REASON_DETAIL[messages], raw))
+            out.rejected.append(Rejected(ref, shaped, REASON_DETAIL[shaped], raw))
             continue
+        messages, stripped = shaped
         pid = prompt_id(messages)
         if pid in seen:  # an exact duplicate: merged into the first, counted
-            merged += 1
+            out.merged += 1
             continue
         seen.add(pid)
-        extra = {k: v for k, v in row.items() if k not in fields}
+        out.stripped += bool(stripped)
+        extra = {k: v for k, v in row.items() if k not in used}
         metadata = json.dumps(extra, ensure_ascii=False, default=str, sort_keys=True)
         source = config.source or source_path.name
-        rows.append(
+        out.rows.append(
             {"prompt_id": pid, "messages": messages, "source": source, "metadata": metadata}
         )
-    return rows, rejected, total, merged
+    return out
 
 
 def load_prompts(_inputs: Inputs, *, config: PromptsConfig, out_dir: str | Path) -> StageResult:
@@ -193,24 +120,33 @@ def load_prompts(_inputs: Inputs, *, config: PromptsConfig, out_dir: str | Path)
     source_path = Path(config.path)
     if not source_path.exists():
         raise InputError(f"prompts file not found: {source_path}")
-    rows, rejected, total, merged = read_prompts(config, source_path)
+    read = read_prompts(config, source_path)
     out_dir = Path(out_dir)
-    output = write_table(rows, out_dir / "prompts.parquet", PROMPTS)
-    quarantine = write_quarantine(rejected, out_dir / "prompts.quarantine.parquet", stage="prompts")
-    dropped = count_reasons([r.reason for r in rejected])
-    if merged:
-        dropped["duplicate_merged"] = merged
+    output = write_table(read.rows, out_dir / "prompts.parquet", PROMPTS)
+    quarantine = write_quarantine(
+        read.rejected, out_dir / "prompts.quarantine.parquet", stage="prompts"
+    )
+    dropped = count_reasons([r.reason for r in read.rejected])
+    if read.merged:
+        dropped["duplicate_merged"] = read.merged
     manifest = Manifest(
         stage="prompts",
         unit="prompt",
         config=config.model_dump(mode="json"),
         inputs=[input_ref(source_path)],
         outputs={"prompts": str(output), "quarantine": str(quarantine)},
-        rows_in=total,
-        rows_out=len(rows),
+        rows_in=read.total,
+        rows_out=len(read.rows),
         dropped=dropped,
-        rows_written={"prompts": len(rows), "quarantine": len(rejected)},
+        rows_written={"prompts": len(read.rows), "quarantine": len(read.rejected)},
+        extra={"trailing_assistant_stripped": read.stripped},
         wall_time_s=time.perf_counter() - start,
     )
-    logger.info("prompts: %d rows in, %d prompts out, dropped %s", total, len(rows), dropped)
+    logger.info(
+        "prompts: %d rows in, %d prompts out, dropped %s, %d trailing assistant turns stripped",
+        read.total,
+        len(read.rows),
+        dropped,
+        read.stripped,
+    )
     return StageResult(output, quarantine, manifest.write(manifest_path(output)))

@@ -41,6 +41,7 @@ from prefsmith.schemas.data_configs import GenerateConfig
 from prefsmith.schemas.errors import StageError
 from prefsmith.schemas.ids import content_hash, model_revision, response_id
 from prefsmith.schemas.io import chunk, read_frame, run_shards
+from prefsmith.schemas.locks import folder_lock, window_wait_s
 from prefsmith.schemas.manifest import (
     Inputs,
     Manifest,
@@ -56,6 +57,7 @@ from prefsmith.schemas.tables import PROMPTS, RESPONSES
 logger = logging.getLogger(__name__)
 
 PLAN_FILE = "plan.json"  # beside the shards: what they were made from (guards a resume)
+STAGE_LOCK = "generate"  # the lock name in out_dir (prefsmith.schemas.locks), as the stage
 
 
 @dataclass(frozen=True)
@@ -226,17 +228,19 @@ def make_plan(prompts: Path, *, config: GenerateConfig, out_dir: Path, tokenizer
     kept, rejected = render_prompts(frame, tokenizer=tokenizer, max_context=identity.max_context)
     shards = chunk(kept, config.shard_size)
     output, source = Path(out_dir) / "responses", input_ref(prompts)
-    check_plan(
-        output,
-        {
-            "prompts_sha256": source.sha256,
-            "gen_config_hash": identity.gen_config_hash,
-            "backend": config.backend,
-            "shard_size": config.shard_size,
-            "max_context": identity.max_context,
-            "shards_total": len(shards),
-        },
-    )
+    # Read-then-write: a shard part (not holding the stage lock) must not race another writer.
+    with folder_lock(out_dir, STAGE_LOCK, wait_s=window_wait_s()):
+        check_plan(
+            output,
+            {
+                "prompts_sha256": source.sha256,
+                "gen_config_hash": identity.gen_config_hash,
+                "backend": config.backend,
+                "shard_size": config.shard_size,
+                "max_context": identity.max_context,
+                "shards_total": len(shards),
+            },
+        )
     return Plan(frame, identity, kept, rejected, shards, output, source)
 
 
@@ -295,7 +299,13 @@ def generate_shards(
 
 def generate(inputs: Inputs, *, config: GenerateConfig, out_dir: Path) -> StageResult:
     """Run the generate stage on `inputs["prompts"]`: `out_dir/responses/` shards, quarantine and
-    manifest."""
+    manifest. Holds `out_dir`'s generate lock (prefsmith.schemas.locks): a second writer of the
+    same folder stops with one line naming this one, or waits `PREFSMITH_LOCK_WAIT_S`."""
+    with folder_lock(out_dir, STAGE_LOCK):
+        return _generate(inputs, config=config, out_dir=Path(out_dir))
+
+
+def _generate(inputs: Inputs, *, config: GenerateConfig, out_dir: Path) -> StageResult:
     start = time.perf_counter()
     prompts, out_dir = input_path(inputs, "prompts"), Path(out_dir)
     tokenizer = load_tokenizer(config)

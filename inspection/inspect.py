@@ -14,8 +14,6 @@ and an older PAIRS table to compare against (two-sample KS per distribution).
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from prefsmith.inspection import stats as st
 from prefsmith.inspection.report import render_html
 from prefsmith.inspection.warnings import warnings as find_warnings
 from prefsmith.schemas.errors import InputError
-from prefsmith.schemas.io import check_schema, shard_files
+from prefsmith.schemas.io import atomic_write, check_schema, shard_files
 from prefsmith.schemas.losses import MADPOParams, UniDPOParams
 from prefsmith.schemas.manifest import Manifest, manifest_path, read_score_transform
 from prefsmith.schemas.tables import PAIRS, SCORES
@@ -91,11 +89,8 @@ def _load(pairs: Path, *, scores: Path | None) -> _Loaded:
 
 def write_text(text: str, path: Path) -> Path:
     """Write `text` to `path` atomically (a reader never sees half a report)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path
 
 

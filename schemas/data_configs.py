@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializationInfo, field_serializer, model_validator
 
 from prefsmith.schemas.config_base import StrictModel
+from prefsmith.schemas.secrets import redact_servers
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -16,8 +18,25 @@ class PromptsConfig(StrictModel):
     format: Literal["auto", "jsonl", "parquet", "csv", "hf"] = Field(
         "auto", description="'auto' picks by extension; a folder is read as an HF dataset"
     )
-    prompt_field: str = Field("prompt", description="column with a plain-string prompt")
+    prompt_field: str = Field(
+        "prompt", description="column with the prompt: a string, or chat messages (TRL exports)"
+    )
     messages_field: str = Field("messages", description="column with chat messages")
+    prompt_fields: list[str] = Field(
+        default_factory=list,
+        description="build a one-turn prompt from these columns, joined by a blank line, empty "
+        "ones skipped (Alpaca-style: [instruction, input]); overrides prompt_field",
+    )
+    transcript_field: str | None = Field(
+        None,
+        description="column with an Anthropic HH transcript ('\\n\\nHuman: ...\\n\\nAssistant: ...')"
+        ", e.g. 'chosen'; its turns become the messages",
+    )
+    trailing_assistant: Literal["strip", "quarantine"] = Field(
+        "strip",
+        description="a prompt must end with a user turn: strip trailing assistant turns (counted "
+        "in the manifest as trailing_assistant_stripped) or quarantine the row (ends_with_assistant)",
+    )
     system_prompt: str | None = Field(None, description="prepended to prompts that have none")
     source: str | None = Field(None, description="recorded in `source`; default: the file name")
     split: str = Field("train", description="split of an HF dataset folder")
@@ -46,7 +65,7 @@ class SamplingConfig(StrictModel):
 
 
 class GenerateConfig(StrictModel):
-    model: str = Field(description="local model folder (or hub id on a machine that may download)")
+    model: str = Field(description="local model folder, loaded with from_pretrained(path)")
     revision: str | None = Field(None, description="recorded in `generator`; default: folder hash")
     backend: Literal["vllm", "transformers", "openai"] = "vllm"
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
@@ -61,10 +80,29 @@ class GenerateConfig(StrictModel):
         default_factory=list, description="openai backend: base URLs like http://127.0.0.1:8000/v1"
     )
     served_model_name: str | None = Field(None, description="openai backend: model name to request")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY",
+        description="openai backend: environment variable read at request time and sent as "
+        "'Authorization: Bearer <key>' (unset or empty: no header); the key is never a config field",
+    )
     request_timeout_s: float = Field(300.0, gt=0)
     engine_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="extra vllm.LLM(...) arguments, e.g. tensor_parallel_size"
     )
+
+    @field_serializer("servers")
+    def _servers_without_credentials(self, servers: list[str], info: SerializationInfo):
+        return redact_servers(servers, info)  # every dump: manifests, hashes, Prefect parameters
+
+    @model_validator(mode="after")
+    def _api_key_env_is_a_name(self) -> GenerateConfig:
+        # checked after the fields, so the error never echoes the value: it may be a pasted key
+        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", self.api_key_env):
+            raise ValueError(
+                "api_key_env must NAME an environment variable (upper-case letters, digits, _), "
+                "e.g. OPENAI_API_KEY, never hold the key itself (the value is not shown)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _openai_needs_servers(self) -> GenerateConfig:
@@ -85,7 +123,9 @@ class ScoreConfig(StrictModel):
     token_budget: int = Field(8192, ge=16, description="padded tokens per batch (rows x longest)")
     max_length: int | None = Field(None, ge=8, description="default: the model's context")
     dtype: Dtype = "auto"
-    trust_remote_code: bool = Field(False, description="opt in per model (ArmoRM needs it)")
+    trust_remote_code: bool = Field(
+        False, description="opt in per model to run its own code (ArmoRM runs natively without)"
+    )
     shard_size: int = Field(1024, ge=1, description="responses per shard: the unit of resume")
 
     @model_validator(mode="after")

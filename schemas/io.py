@@ -7,9 +7,10 @@ reader (or a resumed run) sees either the whole file or none of it.
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Callable, Collection, Iterable, Sequence
+import secrets
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
@@ -59,18 +60,42 @@ def write_table(
     """Write `data` conformed to `schema` as Parquet at `path`, atomically. Returns the path."""
     path = Path(path)
     table = conform(_as_arrow(data, schema), schema, where=str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_write(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
+    return path
+
+
+def _create_temporary(path: Path, suffix: str) -> Path:
+    """A new empty hidden file beside `path`, created with mode 0666 so the kernel applies the
+    process umask (tempfile.mkstemp forces 0600, which made every output private)."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+
+
+@contextmanager
+def atomic_write(path: str | Path, *, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write; on success fsync it and rename it to `path`.
+
+    The file gets the mode a plain `open` would (0666 less the umask). Leaving the block by an
+    exception removes the temporary file and leaves `path` as it was, so a reader (or a resumed
+    run) sees the whole file or none. Hidden names keep half-written files out of `shard_files`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _create_temporary(path, suffix)
+    try:
+        yield tmp
         with open(tmp, "rb") as written:
             os.fsync(written.fileno())
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+        if tmp.exists():
+            tmp.unlink()
 
 
 def read_table(path: str | Path, schema: pa.Schema) -> pa.Table:

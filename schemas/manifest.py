@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -26,6 +24,7 @@ from prefsmith.schemas.config_base import describe_errors
 from prefsmith.schemas.contracts import ScoreTransform, TokenLengths
 from prefsmith.schemas.errors import ConfigError, InputError
 from prefsmith.schemas.ids import file_sha256
+from prefsmith.schemas.io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -101,12 +100,10 @@ class Manifest(BaseModel):
         return self
 
     def write(self, path: str | Path) -> Path:
+        """Write the manifest as indented JSON at `path`, atomically; return the path."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(handle, "w") as out:
-            out.write(self.model_dump_json(indent=2))
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            tmp.write_text(self.model_dump_json(indent=2), encoding="utf-8")
         return path
 
     @classmethod

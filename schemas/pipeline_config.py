@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from prefsmith.schemas.config_base import StrictModel
 from prefsmith.schemas.contracts import TokenLengths
@@ -78,7 +78,11 @@ class ScaleConfig(StrictModel):
 
 
 class PipelineConfig(StrictModel):
-    name: str = Field("prefsmith", pattern=r"^[A-Za-z0-9_.-]+$", description="run folder name")
+    name: str = Field(
+        "prefsmith",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="run folder name: one plain folder under out_dir (not '.' or '..')",
+    )
     out_dir: str = Field("runs", description="each build goes to <out_dir>/<name>/<timestamp>/")
     heldout_fraction: float = Field(
         0.2, ge=0.0, lt=1.0, description="prompts kept out of training for evaluation (by id hash)"
@@ -98,6 +102,13 @@ class PipelineConfig(StrictModel):
     )
     train: TrainConfig | None = Field(None, description="omit to build the dataset only")
     evaluate: EvalConfig | None = Field(None, description="omit to skip evaluation")
+
+    @field_validator("name")
+    @classmethod
+    def _name_stays_under_out_dir(cls, name: str) -> str:
+        if name in (".", ".."):  # `<out_dir>/..` would put the build beside out_dir
+            raise ValueError("name must be a folder name under out_dir, not '.' or '..'")
+        return name
 
     @model_validator(mode="after")
     def _lengths_declared_once(self) -> PipelineConfig:

@@ -8,8 +8,8 @@ special tokens would give two, and a different score).
 
 Batches are right-padded with an attention mask. With right padding every real token keeps the
 position it has when scored alone, and causal attention never lets a real token see the trailing
-pads, so a batched score equals the one-at-a-time score; the model's head pools the last non-pad
-token. Rows are grouped by a token budget (`prefsmith.scoring.batching`), longest first.
+pads, so a batched score equals the one-at-a-time score. The head is applied at each row's last
+real token, found from the lengths, never from a pad id (`prefsmith.scoring.pooling`). Rows are grouped by a token budget (`prefsmith.scoring.batching`), longest first.
 
 Rows longer than `max_length` are quarantined as `too_long`, never truncated: a reward model
 pools the *last* token, so truncating would score a response cut mid-way (usually with its end,
@@ -29,17 +29,22 @@ from typing import Any
 from jinja2 import TemplateError
 
 from prefsmith.schemas.data_configs import ScoreConfig
-from prefsmith.schemas.errors import ConfigError, InputError, StageError
+from prefsmith.schemas.errors import ConfigError, InputError
 from prefsmith.schemas.quarantine import Rejected
 from prefsmith.scoring.batching import Outcome, Scored, ScoreRequest, token_budget_batches
+from prefsmith.scoring.pooling import (
+    PaddedBatch,
+    check_classifier,
+    check_classifier_config,
+    classifier_forward,
+    pad_batch,
+    refuse_armorm_as,
+)
 
 logger = logging.getLogger(__name__)
 
 UNBOUNDED = 10**8  # tokenizers without a limit report model_max_length ≈ 1e30
 TEMPLATE_ERRORS = (TemplateError, ValueError, TypeError, KeyError, IndexError)
-
-# (model outputs) -> (scores (B,), objectives (B, K) or None)
-OutputReader = Callable[[Any], tuple[Any, Any]]
 
 
 def model_folder(config: ScoreConfig) -> Path:
@@ -99,22 +104,10 @@ def resolve_max_length(configured: int | None, *, model_config, tokenizer) -> in
     return min(limits)
 
 
-def right_pad(sequences: Sequence[list[int]], *, pad_id: int):
-    """(input_ids (B, T), attention_mask (B, T)) with real tokens first and pads after them."""
-    import torch
-
-    longest = max(len(s) for s in sequences)
-    input_ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)  # (B, T)
-    attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)  # (B, T)
-    for row, seq in enumerate(sequences):
-        input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        attention_mask[row, : len(seq)] = 1
-    return input_ids, attention_mask
-
-
-def read_logits(outputs) -> tuple[Any, None]:
-    """A classification head's raw score: logits[:, 0] (B,), no objectives."""
-    return outputs.logits[:, 0], None  # (B, num_labels) -> (B,)
+# (model, batch) -> (scores (B,), objectives (B, K) or None, gating weights (B, K) or None)
+Forward = Callable[[Any, PaddedBatch], tuple[Any, Any, Any]]
+# (tokenizer, request, ids) -> the position of the prompt's end in ids (ArmoRM's gating input)
+PromptEnd = Callable[[Any, ScoreRequest, list[int]], int]
 
 
 @dataclass
@@ -125,40 +118,54 @@ class ModelScorer:
     tokenizer: Any
     max_length: int
     token_budget: int
-    read_output: OutputReader = read_logits
+    forward: Forward = classifier_forward
     objective_names: tuple[str, ...] | None = None  # None: obj_0.. when the model has objectives
+    prompt_end: PromptEnd | None = None
 
     def __call__(self, requests: Sequence[ScoreRequest]) -> list[Outcome]:
         encoded, outcomes = encode_requests(
             requests, tokenizer=self.tokenizer, max_length=self.max_length
         )
+        gates = self.gate_positions(requests, encoded, outcomes)
         indices = sorted(encoded)
         lengths = [len(encoded[i]) for i in indices]
         for batch in token_budget_batches(lengths, budget=self.token_budget):
             rows = [indices[b] for b in batch]
-            for row, scored in zip(rows, self.score_batch([encoded[r] for r in rows]), strict=True):
-                outcomes[row] = scored
+            row_gates = None if gates is None else [gates[r] for r in rows]
+            scored = self.score_batch([encoded[r] for r in rows], gates=row_gates)
+            for row, outcome in zip(rows, scored, strict=True):
+                outcomes[row] = outcome
         return [outcomes[i] for i in range(len(requests))]
 
-    def score_batch(self, sequences: list[list[int]]) -> list[Scored]:
-        """One forward pass over right-padded `sequences`."""
+    def gate_positions(self, requests, encoded, outcomes) -> dict[int, int] | None:
+        """Each row's prompt-end position (ArmoRM); rows without one move to `outcomes`."""
+        if self.prompt_end is None:
+            return None
+        gates: dict[int, int] = {}
+        for index in list(encoded):
+            try:
+                gates[index] = self.prompt_end(self.tokenizer, requests[index], encoded[index])
+            except TEMPLATE_ERRORS as error:
+                detail = f"prompt end not found: {type(error).__name__}: {error}"
+                outcomes[index] = Rejected(requests[index].response_id, "template_error", detail)
+                del encoded[index]
+        return gates
+
+    def score_batch(self, sequences: list[list[int]], *, gates=None) -> list[Scored]:
+        """One forward pass over right-padded `sequences`, read at positions from their lengths."""
         import torch
 
-        input_ids, attention_mask = right_pad(sequences, pad_id=self.model.config.pad_token_id)
-        device = self.model.device
+        batch = pad_batch(sequences, pad_id=self.tokenizer.pad_token_id or 0, gates=gates)
         with torch.inference_mode():
-            outputs = self.model(
-                input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)
-            )
-            scores, objectives = self.read_output(outputs)  # (B,), (B, K) or None
-        scores = scores.float().cpu().tolist()
-        names = self.names_for(0 if objectives is None else objectives.shape[-1])
-        values = (
-            [[] for _ in sequences] if objectives is None else objectives.float().cpu().tolist()
-        )
+            scores, objectives, gating = self.forward(self.model, batch)  # (B,), (B, K), (B, K)
+        values = [[] for _ in sequences] if objectives is None else objectives.float().tolist()
+        names = self.names_for(len(values[0]))
+        if gating is not None:
+            names = (*names, *(f"gate/{n}" for n in names))
+            values = [v + g for v, g in zip(values, gating.float().tolist(), strict=True)]
         return [
             Scored(float(s), len(seq), tuple(zip(names, map(float, v), strict=True)))
-            for s, seq, v in zip(scores, sequences, values, strict=True)
+            for s, seq, v in zip(scores.float().tolist(), sequences, values, strict=True)
         ]
 
     def names_for(self, count: int) -> tuple[str, ...]:
@@ -184,30 +191,65 @@ def torch_dtype(name: str):
     return "auto" if name == "auto" else getattr(torch, name)
 
 
-def load_model_and_tokenizer(config: ScoreConfig):
-    """Load the scorer's tokenizer and sequence-classification model, ready for inference."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def load_tokenizer(config: ScoreConfig):
+    """The scorer's tokenizer from its model folder (its own code only with trust_remote_code)."""
+    from transformers import AutoTokenizer
 
     path = model_folder(config)
-    check_remote_code(path, trust_remote_code=config.trust_remote_code)
-    tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=config.trust_remote_code)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        str(path), dtype=torch_dtype(config.dtype), trust_remote_code=config.trust_remote_code
-    )
+    return AutoTokenizer.from_pretrained(str(path), trust_remote_code=config.trust_remote_code)
+
+
+def load_remote(loader, path: Path, **kwargs):
+    """`loader(path, ...)`, with a checkpoint's own code that fails to import as one line."""
+    try:
+        return loader(str(path), **kwargs)
+    except (ImportError, AttributeError, TypeError, ValueError) as error:
+        if not kwargs.get("trust_remote_code"):
+            raise
+        first = str(error).splitlines()[0] if str(error) else ""
+        raise ConfigError(
+            f"score.trust_remote_code: {path}'s own model code failed to load "
+            f"({type(error).__name__}: {first[:200]}); for ArmoRM drop trust_remote_code to use "
+            "prefsmith's native implementation"
+        ) from error
+
+
+def to_device(model):
+    """The model on the GPU when there is one, in eval mode."""
+    import torch
+
     if torch.cuda.is_available():
         model = model.to("cuda")
-    model.eval()
-    if model.config.pad_token_id is None:
-        if tokenizer.pad_token_id is None:
-            raise StageError(f"{path}: neither the model nor the tokenizer defines a pad token")
-        logger.warning("%s: model has no pad_token_id; using the tokenizer's", path)
-        model.config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer
+    return model.eval()
+
+
+def load_model_and_tokenizer(config: ScoreConfig):
+    """Load the scorer's tokenizer and sequence-classification model, ready for inference.
+
+    The model config's pad id is left as the checkpoint has it: scores are read at positions
+    from lengths (`prefsmith.scoring.pooling`), so no pad id is copied in from the tokenizer.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    path = model_folder(config)
+    refuse_armorm_as("reward_model", path=path)
+    check_remote_code(path, trust_remote_code=config.trust_remote_code)
+    tokenizer = load_tokenizer(config)
+    remote = config.trust_remote_code
+    model_config = load_remote(AutoConfig.from_pretrained, path, trust_remote_code=remote)
+    check_classifier_config(path, model_config=model_config)
+    model = load_remote(
+        AutoModelForSequenceClassification.from_pretrained,
+        path,
+        dtype=torch_dtype(config.dtype),
+        trust_remote_code=remote,
+    )
+    check_classifier(model, path=path)
+    return to_device(model), tokenizer
 
 
 def load_reward_model(config: ScoreConfig) -> ModelScorer:
-    """A `ModelScorer` for kind "reward_model": score = logits[:, 0] of the classification head."""
+    """A `ModelScorer` for kind "reward_model": logits[:, 0] of the head at the last real token."""
     model, tokenizer = load_model_and_tokenizer(config)
     max_length = resolve_max_length(
         config.max_length, model_config=model.config, tokenizer=tokenizer

@@ -8,7 +8,7 @@ Output `out_dir/scores/` — Parquet shards `shard-00000.parquet`, … (prefsmit
 | prompt_id   | string                 |                                                         |
 | scorer      | string                 | config name, else model folder name or rule; "@rev"     |
 | score       | float64                | raw scorer output (finite; see quarantine)              |
-| objectives  | list<{name, value}>    | per-objective rewards (ArmoRM); empty for other kinds   |
+| objectives  | list<{name, value}>    | ArmoRM: K rewards, then K `gate/<name>`; else empty     |
 | n_tokens    | int32                  | tokens the scorer saw (rules: the generator's count)    |
 
 Quarantine (`scores.quarantine.parquet`), reasons: unknown_prompt, duplicate_response_id,
@@ -44,6 +44,7 @@ from tqdm import tqdm
 from prefsmith.schemas.data_configs import ScoreConfig
 from prefsmith.schemas.ids import content_hash, model_revision
 from prefsmith.schemas.io import chunk, read_frame, run_shards, shard_name, write_table
+from prefsmith.schemas.locks import folder_lock, window_wait_s
 from prefsmith.schemas.manifest import (
     Inputs,
     Manifest,
@@ -88,7 +89,14 @@ def check_scorer(config: ScoreConfig) -> None:
 
         check_armorm(config)
     else:
+        from prefsmith.scoring.pooling import refuse_armorm_as
+
+        refuse_armorm_as(config.kind, path=model_folder(config))  # before the opt-in advice
         check_remote_code(model_folder(config), trust_remote_code=config.trust_remote_code)
+        if config.kind == "vllm_pooling":
+            from prefsmith.scoring.vllm_pooling import check_vllm_architecture
+
+            check_vllm_architecture(model_folder(config))
 
 
 def make_scorer(config: ScoreConfig) -> Scorer:
@@ -274,7 +282,9 @@ def make_plan(inputs: Inputs, *, config: ScoreConfig, out_dir: Path) -> ScorePla
         [config.model_dump(mode="json"), [r.sha256 for r in refs], model_stamp(config)]
     )
     out_dir = Path(out_dir)
-    removed = prepare_shard_dirs(out_dir / "scores", out_dir / "scores.quarantine", key=key)
+    # Read-then-write: a shard part (not holding the stage lock) must not race another writer.
+    with folder_lock(out_dir, STAGE, wait_s=window_wait_s()):
+        removed = prepare_shard_dirs(out_dir / "scores", out_dir / "scores.quarantine", key=key)
     return ScorePlan(joined, shards, refs, removed)
 
 
@@ -317,7 +327,14 @@ def score_shards(
 
 def score(inputs: Inputs, *, config: ScoreConfig, out_dir: Path) -> StageResult:
     """Run the score stage on `inputs["responses"]` (texts joined to `inputs["prompts"]`): write
-    `scores/` shards, `scores.quarantine.parquet` and the manifest."""
+    `scores/` shards, `scores.quarantine.parquet` and the manifest. Holds `out_dir`'s score lock
+    (prefsmith.schemas.locks): a second writer stops naming this one, or waits."""
+    check_scorer(config)  # a bad config fails before the lock creates out_dir
+    with folder_lock(out_dir, STAGE):
+        return _score(inputs, config=config, out_dir=Path(out_dir))
+
+
+def _score(inputs: Inputs, *, config: ScoreConfig, out_dir: Path) -> StageResult:
     start = time.perf_counter()
     plan = make_plan(inputs, config=config, out_dir=out_dir)
     paths, skipped = run_plan(plan, config=config, out_dir=out_dir)

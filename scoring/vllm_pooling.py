@@ -17,13 +17,16 @@ precision for speed explicitly.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from prefsmith.schemas.data_configs import ScoreConfig
+from prefsmith.schemas.errors import ConfigError
 from prefsmith.scoring.batching import Outcome, Scored, ScoreRequest
+from prefsmith.scoring.pooling import architecture, refuse_armorm_as
 from prefsmith.scoring.reward_model import (
     check_remote_code,
     encode_requests,
@@ -34,12 +37,46 @@ from prefsmith.scoring.reward_model import (
 logger = logging.getLogger(__name__)
 
 
+def refuse_architecture(path, *, name: str) -> None:
+    """One line naming the architecture vLLM's pooling runner cannot score."""
+    raise ConfigError(
+        f"score.kind: kind 'vllm_pooling' scores the *ForSequenceClassification architectures "
+        f"vLLM implements; {path} is {name}: use kind 'reward_model' (transformers) instead"
+    )
+
+
+def check_vllm_architecture(path) -> None:
+    """Refuse custom code and non-classifier architectures before vLLM starts.
+
+    vLLM pools each request at its last token from the request's own length (its `LastPool`
+    reads the pooling cursor's last-token indices; requests are packed, never padded), so a pad
+    id inside a sequence cannot move the score: no further check is needed for position.
+    """
+    refuse_armorm_as("vllm_pooling", path=path)
+    name = architecture(path)
+    declared = json.loads((path / "config.json").read_text())
+    if declared.get("auto_map"):
+        refuse_architecture(path, name=f"{name or 'a model'} with its own code (auto_map)")
+    if not name.endswith("ForSequenceClassification"):
+        refuse_architecture(path, name=name or "a model with no architectures")
+
+
 def checkpoint_dtype(configured: str, *, model_config) -> str:
     """`configured`, or for "auto" the dtype the checkpoint declares (vLLM's "auto" downcasts)."""
     if configured != "auto":
         return configured
     declared = getattr(model_config, "dtype", None) or getattr(model_config, "torch_dtype", None)
     return "auto" if declared is None else str(declared).removeprefix("torch.")
+
+
+def start_engine(engine, path, **kwargs):
+    """`engine(model=path, ...)`; an architecture vLLM does not implement is one line."""
+    try:
+        return engine(model=str(path), **kwargs)
+    except ValueError as error:
+        if "architecture" not in str(error).lower():
+            raise
+        refuse_architecture(path, name=f"{architecture(path)}, which vLLM does not implement")
 
 
 @dataclass
@@ -62,14 +99,16 @@ class VllmPoolingScorer:
 
         path = model_folder(self.config)
         remote = self.config.trust_remote_code
+        check_vllm_architecture(path)
         check_remote_code(path, trust_remote_code=remote)
         self._tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=remote)
         model_config = AutoConfig.from_pretrained(str(path), trust_remote_code=remote)
         self._max_length = resolve_max_length(
             self.config.max_length, model_config=model_config, tokenizer=self._tokenizer
         )
-        self._llm = LLM(
-            model=str(path),
+        self._llm = start_engine(
+            LLM,
+            path,
             runner="pooling",
             enforce_eager=True,
             dtype=checkpoint_dtype(self.config.dtype, model_config=model_config),

@@ -187,3 +187,115 @@ def words(n: int, *, seed: int = 0) -> str:
 
     rng = random.Random(seed)
     return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+# Llama-3-Instruct's chat template (data), with its header and end-of-turn special tokens.
+LLAMA3_TEMPLATE = (
+    "{% set loop_messages = messages %}{% for message in loop_messages %}"
+    "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
+    "+ message['content'] | trim + '<|eot_id|>' %}"
+    "{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}"
+    "{{ content }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
+    "{% endif %}"
+)
+EOT, HEADER_START, HEADER_END = "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>"
+
+# Stand-in for ArmoRM's modeling_custom.py: it fails on transformers 5 the way the real file does.
+STALE_MODELING = (
+    "from transformers.models.llama.modeling_llama import LLAMA_INPUTS_DOCSTRING  # gone in v5\n"
+)
+
+
+def build_llama3_tokenizer(out_dir: Path, tokenizer_dir: Path):
+    """The tiny tokenizer with Llama-3's template and pad token = end-of-turn `<|eot_id|>`."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    tokenizer.add_special_tokens({"additional_special_tokens": [HEADER_START, HEADER_END, EOT]})
+    tokenizer.eos_token = tokenizer.pad_token = EOT
+    tokenizer.chat_template = LLAMA3_TEMPLATE
+    tokenizer.save_pretrained(str(out_dir))
+    return tokenizer
+
+
+def _llama3_config(tokenizer, *, hidden: int):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=2,
+        num_attention_heads=hidden // 32,  # head_dim 32: vLLM's CPU attention minimum
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+        initializer_range=0.2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.convert_tokens_to_ids(EOT),
+        pad_token_id=None,  # the common Llama-3 set-up: only the tokenizer has a pad (= eot)
+        tie_word_embeddings=False,
+    )
+
+
+def build_eot_pad_reward_model(out_dir: Path, tokenizer_dir: Path, *, seed: int = 5) -> Path:
+    """A tiny LlamaForSequenceClassification, Llama-3 template, pad = eot, no pad_token_id."""
+    import torch
+    from transformers import LlamaForSequenceClassification
+
+    tokenizer = build_llama3_tokenizer(out_dir, tokenizer_dir)
+    config = _llama3_config(tokenizer, hidden=64)
+    config.num_labels = 1
+    torch.manual_seed(seed)
+    LlamaForSequenceClassification(config).save_pretrained(str(out_dir))
+    return Path(out_dir)
+
+
+def _armorm_heads(hidden: int, *, gate_hidden: int, depth: int, seed: int) -> dict:
+    """Random ArmoRM heads under the published parameter names (non-identity reward transform)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    k = len(OBJECTIVE_NAMES)
+    sizes = [hidden] + [gate_hidden] * depth + [k]
+    heads = {"regression_layer.weight": torch.randn(k, hidden, generator=g) * 0.3}
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
+        heads[f"gating.layers.{i}.weight"] = torch.randn(b, a, generator=g) * (3.0 / a**0.5)
+        heads[f"gating.layers.{i}.bias"] = torch.randn(b, generator=g) * 0.5
+    heads["gating.logit_scale"] = torch.tensor([1.7])
+    heads["reward_transform_matrix"] = torch.eye(k) + 0.3 * torch.randn(k, k, generator=g)
+    return heads
+
+
+def build_published_armorm(
+    out_dir: Path, tokenizer_dir: Path, *, hidden: int = 64, seed: int = 7
+) -> Path:
+    """A tiny checkpoint in ArmoRM-Llama3-8B-v0.1's layout: its config keys, auto_map to a
+    modeling_custom.py that fails on transformers 5, and model.safetensors with the published
+    parameter names (random weights)."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import LlamaModel
+
+    out_dir = Path(out_dir)
+    tokenizer = build_llama3_tokenizer(out_dir, tokenizer_dir)
+    config = _llama3_config(tokenizer, hidden=hidden)
+    torch.manual_seed(seed)
+    backbone = LlamaModel(config)
+    tensors = {f"model.{k}": v.contiguous() for k, v in backbone.state_dict().items()}
+    tensors |= _armorm_heads(hidden, gate_hidden=32, depth=3, seed=seed)
+    save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    declared = config.to_dict() | {
+        "architectures": ["LlamaForRewardModelWithGating"],
+        "auto_map": {
+            "AutoModelForSequenceClassification": "modeling_custom.LlamaForRewardModelWithGating"
+        },
+        "num_objectives": len(OBJECTIVE_NAMES),
+        "gating_temperature": 10,
+        "gating_hidden_dim": 32,
+        "gating_n_hidden": 3,
+        "torch_dtype": "float32",
+    }
+    (out_dir / "config.json").write_text(json.dumps(declared, indent=2))
+    (out_dir / "modeling_custom.py").write_text(STALE_MODELING)
+    return out_dir

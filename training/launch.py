@@ -31,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from prefsmith.schemas.errors import ConfigError, StageError
+from prefsmith.schemas.locks import folder_lock
 from prefsmith.schemas.manifest import Inputs, Manifest, StageResult, input_path, manifest_path
 from prefsmith.schemas.train_configs import LaunchConfig, TrainConfig
 
@@ -183,12 +184,21 @@ def _read_back(out_dir: Path, *, launch: LaunchConfig) -> StageResult:
 
 
 def launch_train(inputs: Inputs, *, config: TrainConfig, out_dir: str | Path) -> StageResult:
-    """Train on `inputs["pairs"]` with `config.launch`'s processes and nodes (module docstring)."""
-    if runs_in_process(config):
-        from prefsmith.training.stage import train
+    """Train on `inputs["pairs"]` with `config.launch`'s processes and nodes (module docstring),
+    holding `out_dir`'s train lock (two trainers never write one checkpoint folder); a run
+    already finished there is returned without launching anything."""
+    from prefsmith.training.stage import finished_run, train
 
-        return train(inputs, config=config, out_dir=out_dir)
-    pairs = input_path(inputs, "pairs")
+    with folder_lock(out_dir, "train"):
+        if runs_in_process(config):
+            return train(inputs, config=config, out_dir=out_dir)
+        pairs = input_path(inputs, "pairs")
+        done = finished_run(Path(pairs), config=config, out_dir=Path(out_dir).resolve())
+        return done or _launch(Path(pairs), config=config, out_dir=out_dir)
+
+
+def _launch(pairs: Path, *, config: TrainConfig, out_dir: str | Path) -> StageResult:
+    """Write the config beside the outputs, run the launcher, read back rank 0's manifest."""
     launch = config.launch or LaunchConfig()
     if launch.hostfile is not None and not Path(launch.hostfile).is_file():
         raise ConfigError(f"launch.hostfile: file not found: {launch.hostfile}")

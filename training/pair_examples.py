@@ -6,6 +6,10 @@ when a loss needs them (prefsmith.training.guards), the reference pass's lengths
 train config's (`check_reference_lengths`), and the score transform the pairs manifest declares
 (`read_score_transform`, read only when a loss reads scores). Afterwards every pair's stored
 reference token counts must equal the policy's rendering (`check_reference_tokens`).
+
+A pair whose chosen text equals its rejected text (possible only in a pairs table made outside
+the pairs stage, which merges identical texts) carries no preference and would train on a zero
+margin: it is quarantined as `identical_pair`.
 """
 
 from __future__ import annotations
@@ -70,7 +74,10 @@ def build_examples(rows, *, tokenizer, config: TrainConfig, pairs: Path, has_ref
     for row, pair in zip(rows, rendered, strict=True):
         if pair is None:
             continue
-        if reason := missing_values(row, reference=use_ref, scores=use_scores):
+        if row["chosen"] == row["rejected"]:
+            detail = "chosen and rejected are the same text: no preference to learn"
+            rejected.append(Rejected(str(row["pair_id"]), "identical_pair", detail))
+        elif reason := missing_values(row, reference=use_ref, scores=use_scores):
             detail = f"a loss term reads {reason.removeprefix('missing_')} values the row lacks"
             rejected.append(Rejected(str(row["pair_id"]), reason, detail))
         elif use_ref and (mismatch := _reference_mismatch(row, pair)):

@@ -32,6 +32,7 @@ from typing import Any
 
 from prefsmith.schemas.config_base import load_config
 from prefsmith.schemas.errors import ConfigError, InputError, PrefsmithError
+from prefsmith.schemas.ids import model_file_hashes, model_revision
 from prefsmith.schemas.manifest import (
     Inputs,
     Manifest,
@@ -214,14 +215,43 @@ def _write_records(
     manifest.write(manifest_path(final))
 
 
+def finished_run(pairs: Path, *, config: TrainConfig, out_dir: Path) -> StageResult | None:
+    """The result already in `out_dir` when `final/` is this run finished, else None.
+
+    Finished: the manifest beside `final/` records this config (`resume` aside) on these pairs,
+    the planned step count, and hashes of the model files that `final/` still has. Stepping a
+    finished run again would take one step more and re-save `final/` (a new model).
+    """
+    final = out_dir / FINAL
+    try:
+        manifest = Manifest.read(manifest_path(final))
+    except (OSError, ValueError):  # no manifest, or a torn one: not finished
+        return None
+    extra, wanted = manifest.extra, config.model_dump(mode="json")
+    planned = config.max_steps if config.max_steps > 0 else extra.get("max_steps")
+    same = {**manifest.config, "resume": None} == {**wanted, "resume": None} and [
+        ref.sha256 for ref in manifest.inputs
+    ] == [input_ref(pairs).sha256]
+    if not same or "model_files" not in extra or extra.get("global_step") != planned:
+        return None
+    if not final.is_dir() or model_file_hashes(final) != extra["model_files"]:
+        logger.warning("train: %s differs from its manifest; training again", final)
+        return None
+    logger.info("train: final/ is complete (step %d), reused", planned)
+    return StageResult(final, out_dir / "final.quarantine.parquet", manifest_path(final))
+
+
 def train(inputs: Inputs, *, config: TrainConfig, out_dir: str | Path) -> StageResult:
-    """Train the policy on `inputs["pairs"]`; write the final checkpoint, quarantine, manifest."""
+    """Train the policy on `inputs["pairs"]`; write the final checkpoint, quarantine, manifest.
+    A run already finished in `out_dir` (finished_run) is returned as is: no model is loaded."""
     import datasets
 
     from prefsmith.training.ranks import check_same_examples, log_global_batch
 
     start = time.perf_counter()
     pairs, out_dir = input_path(inputs, "pairs"), Path(out_dir)
+    if (done := finished_run(pairs, config=config, out_dir=out_dir)) is not None:
+        return done
     rows, has_reference = read_pairs(pairs, config=config)
     args = training_arguments(config, out_dir=out_dir)  # first: lets ZeRO-3 partition at load
     global_batch = log_global_batch(args.world_size, config=config)
@@ -287,6 +317,9 @@ def _finish(
     if trainer.is_world_process_zero():
         extra = {
             "global_step": trainer.state.global_step,
+            "max_steps": trainer.state.max_steps,  # planned: max_steps or epochs x batches
+            "model_files": model_file_hashes(final),  # what finished_run checks
+            "model_revision": model_revision(final),
             "metrics": run.metrics,
             "world_size": run.world_size,
             "global_batch": run.global_batch,

@@ -17,6 +17,12 @@ failed probe, capped at COOLDOWN_MAX_S); a down server is skipped both for new s
 retries, unless every server is down, in which case they are tried in turn anyway so a recovered
 one is found. Any HTTP answer marks it up again. Going down and coming back are logged once each.
 
+Keys: the API key is read from the environment variable `config.api_key_env` (default
+OPENAI_API_KEY) at every request, so a rotated key is picked up without a restart, and sent as
+`Authorization: Bearer <key>`; with the variable unset or empty no header is sent. A 401/403
+stops the stage with one line naming that variable. Server URLs appear in log and error lines
+only through prefsmith.schemas.secrets.redact_url: credentials in a URL are never written down.
+
 No duplicates: `generate` returns exactly one reply per prompt, in prompt order. A retried request
 replaces the failed one (same body, same seed, so the same samples); nothing is appended, and the
 stage writes the shard once, when all of its prompts have their reply.
@@ -25,6 +31,7 @@ stage writes the shard once, when all of its prompts have their reply.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -38,6 +45,7 @@ import httpx
 from prefsmith.generation.backends.base import Completion, finish_reason, per_prompt_max_tokens
 from prefsmith.schemas.data_configs import GenerateConfig, SamplingConfig
 from prefsmith.schemas.errors import ServerUnavailable, StageError
+from prefsmith.schemas.secrets import redact_text, redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +54,14 @@ BACKOFF_S = 0.5  # first retry delay, doubled each attempt
 COOLDOWN_S = 2.0  # a server down after a transport error is skipped this long, then probed
 COOLDOWN_MAX_S = 60.0  # the cooldown doubles on each failed probe, up to this
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+AUTH_STATUS = {401, 403}
 
 
 @dataclass
 class ServerState:
     """One server's load and health, read and written only under ServerPool's lock."""
 
-    url: str
+    url: str  # as logged: redacted
     in_flight: int = 0  # shards whose first server this is, now
     failures: int = 0  # transport failures since the last answer (0: up)
     down_until: float = 0.0  # skipped until this clock time
@@ -63,7 +72,7 @@ class ServerPool:
     """Which server a shard starts on and which servers are down; shared between threads."""
 
     def __init__(self, urls: Sequence[str], *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.states = [ServerState(url) for url in urls]
+        self.states = [ServerState(redact_url(url)) for url in urls]
         self.clock = clock  # tests move time forward through this
         self._lock = threading.Lock()
         self._cursor = 0  # round-robin start for ties
@@ -136,6 +145,7 @@ class OpenAIServerBackend:
     def __init__(self, config: GenerateConfig, *, tokenizer: Any, transport: Any = None) -> None:
         self.servers = [url.rstrip("/") for url in config.servers]
         self.model = config.served_model_name or config.model
+        self.api_key_env = config.api_key_env
         self.tokenizer = tokenizer
         self.attempts = max(3, 2 * len(self.servers))
         self.pool = ServerPool(self.servers)
@@ -174,10 +184,11 @@ class OpenAIServerBackend:
         for attempt in range(self.attempts):
             server = self.pool.choose(first if attempt == 0 else server + 1)
             url = f"{self.servers[server]}/completions"
+            shown = redact_url(url)
             try:
-                response = self.client.post(url, json=body)
+                response = self.client.post(url, json=body, headers=self._headers())
             except httpx.TransportError as error:
-                problem = one_line(f"{url}: {type(error).__name__}: {error}")
+                problem = one_line(f"{shown}: {type(error).__name__}: {error}")
                 self.pool.failed(server, problem)
                 logger.info("attempt %d/%d failed: %s", attempt + 1, self.attempts, problem)
             else:
@@ -185,12 +196,8 @@ class OpenAIServerBackend:
                 if response.status_code == 200:
                     return response.json()
                 if response.status_code not in RETRYABLE_STATUS:
-                    raise StageError(
-                        one_line(
-                            f"{url} refused the request ({response.status_code}): {response.text[:500]}"
-                        )
-                    )
-                problem = one_line(f"{url}: HTTP {response.status_code}: {response.text[:200]}")
+                    raise self._refused(response, shown=shown)
+                problem = one_line(f"{shown}: HTTP {response.status_code}: {response.text[:200]}")
                 logger.warning("attempt %d/%d failed: %s", attempt + 1, self.attempts, problem)
             if attempt + 1 < self.attempts:
                 time.sleep(BACKOFF_S * 2**attempt)
@@ -198,6 +205,23 @@ class OpenAIServerBackend:
             f"no server answered after {self.attempts} attempts over {len(self.servers)} "
             f"server(s); last: {problem}"
         )
+
+    def _headers(self) -> dict[str, str]:
+        """The Bearer header from the environment, read now (none when the variable is unset)."""
+        key = os.environ.get(self.api_key_env, "").strip()
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def _refused(self, response: httpx.Response, *, shown: str) -> StageError:
+        """The one-line error of a non-retryable answer; a 401/403 names the key's variable."""
+        status, body = response.status_code, response.text[:500]
+        message = f"{shown} refused the request ({status}): {body}"
+        if status in AUTH_STATUS:
+            given = "is set but the server refused it" if self._headers() else "is not set"
+            message += (
+                f"; the server wants an API key: environment variable {self.api_key_env} "
+                f"(generate.api_key_env) {given}"
+            )
+        return StageError(one_line(message))
 
     def _completions(self, reply: dict[str, Any], *, n: int) -> list[Completion]:
         choices = sorted(reply.get("choices", []), key=lambda c: c.get("index", 0))
@@ -219,8 +243,9 @@ class OpenAIServerBackend:
 
 
 def one_line(text: str) -> str:
-    """Collapse whitespace, so a server's multi-line error body stays a one-line message."""
-    return " ".join(text.split())
+    """Collapse whitespace, so a server's multi-line error body stays a one-line message; hide
+    any URL credentials in it (a server or proxy may echo the URL)."""
+    return redact_text(" ".join(text.split()))
 
 
 def request_body(

@@ -174,4 +174,4 @@ def test_cli_generate_reports_a_bad_config_in_one_line(tmp_path):
     assert done.exit_code == 2
     message = done.output.strip()
     assert "\n" not in message and message.startswith("error: invalid config")
-    assert message.endswith("shard_sise: unknown key")
+    assert message.endswith("shard_sise: unknown key (did you mean 'shard_size'?)")

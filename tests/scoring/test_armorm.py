@@ -1,4 +1,4 @@
-"""ArmoRM-style scoring with a tiny custom-code model: named objectives and the remote-code opt-in."""
+"""ArmoRM-style scoring with a tiny custom-code model (trust_remote_code): objectives, gates, opt-in."""
 
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ def _forward(model, tokenizer, messages, text):
     ).input_ids
     with torch.inference_mode():
         out = model.eval()(input_ids=torch.tensor([ids]))
-    return float(out.score[0, 0]), out.rewards[0].tolist()  # (1, 1) -> (), (1, K) -> (K,)
+    # (1, 1) -> (), (1, K) -> (K,), (1, K) -> (K,)
+    return float(out.score[0, 0]), out.rewards[0].tolist(), out.gating_output[0].tolist()
 
 
 def test_armorm_scores_and_named_objectives(tiny_armorm, tmp_path):
@@ -67,9 +68,10 @@ def test_armorm_scores_and_named_objectives(tiny_armorm, tmp_path):
         pid: [{"role": "user", "content": r["prompt"]}] for pid, r in zip(ids, records, strict=True)
     }
     for row in scores.iter_rows(named=True):
-        expected_score, expected_rewards = oracle(messages[row["prompt_id"]], row["response"])
-        assert [o["name"] for o in row["objectives"]] == tiny_armorm.objective_names  # 19, in order
-        assert [o["value"] for o in row["objectives"]] == pytest.approx(expected_rewards, abs=1e-5)
+        expected_score, rewards, gates = oracle(messages[row["prompt_id"]], row["response"])
+        names = tiny_armorm.objective_names  # 19, in order, then their gating weights
+        assert [o["name"] for o in row["objectives"]] == names + [f"gate/{n}" for n in names]
+        assert [o["value"] for o in row["objectives"]] == pytest.approx(rewards + gates, abs=1e-5)
         assert row["score"] == pytest.approx(expected_score, abs=1e-5)
     assert len(tiny_armorm.objective_names) == 19
 
@@ -87,7 +89,7 @@ def test_objective_names_from_params_override_and_must_match(tiny_armorm, tmp_pa
         {"responses": responses, "prompts": prompts}, config=config, out_dir=tmp_path / "a"
     )
     first = read_frame(result.output, SCORES)["objectives"][0]
-    assert [o["name"] for o in first] == names
+    assert [o["name"] for o in first] == names + [f"gate/{n}" for n in names]
     wrong = config.model_copy(update={"params": {"objective_names": names[:3]}})
     with pytest.raises(ConfigError, match="3 names given but the model returns 19"):
         score({"responses": responses, "prompts": prompts}, config=wrong, out_dir=tmp_path / "b")
@@ -106,11 +108,24 @@ def test_remote_code_needs_an_explicit_opt_in(tiny_armorm, tmp_path, kind):
         score({"responses": responses, "prompts": prompts}, config=config, out_dir=tmp_path / "out")
     message = str(caught.value)
     assert "trust_remote_code" in message and "\n" not in message
-    assert not (tmp_path / "out").exists()  # refused before any work
+    assert not (tmp_path / "out" / "scores").exists()  # refused before any work
 
 
-def test_armorm_kind_on_a_plain_classifier_is_refused_without_opt_in(tiny, tmp_path):
+def test_armorm_kind_on_a_plain_classifier_names_kind_reward_model(tiny, tmp_path):
     responses, prompts, _, _ = _inputs(tmp_path)
     config = ScoreConfig(kind="armorm", model=str(tiny.reward_model))
-    with pytest.raises(ConfigError, match="trust_remote_code"):
+    with pytest.raises(
+        ConfigError, match="LlamaForSequenceClassification: use kind 'reward_model'"
+    ):
         score({"responses": responses, "prompts": prompts}, config=config, out_dir=tmp_path / "out")
+
+
+@pytest.mark.parametrize("kind", ["reward_model", "vllm_pooling"])
+def test_a_custom_architecture_is_refused_in_one_line(tiny_armorm, tmp_path, kind):
+    """1-D custom heads cannot be pooled from lengths by these kinds: one line, no traceback."""
+    responses, prompts, _, _ = _inputs(tmp_path)
+    config = ScoreConfig(kind=kind, model=str(tiny_armorm.path), trust_remote_code=True)
+    with pytest.raises(ConfigError, match="TinyArmoForRewardModel") as caught:
+        score({"responses": responses, "prompts": prompts}, config=config, out_dir=tmp_path / "out")
+    message = str(caught.value)
+    assert "\n" not in message and ("kind 'reward_model'" in message or "kind: armorm" in message)

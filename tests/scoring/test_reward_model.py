@@ -124,3 +124,63 @@ def test_missing_chat_template_quarantines_rows(tiny, tmp_path):
     result, _ = _run(tmp_path, folder, [{"prompt": "hi"}], ["a b", "c"])
     manifest = Manifest.read(result.manifest)
     assert (manifest.rows_out, manifest.dropped) == (0, {"template_error": 2})
+
+
+@pytest.fixture(scope="module")
+def eot_pad_rm(tiny, tmp_path_factory):
+    """A Llama-3-template classifier whose pad token is `<|eot_id|>`, config without pad_token_id."""
+    return fx.build_eot_pad_reward_model(tmp_path_factory.mktemp("eot") / "rm", tiny.tokenizer)
+
+
+def _true_last_token_score(scorer, request: ScoreRequest) -> float:
+    """Backbone + head weights applied by hand at the last rendered token (one unpadded row)."""
+    _, ids = _oracle_ids(scorer.tokenizer, request)
+    with torch.inference_mode():
+        hidden = scorer.model.model(input_ids=torch.tensor([ids])).last_hidden_state  # (1, T, H)
+        return float(hidden[0, -1] @ scorer.model.score.weight[0])  # (H,) · (H,) -> ()
+
+
+def _oracle_ids(tokenizer, request: ScoreRequest):
+    text = tokenizer.apply_chat_template(
+        [*request.messages, {"role": "assistant", "content": request.response}], tokenize=False
+    )
+    return text, tokenizer(text, add_special_tokens=False).input_ids
+
+
+def test_pad_equal_to_end_of_turn_scores_the_true_last_token(eot_pad_rm):
+    texts = [fx.words(3), f"{fx.words(20, seed=1)} {fx.EOT} {fx.words(5, seed=2)}", fx.words(70)]
+    scorer = load_reward_model(ScoreConfig(model=str(eot_pad_rm), token_budget=100_000))
+    eot = scorer.tokenizer.convert_tokens_to_ids(fx.EOT)
+    assert scorer.tokenizer.pad_token_id == eot and scorer.model.config.pad_token_id is None
+    requests = _requests(texts)
+    batched = scorer(requests)
+    singles = [scorer([r])[0].score for r in requests]
+    assert [o.score for o in batched] == pytest.approx(singles, abs=1e-5)
+    for request, outcome in zip(requests, batched, strict=True):
+        _, ids = _oracle_ids(scorer.tokenizer, request)
+        assert ids[-1] == eot and outcome.n_tokens == len(ids)  # the template ends the turn
+        assert outcome.score == pytest.approx(_true_last_token_score(scorer, request), abs=1e-5)
+    # What a pad-id pooler would read: transformers' head with the tokenizer's pad id copied in.
+    scorer.model.config.pad_token_id = eot
+    _, ids = _oracle_ids(scorer.tokenizer, requests[1])
+    with torch.inference_mode():
+        pad_pooled = float(scorer.model(input_ids=torch.tensor([ids])).logits[0, 0])
+    assert abs(pad_pooled - batched[1].score) > 1e-3  # the defect this guards against is real
+
+
+def test_an_encoder_classifier_is_refused_in_one_line(tiny, tmp_path):
+    import json
+
+    from transformers import BertConfig
+
+    from prefsmith.schemas.errors import ConfigError
+
+    folder = _model_copy(tiny, tmp_path, None)
+    config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_labels=1)
+    config.architectures = ["BertForSequenceClassification"]
+    (folder / "config.json").write_text(json.dumps(config.to_dict()))
+    with pytest.raises(
+        ConfigError, match="BertForSequenceClassification; kind 'reward_model'"
+    ) as e:
+        load_reward_model(ScoreConfig(model=str(folder)))
+    assert "\n" not in str(e.value) and "Llama" in str(e.value)

@@ -45,3 +45,25 @@ def test_vllm_pooling_scores_equal_transformers_scores(tiny, tmp_path):
     for result in (hf_result, vllm_result):
         assert Manifest.read(result.manifest).dropped == {"too_long": 2}
         assert read_frame(result.quarantine, QUARANTINE)["reason"].to_list() == ["too_long"] * 2
+
+
+@pytest.mark.slow
+def test_vllm_pools_at_the_true_last_token_with_pad_equal_to_end_of_turn(tiny, tmp_path):
+    """vLLM packs requests and pools each at its own length: a pad id (= eot) inside is harmless."""
+    from prefsmith.scoring.batching import ScoreRequest
+    from prefsmith.scoring.reward_model import load_reward_model
+    from prefsmith.scoring.vllm_pooling import VllmPoolingScorer
+
+    model = fx.build_eot_pad_reward_model(tmp_path / "rm", tiny.tokenizer)
+    texts = [fx.words(3), f"{fx.words(20, seed=1)} {fx.EOT} {fx.words(5, seed=2)}", fx.words(70)]
+    prompt = [{"role": "user", "content": "tell me about the cat"}]
+    requests = [ScoreRequest(f"r{i}", "p", prompt, t) for i, t in enumerate(texts)]
+    config = ScoreConfig(kind="vllm_pooling", model=str(model), max_length=256)
+    scorer = VllmPoolingScorer(config)
+    batched = [o.score for o in scorer(requests)]
+    singles = [scorer([r])[0].score for r in requests]
+    scorer.close()
+    assert batched == pytest.approx(singles, abs=1e-5)
+    native = load_reward_model(config.model_copy(update={"kind": "reward_model"}))
+    assert batched == pytest.approx([o.score for o in native(requests)], abs=1e-4)
+    assert len({round(s, 4) for s in batched}) == 3

@@ -259,3 +259,51 @@ def test_gradient_checkpointing_changes_memory_not_the_result(tiny, pairs_ref, t
     recomputed = train({"pairs": pairs_ref}, config=checkpointed, out_dir=tmp_path / "gc")
     a, b = _params(plain.output), _params(recomputed.output)
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+
+
+def test_a_finished_train_is_never_stepped_again(tiny, pairs_ref, tmp_path, caplog):
+    """Trained to max_steps, then run again with resume: true (in-process and through the
+    launcher's entry): the same step count, the same bytes, final/ untouched, same revision."""
+    import logging
+
+    from prefsmith.schemas.ids import model_revision
+    from prefsmith.training.launch import launch_train
+
+    config = _config(tiny, max_steps=4, save_steps=2, learning_rate=1e-3, resume=True)
+    out = tmp_path / "ckpt"
+    first = train({"pairs": pairs_ref}, config=config, out_dir=out)
+    final = first.output
+    weights = (final / "model.safetensors").read_bytes()
+    times = {p.name: p.stat().st_mtime_ns for p in [*final.iterdir(), first.manifest]}
+    revision = model_revision(final)
+    assert Manifest.read(first.manifest).extra["global_step"] == 4
+    assert (out / "checkpoints" / "checkpoint-4").is_dir()  # a resume point at max_steps
+    with caplog.at_level(logging.INFO, logger="prefsmith.training.stage"):
+        again = train({"pairs": pairs_ref}, config=config, out_dir=out)
+        launched = launch_train({"pairs": pairs_ref}, config=config, out_dir=out)
+    assert again == first == launched
+    assert caplog.messages.count("train: final/ is complete (step 4), reused") == 2
+    summary = json.loads((final / "prefsmith_train.json").read_text())
+    assert summary["global_step"] == 4
+    assert (final / "model.safetensors").read_bytes() == weights
+    assert {p.name: p.stat().st_mtime_ns for p in [*final.iterdir(), first.manifest]} == times
+    assert (
+        model_revision(final) == revision == Manifest.read(first.manifest).extra["model_revision"]
+    )
+
+
+def test_a_changed_final_or_config_trains_again(tiny, pairs_ref, tmp_path):
+    """Not the recorded run: one byte of the weights changed, or another learning rate."""
+    config = _config(tiny, max_steps=2, learning_rate=1e-3, resume=True)
+    out = tmp_path / "ckpt"
+    first = train({"pairs": pairs_ref}, config=config, out_dir=out)
+    weights = first.output / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    train({"pairs": pairs_ref}, config=config, out_dir=out)
+    assert weights.read_bytes() != bytes(data)  # trained again and re-saved
+    saved = weights.stat().st_mtime_ns
+    other = config.model_copy(update={"learning_rate": 2e-3, "resume": False})
+    train({"pairs": pairs_ref}, config=other, out_dir=out)
+    assert weights.stat().st_mtime_ns != saved
