@@ -8,8 +8,6 @@ the config field an option overrides (`field_help`), so it is written once.
 from __future__ import annotations
 
 import functools
-import logging
-import sys
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -111,13 +109,9 @@ def main(
         ),
     ] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("httpx", "httpcore"):  # every Prefect API call would be an INFO line
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from prefsmith.flows.console import configure
+
+    configure(verbose=verbose)
 
 
 @app.command()

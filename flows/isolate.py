@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from prefsmith.flows import console
 from prefsmith.schemas import errors, locks
 from prefsmith.schemas.locks import folder_lock
 from prefsmith.schemas.secrets import REVEAL
@@ -44,7 +45,11 @@ def run_isolated(
     call: str = "run",
     shards: list[int] | None = None,
 ) -> Any:
-    """Call stage `stage`'s `call` function in a child process and return its JSON result."""
+    """Call stage `stage`'s `call` function in a child process and return its JSON result.
+
+    Unless the terminal is verbose, the child's own output goes to its stage log
+    (prefsmith.flows.console.stage_log) and only its prefsmith lines reach the terminal."""
+    log = None if console.is_verbose() else console.stage_log(out_dir, stage)
     with tempfile.TemporaryDirectory(prefix="prefsmith-isolate-") as tmp:
         spec, out = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec.write_text(
@@ -59,6 +64,7 @@ def run_isolated(
                     "out_dir": str(out_dir),
                     "shards": shards,
                     "result": str(out),
+                    "log": None if log is None else str(log),
                     "parent": os.getpid(),
                 }
             )
@@ -66,21 +72,27 @@ def run_isolated(
         command = [sys.executable, "-m", "prefsmith.flows.isolate", str(spec)]
         completed = subprocess.run(command, env=os.environ.copy())
         if not out.exists():
-            raise died(stage, completed.returncode)
+            raise died(stage, completed.returncode, log=log)
         payload = json.loads(out.read_text())
     if "error" in payload:
         raise rebuilt_error(payload)
     return payload["value"]
 
 
-def died(stage: str, returncode: int) -> errors.PrefsmithError:
-    """The error for a child that wrote no result: killed by a signal (transient), or crashed."""
+def died(stage: str, returncode: int, *, log: Path | None = None) -> errors.PrefsmithError:
+    """The error for a child that wrote no result: killed by a signal (transient), or crashed;
+    it quotes the last line of the stage's log and names the log."""
+    seen = console.last_line(log)
+    tail = (f"; last output: {seen}" if seen else "") + (f"; log: {log}" if log else "")
     if returncode < 0:
         name = signal.Signals(-returncode).name
         hint = " — out of memory?" if name == "SIGKILL" else ""
-        return errors.StageProcessDied(f"stage {stage}: its process was killed ({name}){hint}")
+        return errors.StageProcessDied(
+            f"stage {stage}: its process was killed ({name}){hint}{tail}"
+        )
+    where = tail or " (see its output above)"
     return errors.StageError(
-        f"stage {stage}: its process exited with code {returncode} and no result (see its output)"
+        f"stage {stage}: its process exited with code {returncode} and no result{where}"
     )
 
 
@@ -127,6 +139,10 @@ def _call(spec: dict[str, Any]) -> Any:
 def _child(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     _die_with_parent(spec.get("parent"))
+    if spec.get("log"):
+        console.quiet_stage_process(Path(spec["log"]))
+    else:
+        console.route(console=sys.stderr, everything=sys.stderr, verbose=True)
     try:
         payload = {"value": _call(spec)}
     except errors.PrefsmithError as error:

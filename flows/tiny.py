@@ -195,8 +195,13 @@ def build_tiny_setup(root: str | Path, *, pretrain_steps: int = 150, seed: int =
     if done.exists():
         return paths
     from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
-    logger.info("building tiny models under %s", root)
+    from prefsmith.flows.console import is_verbose
+
+    logger.info("building tiny models under %s (about 15 s)", root)
+    if not is_verbose():  # save_pretrained's progress bars say nothing at this size
+        hf_logging.disable_progress_bar()
     build_tokenizer(paths.tokenizer, seed=seed)
     tokenizer = AutoTokenizer.from_pretrained(str(paths.tokenizer))
     build_policy(paths.policy, tokenizer, pretrain_steps=pretrain_steps, seed=seed)

@@ -43,5 +43,5 @@ def configure_cpu_defaults() -> dict[str, str]:
             os.environ[key] = value
             applied[key] = value
     if applied:
-        logger.info("no CUDA device: vLLM CPU defaults %s", applied)
+        logger.debug("no CUDA device: vLLM CPU defaults %s", applied)
     return applied

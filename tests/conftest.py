@@ -59,3 +59,19 @@ def prefect_home(tmp_path, monkeypatch):
     home = tmp_path / "prefect-home"
     monkeypatch.setenv("PREFECT_HOME", str(home))
     return home
+
+
+@pytest.fixture(autouse=True)
+def _restore_console_levels(monkeypatch):
+    """`prefsmith.flows.console.configure` (run by every in-process CLI call) sets logging levels
+    in os.environ for the processes it starts; keep them from leaking into the next test."""
+    for key in (
+        "VLLM_LOGGING_LEVEL",
+        "PREFECT_LOGGING_LEVEL",
+        "PREFSMITH_VERBOSE",
+        "PREFSMITH_QUIETED_VLLM",
+    ):
+        if key in os.environ:
+            monkeypatch.setenv(key, os.environ[key])
+        else:
+            monkeypatch.delenv(key, raising=False)

@@ -51,7 +51,7 @@ class VllmBackend:
         from vllm import LLM
 
         arguments = engine_arguments(config)
-        logger.info("starting vLLM: %s", arguments)
+        logger.debug("starting vLLM: %s", arguments)
         self.llm = LLM(**arguments)
 
     def generate(
