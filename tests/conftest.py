@@ -71,7 +71,7 @@ def _restore_console_levels(monkeypatch):
         "PREFSMITH_VERBOSE",
         "PREFSMITH_QUIETED_VLLM",
     ):
-        if key in os.environ:
-            monkeypatch.setenv(key, os.environ[key])
-        else:
-            monkeypatch.delenv(key, raising=False)
+        present = key in os.environ
+        monkeypatch.setenv(key, os.environ.get(key, ""))  # records the value to restore
+        if not present:
+            monkeypatch.delenv(key)
