@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from prefsmith.generation.prompt_shapes import Messages, end_with_user, hh_messages, is_messages
+from prefsmith.generation.prompt_shapes import REASON_DETAIL as PROMPT_REASONS
+from prefsmith.generation.prompt_shapes import Messages, finish_prompt, hh_messages, is_messages
 from prefsmith.schemas.ids import normalize_messages
 from prefsmith.schemas.import_config import ImportConfig
 
@@ -45,19 +46,17 @@ def prompt_of(row: dict[str, Any], config: ImportConfig) -> Messages | str:
         value = [{"role": "user", "content": value}]
     if not is_messages(value):
         return "missing_field" if value is None else "bad_messages"
-    ended = end_with_user(normalize_messages(value), trailing="strip")
-    if isinstance(ended, str):
-        return ended
-    if not any(m["content"] for m in ended[0] if m["role"] == "user"):
-        return "empty_prompt"
-    return ended[0]
+    ended = finish_prompt(value, trailing="strip")
+    return ended if isinstance(ended, str) else ended[0]
 
 
 def score_value(row: dict[str, Any], column: str) -> float | None | str:
     """The score in `column` (None when the data has no such column), or a reason."""
-    if column not in row:
-        return None
-    value = row[column]
+    return finite_score(row[column]) if column in row else None
+
+
+def finite_score(value: Any) -> float | str:
+    """A score as a float, or the reason it is not one."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return "non_finite_score"
     return float(value)
@@ -122,17 +121,14 @@ def scored_responses(
         return "responses_scores_mismatch"
     if not all(isinstance(t, str) for t in texts):
         return "bad_completion"
-    values = [score_value({"s": s}, "s") for s in scores]
+    values = [finite_score(s) for s in scores]
     if any(isinstance(v, str) for v in values):
         return "non_finite_score"
     return messages, list(zip(texts, values, strict=True))
 
 
 REASON_DETAIL = {
-    "missing_field": "a column the import config names is missing",
-    "bad_messages": "the prompt is neither text nor a list of {role, content}",
-    "empty_prompt": "the prompt is empty or whitespace",
-    "no_final_user_turn": "no user turn is left at the end of the prompt",
+    **PROMPT_REASONS,  # missing_field, bad_messages, empty_prompt, no_final_user_turn, ...
     "bad_completion": "an answer is neither text nor messages ending with the assistant's turn",
     "empty_completion": "an answer is empty or whitespace",
     "identical_pair": "chosen and rejected are the same text: the pair teaches nothing",

@@ -26,7 +26,7 @@ from prefsmith.evaluation.preference_accuracy import MARGINS, preference_accurac
 from prefsmith.evaluation.report_html import LC_NOTE, render_eval_html
 from prefsmith.evaluation.winrate import length_controlled_win_rate, outcomes, win_rate
 from prefsmith.schemas.eval_configs import CompareConfig
-from prefsmith.schemas.io import read_frame
+from prefsmith.schemas.io import read_frame, write_text
 from prefsmith.schemas.manifest import (
     Inputs,
     Manifest,
@@ -174,9 +174,9 @@ def write_reports(report: dict, *, out_dir: Path, page: str) -> dict[str, str]:
     """`eval_report.json`, `.md` and `.html` in `out_dir`; returns their paths by kind."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {k: out_dir / f"eval_report.{k}" for k in ("json", "md", "html")}
-    paths["json"].write_text(json.dumps(report, indent=2, sort_keys=True))
-    paths["md"].write_text(markdown_report(report))
-    paths["html"].write_text(page, encoding="utf-8")
+    write_text(json.dumps(report, indent=2, sort_keys=True), paths["json"])
+    write_text(markdown_report(report), paths["md"])
+    write_text(page, paths["html"])
     return {"report": str(paths["json"]), "markdown": str(paths["md"]), "html": str(paths["html"])}
 
 

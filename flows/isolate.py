@@ -3,7 +3,7 @@ returned to the system when it ends.
 
 The child is `python -m prefsmith.flows.isolate SPEC.json`; the spec names the stage (a key of
 prefsmith.flows.stages.STAGES), which of its functions to call (the stage itself, or a sharded
-stage's plan or shard writer), the input paths, the config as JSON and the output folder. The
+stage's shard writer), the input paths, the config as JSON and the output folder. The
 child validates the config with the stage's own config model, so nothing crosses the process
 boundary but JSON. A `PrefsmithError` raised in the child is raised again here with the same class
 and one-line message; any other exception comes back as transient or not (schemas.errors).
@@ -30,10 +30,9 @@ from pydantic import BaseModel
 
 from prefsmith.flows import console
 from prefsmith.schemas import errors, locks
-from prefsmith.schemas.locks import folder_lock
 from prefsmith.schemas.secrets import REVEAL
 
-CALLS = ("run", "plan", "shards")  # the stage function, Shards.plan, Shards.write
+CALLS = ("run", "shards")  # the stage function, Shards.write (plans run in the flow process)
 
 
 def run_isolated(
@@ -116,8 +115,7 @@ def _die_with_parent(parent: int | None) -> None:
 
 
 def _call(spec: dict[str, Any]) -> Any:
-    """Resolve the stage through the registry and call the function the spec names; a whole
-    stage or a plan runs holding the stage's lock on its out_dir (prefsmith.schemas.locks)."""
+    """Resolve the stage through the registry and call the function the spec names."""
     from prefsmith.flows.stages import get_stage
 
     stage = get_stage(spec["stage"])
@@ -125,14 +123,9 @@ def _call(spec: dict[str, Any]) -> Any:
     inputs = {name: Path(path) for name, path in spec["inputs"].items()}
     out_dir = Path(spec["out_dir"])
     if spec["call"] == "run":
-        with folder_lock(out_dir, stage.name):
-            return stage.fn(inputs, config=config, out_dir=out_dir).paths()
+        return stage.fn(inputs, config=config, out_dir=out_dir).paths()
     if stage.shards is None or spec["call"] not in CALLS:
         raise errors.ConfigError(f"stage {stage.name} has no {spec['call']!r} function")
-    if spec["call"] == "plan":
-        with folder_lock(out_dir, stage.name):
-            return stage.shards.plan(inputs, config=config, out_dir=out_dir)
-    # Parts of one stage run at once by design; each takes the lock for its plan window only.
     return stage.shards.write(inputs, config=config, out_dir=out_dir, shards=spec["shards"])
 
 

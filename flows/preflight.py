@@ -30,10 +30,10 @@ from pydantic import ValidationError
 from prefsmith.schemas.config_base import did_you_mean, error_lines
 from prefsmith.schemas.errors import ConfigError
 from prefsmith.schemas.pipeline_config import PipelineConfig
+from prefsmith.schemas.sources import SUFFIX_FORMATS
 
 WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 VOCAB_FILES = ("vocab.json", "vocab.txt", "tokenizer.model", "spiece.model")
-PROMPT_SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".csv": "csv"}
 # Parameter names of the built-in rules (scoring/rules.py's table); a rule registered elsewhere
 # has no entry and only gets its own parameter check.
 RULE_PARAMS = {
@@ -116,7 +116,7 @@ def prompts_problems(prompts: dict[str, Any]) -> list[str]:
         if declared not in ("auto", "hf"):
             return [f"prompts.path: {path} is a folder, but format is {declared!r}"]
         return []  # an HF dataset folder: `datasets` reads it at run time
-    fmt = declared if declared != "auto" else PROMPT_SUFFIXES.get(path.suffix.lower())
+    fmt = declared if declared != "auto" else SUFFIX_FORMATS.get(path.suffix.lower())
     if fmt is None:
         return [
             f"prompts.path: cannot tell the format of {path.name!r} from its extension; "

@@ -50,16 +50,13 @@ class PartInputs(CachePolicy):
         )
 
 
-def _shard_call(stage: Stage, call: dict, *, which: str, isolated: bool, shards=None) -> Any:
-    """A sharded stage's plan (`which="plan"`) or shard writer (`"shards"`), here or isolated."""
+def _write_shards(stage: Stage, call: dict, *, shards: list[int], isolated: bool) -> list[str]:
+    """A sharded stage's shard writer, here or in its own process."""
     inputs, config, out_dir = call["inputs"], call["config"], Path(call["out_dir"])
     if isolated:
         return run_isolated(
-            stage.name, inputs, config=config, out_dir=out_dir, call=which, shards=shards
+            stage.name, inputs, config=config, out_dir=out_dir, call="shards", shards=shards
         )
-    assert stage.shards is not None  # the registry marks it sharded
-    if which == "plan":
-        return stage.shards.plan(inputs, config=config, out_dir=out_dir)
     return stage.shards.write(inputs, config=config, out_dir=out_dir, shards=shards)
 
 
@@ -73,7 +70,8 @@ def _shard_call(stage: Stage, call: dict, *, which: str, isolated: bool, shards=
 def plan_shards(name: str, call: dict) -> list[str]:
     """One content hash per shard of stage `name`: in this process, as it loads a tokenizer at
     most, never a model."""
-    return _shard_call(get_stage(name), call, which="plan", isolated=False)
+    inputs, config, out_dir = call["inputs"], call["config"], Path(call["out_dir"])
+    return get_stage(name).shards.plan(inputs, config=config, out_dir=out_dir)
 
 
 @task(
@@ -89,7 +87,7 @@ def stage_part(
     name: str, part: int, shards: list[int], hashes: list[str], call: dict, isolated: bool
 ) -> list[str]:
     """Write shards `shards` of stage `name` (one mapped part)."""
-    return _shard_call(get_stage(name), call, which="shards", isolated=isolated, shards=shards)
+    return _write_shards(get_stage(name), call, shards=shards, isolated=isolated)
 
 
 def parts_of(hashes: list[str], size: int) -> list[list[int]]:

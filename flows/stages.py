@@ -31,7 +31,7 @@ input) fails once. `prefsmith.flows.tasks` turns each entry into a Prefect task 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,11 @@ class Stage:
     isolate: Callable[[Any], bool] = never  # whether, with this config, it needs its own process
     retry: bool = False  # retried on transient faults only
     cached: bool = False  # a finished run is a Prefect cache hit on its inputs' content
-    more: tuple[str, ...] = field(default=())  # the `writes` beyond the first (StageResult.more)
+
+    @property
+    def more(self) -> tuple[str, ...]:
+        """The tables beyond the first `writes` entry: StageResult.more's keys."""
+        return self.writes[1:]
 
     def check_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Path]:
         """The inputs as paths; a one-line error for a missing or unknown table name."""
@@ -126,7 +130,6 @@ _STAGES = (
         SplitConfig,
         reads=("prompts",),
         writes=("prompts_train", "prompts_heldout"),
-        more=("prompts_heldout",),
     ),
     Stage(
         "generate",

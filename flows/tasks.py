@@ -34,7 +34,6 @@ from prefsmith.flows.isolate import run_isolated
 from prefsmith.flows.stages import STAGES, Stage, get_stage
 from prefsmith.schemas.errors import is_transient
 from prefsmith.schemas.ids import content_hash, model_revision
-from prefsmith.schemas.locks import folder_lock
 from prefsmith.schemas.manifest import input_ref
 
 logger = logging.getLogger(__name__)
@@ -124,12 +123,11 @@ def call_stage(
     name: str, inputs: dict[str, Path], config: BaseModel, out_dir: Path, isolated: bool
 ) -> dict[str, str | None]:
     """Run stage `name` here or in its own process; its StageResult as JSON-ready paths (the
-    function behind every stage task). The stage's lock on `out_dir` is held while it runs
-    (prefsmith.schemas.locks): a second writer of that folder stops naming this one, or waits."""
-    if isolated:  # the child takes the lock: the process that writes holds it
+    function behind every stage task). Locks are not taken here: the stages that write shared
+    folders hold their own (generate, score, train), and the pipeline holds its run folder's."""
+    if isolated:
         return run_isolated(name, inputs, config=config, out_dir=out_dir)
-    with folder_lock(out_dir, name):
-        return get_stage(name).fn(inputs, config=config, out_dir=out_dir).paths()
+    return get_stage(name).fn(inputs, config=config, out_dir=out_dir).paths()
 
 
 def stage_task(stage: Stage) -> Task:

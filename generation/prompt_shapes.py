@@ -21,6 +21,7 @@ import re
 from typing import Any
 
 from prefsmith.schemas.data_configs import PromptsConfig
+from prefsmith.schemas.ids import normalize_messages
 
 ROLES = {"system", "user", "assistant", "tool"}
 HH_TURN = re.compile(r"\n\n(Human|Assistant): ?")
@@ -85,6 +86,15 @@ def raw_messages(row: dict[str, Any], config: PromptsConfig) -> Messages | str:
     if isinstance(value, str):
         return [{"role": "user", "content": value}]
     return _parsed_messages(value)  # a TRL conversational export: the prompt's messages
+
+
+def finish_prompt(messages: Messages, *, trailing: str) -> tuple[Messages, int] | str:
+    """Normalized messages that end with a user turn, with the assistant turns stripped from the
+    end; or a quarantine reason (the rule the prompts stage and `prefsmith import` share)."""
+    messages = normalize_messages(messages)
+    if not any(m["content"] for m in messages if m["role"] == "user"):
+        return "empty_prompt"
+    return end_with_user(messages, trailing=trailing)
 
 
 def end_with_user(messages: Messages, *, trailing: str) -> tuple[Messages, int] | str:

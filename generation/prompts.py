@@ -29,12 +29,12 @@ from typing import Any
 from prefsmith.generation.prompt_shapes import (
     REASON_DETAIL,
     Messages,
-    end_with_user,
+    finish_prompt,
     raw_messages,
 )
 from prefsmith.schemas.data_configs import PromptsConfig
 from prefsmith.schemas.errors import InputError
-from prefsmith.schemas.ids import normalize_messages, prompt_id
+from prefsmith.schemas.ids import prompt_id
 from prefsmith.schemas.io import write_table
 from prefsmith.schemas.manifest import (
     Inputs,
@@ -57,10 +57,7 @@ def row_to_messages(row: dict[str, Any], config: PromptsConfig) -> tuple[Message
     messages = raw_messages(row, config)
     if isinstance(messages, str):
         return messages
-    messages = normalize_messages(messages)
-    if not any(m["content"] for m in messages if m["role"] == "user"):
-        return "empty_prompt"
-    ended = end_with_user(messages, trailing=config.trailing_assistant)
+    ended = finish_prompt(messages, trailing=config.trailing_assistant)
     if isinstance(ended, str):
         return ended
     messages, stripped = ended

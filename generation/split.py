@@ -29,9 +29,10 @@ def split_prompts(inputs: Inputs, *, config: SplitConfig, out_dir: str | Path) -
     prompts, out_dir = input_path(inputs, "prompts"), Path(out_dir)
     frame = read_frame(prompts, PROMPTS)
     is_heldout = heldout_bucket() < config.heldout_fraction
+    held = frame.filter(is_heldout)
     train = write_table(frame.filter(~is_heldout), out_dir / "prompts.train.parquet", PROMPTS)
-    heldout = write_table(frame.filter(is_heldout), out_dir / "prompts.heldout.parquet", PROMPTS)
-    n_heldout = frame.filter(is_heldout).height
+    heldout = write_table(held, out_dir / "prompts.heldout.parquet", PROMPTS)
+    n_heldout = held.height
     manifest = Manifest(
         stage="split",
         unit="prompt",

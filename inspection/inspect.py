@@ -25,7 +25,7 @@ from prefsmith.inspection import stats as st
 from prefsmith.inspection.report import render_html
 from prefsmith.inspection.warnings import warnings as find_warnings
 from prefsmith.schemas.errors import InputError
-from prefsmith.schemas.io import atomic_write, check_schema, shard_files
+from prefsmith.schemas.io import check_schema, shard_files, write_text
 from prefsmith.schemas.losses import MADPOParams, UniDPOParams
 from prefsmith.schemas.manifest import Manifest, manifest_path, read_score_transform
 from prefsmith.schemas.tables import PAIRS, SCORES
@@ -85,13 +85,6 @@ def _load(pairs: Path, *, scores: Path | None) -> _Loaded:
     columns = st.pair_columns(frame, scores=score_frame, transform=scale_shift)
     counts = manifest.model_dump(include={"rows_in", "rows_out", "dropped"}) if manifest else None
     return _Loaded(columns, counts, transform.label())
-
-
-def write_text(text: str, path: Path) -> Path:
-    """Write `text` to `path` atomically (a reader never sees half a report)."""
-    with atomic_write(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path
 
 
 def inspect_pairs(

@@ -98,6 +98,14 @@ def atomic_write(path: str | Path, *, suffix: str = ".tmp") -> Iterator[Path]:
             tmp.unlink()
 
 
+def write_text(text: str, path: str | Path) -> Path:
+    """Write `text` to `path` atomically (a reader never sees half a report)."""
+    path = Path(path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
 def read_table(path: str | Path, schema: pa.Schema) -> pa.Table:
     """Read a Parquet file or a folder of shards, check it against `schema`, return those columns.
 

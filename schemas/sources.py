@@ -15,6 +15,9 @@ from typing import Any
 from prefsmith.schemas.errors import InputError
 from prefsmith.schemas.quarantine import Rejected
 
+# The file format a source's extension names (a folder is an HF dataset).
+SUFFIX_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".csv": "csv"}
+
 
 def detect_format(path: Path, declared: str) -> str:
     if declared != "auto":
@@ -22,7 +25,7 @@ def detect_format(path: Path, declared: str) -> str:
     if path.is_dir():
         return "hf"
     suffix = path.suffix.lower()
-    formats = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".csv": "csv"}
+    formats = SUFFIX_FORMATS
     if suffix not in formats:
         raise InputError(
             f"{path}: cannot tell the format from {suffix!r}; set format: jsonl|parquet|csv|hf"

@@ -32,7 +32,7 @@ from typing import Any
 
 from prefsmith.schemas.config_base import load_config
 from prefsmith.schemas.errors import ConfigError, InputError, PrefsmithError
-from prefsmith.schemas.ids import model_file_hashes, model_revision
+from prefsmith.schemas.ids import content_hash, model_file_hashes
 from prefsmith.schemas.manifest import (
     Inputs,
     Manifest,
@@ -268,7 +268,7 @@ def train(inputs: Inputs, *, config: TrainConfig, out_dir: str | Path) -> StageR
         model, tokenizer, datasets.Dataset.from_list(examples), config=config, args=args
     )
     result = trainer.train(resume_from_checkpoint=resume_checkpoint(config, out_dir=out_dir))
-    run = TrainedRun(trainer, result.metrics, global_batch, args.world_size)
+    run = TrainedRun(trainer, result.metrics, global_batch)
     return _finish(
         run,
         tokenizer,
@@ -287,7 +287,6 @@ class TrainedRun:
     trainer: Any
     metrics: dict[str, Any]
     global_batch: int
-    world_size: int
 
 
 def _finish(
@@ -315,13 +314,14 @@ def _finish(
         global_batch=run.global_batch,
     )
     if trainer.is_world_process_zero():
+        files = model_file_hashes(final)  # what finished_run checks
         extra = {
             "global_step": trainer.state.global_step,
             "max_steps": trainer.state.max_steps,  # planned: max_steps or epochs x batches
-            "model_files": model_file_hashes(final),  # what finished_run checks
-            "model_revision": model_revision(final),
+            "model_files": files,
+            "model_revision": content_hash(sorted(files.items())),  # = model_revision(final)
             "metrics": run.metrics,
-            "world_size": run.world_size,
+            "world_size": trainer.args.world_size,
             "global_batch": run.global_batch,
         }
         _write_records(

@@ -9,8 +9,7 @@ import pyarrow as pa
 import pytest
 
 from prefsmith.curation.pairs_output import ParquetBatches
-from prefsmith.inspection.inspect import write_text
-from prefsmith.schemas.io import atomic_write, read_table, write_table
+from prefsmith.schemas.io import atomic_write, read_table, write_table, write_text
 from prefsmith.schemas.manifest import Manifest
 from prefsmith.schemas.tables import PROMPTS
 
