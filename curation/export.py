@@ -13,6 +13,7 @@ One row per pair, in the pairs table's order (prompt_id, pair_id):
 | margin             | score_chosen - score_rejected, raw (our name)                |
 | ref_chosen_logps   | from `ref_logp_chosen`, only for a table after `reference`   |
 | ref_rejected_logps | from `ref_logp_rejected`, only for a table after `reference` |
+| weight             | the per-pair weight, only for a table with a `weight` column (our name) |
 
 This is the "conversational, explicit prompt" preference format TRL's `DPOTrainer` reads: the
 trainer applies the policy's own chat template, so the texts stay raw (the pairs table never
@@ -35,7 +36,7 @@ import pyarrow.parquet as pq
 
 from prefsmith.schemas.errors import ConfigError
 from prefsmith.schemas.io import atomic_write, read_frame, shard_files, write_table
-from prefsmith.schemas.tables import MESSAGES, PAIRS, PAIRS_WITH_REFERENCE, REFERENCE_COLUMNS
+from prefsmith.schemas.tables import MESSAGES, REFERENCE_COLUMNS, WEIGHT, pairs_schema
 
 logger = logging.getLogger(__name__)
 
@@ -63,17 +64,22 @@ def _assistant(column: str) -> pl.Expr:
     return pl.concat_list(turn)
 
 
+def column_names(pairs: str | Path) -> set[str]:
+    """The column names of the pairs table at `pairs` (its first file)."""
+    files = shard_files(pairs)
+    return set(pq.read_schema(files[0]).names) if files else set()
+
+
 def has_reference(pairs: str | Path) -> bool:
     """Whether the pairs table at `pairs` carries the reference pass's columns."""
-    files = shard_files(pairs)
-    names = set(pq.read_schema(files[0]).names) if files else set()
-    return set(REFERENCE_COLUMNS.names) <= names
+    return set(REFERENCE_COLUMNS.names) <= column_names(pairs)
 
 
 def trl_frame(pairs: str | Path) -> pl.DataFrame:
     """The pairs table at `pairs` (file or shard folder) as TRL rows (see the module docstring)."""
-    with_reference = has_reference(pairs)
-    frame = read_frame(pairs, PAIRS_WITH_REFERENCE if with_reference else PAIRS)
+    names = column_names(pairs)
+    with_reference = set(REFERENCE_COLUMNS.names) <= names
+    frame = read_frame(pairs, pairs_schema(names, reference=with_reference))
     reference = [pl.col(ours).alias(trl) for ours, trl in TRL_REFERENCE.items()]
     return frame.select(
         "pair_id",
@@ -84,6 +90,7 @@ def trl_frame(pairs: str | Path) -> pl.DataFrame:
         "score_rejected",
         "margin",
         *(reference if with_reference else []),
+        *([WEIGHT.name] if WEIGHT.name in names else []),
     )
 
 
@@ -105,7 +112,7 @@ def export_trl(
         _write_jsonl(frame, out)
     else:
         schema = TRL_PREFERENCE_WITH_REFERENCE if "ref_chosen_logps" in frame else TRL_PREFERENCE
-        write_table(frame, out, schema)
+        write_table(frame, out, schema.append(WEIGHT) if WEIGHT.name in frame else schema)
     logger.info("exported %d pairs to %s (%s)", frame.height, out, format)
     return out
 

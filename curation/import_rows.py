@@ -16,6 +16,7 @@ from prefsmith.generation.prompt_shapes import REASON_DETAIL as PROMPT_REASONS
 from prefsmith.generation.prompt_shapes import Messages, finish_prompt, hh_messages, is_messages
 from prefsmith.schemas.ids import normalize_messages
 from prefsmith.schemas.import_config import ImportConfig
+from prefsmith.schemas.weights import INVALID_WEIGHT, weight_problem
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class ImportedPair:
     rejected: str
     score_chosen: float | None
     score_rejected: float | None
+    weight: float | None = None  # from columns.weight; None when no column is mapped
 
 
 def answer_text(value: Any) -> str | None:
@@ -62,8 +64,20 @@ def finite_score(value: Any) -> float | str:
     return float(value)
 
 
-def checked_pair(messages: Messages, chosen, rejected, scores) -> ImportedPair | str:
-    """An ImportedPair once the answers and scores pass the checks every shape shares."""
+def row_weight(row: dict[str, Any], config: ImportConfig) -> float | None | str:
+    """The pair's weight from the mapped `columns.weight` (None when none is mapped), or the
+    quarantine reason when the value is missing, not a number, not finite or negative."""
+    column = config.columns.weight
+    if column is None:
+        return None
+    value = row.get(column)
+    return INVALID_WEIGHT if weight_problem(value) else float(value)
+
+
+def checked_pair(
+    messages: Messages, chosen, rejected, scores, *, weight: float | None | str = None
+) -> ImportedPair | str:
+    """An ImportedPair once the answers, scores and weight pass the checks every shape shares."""
     if chosen is None or rejected is None:
         return "bad_completion"
     if not chosen.strip() or not rejected.strip():
@@ -75,7 +89,9 @@ def checked_pair(messages: Messages, chosen, rejected, scores) -> ImportedPair |
             return value
     if (scores[0] is None) != (scores[1] is None):
         return "missing_score"
-    return ImportedPair(messages, chosen, rejected, *scores)
+    if isinstance(weight, str):
+        return weight
+    return ImportedPair(messages, chosen, rejected, *scores, weight=weight)
 
 
 def pair_from_row(row: dict[str, Any], config: ImportConfig) -> ImportedPair | str:
@@ -88,7 +104,7 @@ def pair_from_row(row: dict[str, Any], config: ImportConfig) -> ImportedPair | s
         return messages
     scores = (score_value(row, cols.score_chosen), score_value(row, cols.score_rejected))
     chosen, rejected = answer_text(row[cols.chosen]), answer_text(row[cols.rejected])
-    return checked_pair(messages, chosen, rejected, scores)
+    return checked_pair(messages, chosen, rejected, scores, weight=row_weight(row, config))
 
 
 def hh_pair(row: dict[str, Any], config: ImportConfig) -> ImportedPair | str:
@@ -104,7 +120,8 @@ def hh_pair(row: dict[str, Any], config: ImportConfig) -> ImportedPair | str:
         return "prompts_differ"
     if not prompts[0] or prompts[0][-1]["role"] != "user":
         return "no_final_user_turn"
-    return checked_pair(prompts[0], turns[0][-1]["content"], turns[1][-1]["content"], (None, None))
+    answers = turns[0][-1]["content"], turns[1][-1]["content"]
+    return checked_pair(prompts[0], *answers, (None, None), weight=row_weight(row, config))
 
 
 def scored_responses(
@@ -138,5 +155,6 @@ REASON_DETAIL = {
     "prompts_differ": "the chosen and rejected transcripts do not share their prompt turns",
     "responses_scores_mismatch": "the response and score lists differ in length or are empty",
     "duplicate_pair": "the same prompt, chosen and rejected again: kept once",
+    INVALID_WEIGHT: "the weight is missing, not a number, not finite or negative (must be >= 0)",
     "duplicate_prompt": "the prompt's responses came in an earlier row: that row is kept",
 }

@@ -1,8 +1,10 @@
 """The import stage (`prefsmith import`): existing preference data into prefsmith's tables.
 
 Shapes `pairs` and `hh` write `pairs.parquet` (prefsmith.schemas.tables.PAIRS, strategy
-`imported`), ready for `prefsmith reference`; shape `responses` writes `prompts.parquet`,
-`responses.parquet` and `scores.parquet`, which `prefsmith pairs` re-pairs with any strategy.
+`imported`), ready for `prefsmith reference`, with a `weight` column when the config maps one
+(`columns.weight`) or declares a rule (`weight:`, prefsmith.curation.weights); shape `responses`
+writes `prompts.parquet`, `responses.parquet` and `scores.parquet`, which `prefsmith pairs`
+re-pairs with any strategy.
 Response ids are content-addressed (`<prompt_id>-<hash of the text>` for pairs, `<prompt_id>-<i>`
 for responses), so importing the same file twice gives the same ids.
 
@@ -29,6 +31,7 @@ from prefsmith.curation.import_rows import (
     scored_responses,
 )
 from prefsmith.curation.normalize import score_transform
+from prefsmith.curation.weights import rule_weights
 from prefsmith.schemas.contracts import ScoreTransform
 from prefsmith.schemas.errors import ConfigError, InputError
 from prefsmith.schemas.ids import content_hash, pair_id, prompt_id, response_id
@@ -44,7 +47,7 @@ from prefsmith.schemas.manifest import (
 )
 from prefsmith.schemas.quarantine import Rejected, write_quarantine
 from prefsmith.schemas.sources import detect_format, iter_raw_rows
-from prefsmith.schemas.tables import PAIRS, PROMPTS, RESPONSES, SCORES
+from prefsmith.schemas.tables import PAIRS, PROMPTS, RESPONSES, SCORES, WEIGHT
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +96,7 @@ def pair_row(pair: ImportedPair, *, scorer: str) -> dict[str, Any]:
         "margin": pair.score_chosen - pair.score_rejected if scored else None,
         "strategy": "imported",
         "scorer": scorer,
+        "weight": pair.weight,  # kept only where write_pairs writes a `weight` column
     }
 
 
@@ -125,10 +129,15 @@ def unique_rows(rows: list[tuple[str, dict]], key: str) -> tuple[list[dict], lis
 def write_pairs(parsed: Parsed, *, config: ImportConfig, out_dir: Path):
     """Shape pairs/hh: pairs.parquet; (output, written tables' row counts, scores seen)."""
     rows = [(ref, pair_row(pair, scorer=config.scorer)) for ref, pair in parsed.kept]
+    if config.weight is not None:
+        rows, unweighted = rule_weights(rows, config.weight)
+        parsed.rejected += unweighted
     rows, repeats = unique_rows(rows, "pair_id")
     parsed.rejected += repeats
     rows.sort(key=lambda r: (r["prompt_id"], r["pair_id"]))
-    output = write_table(rows, out_dir / "pairs.parquet", PAIRS)
+    weighted = config.weight is not None or config.columns.weight is not None
+    schema = PAIRS.append(WEIGHT) if weighted else PAIRS
+    output = write_table(rows, out_dir / "pairs.parquet", schema)
     scores = [r[k] for r in rows for k in ("score_chosen", "score_rejected") if r[k] is not None]
     return output, {"pairs": len(rows)}, scores, {}
 

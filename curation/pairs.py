@@ -12,6 +12,7 @@ Inputs (each a Parquet file or a folder of shards, schema-checked before anythin
 | score_chosen/_rejected | float64               | raw scores (mean over merged duplicates)   |
 | margin                 | float64               | score_chosen - score_rejected, raw, > 0    |
 | strategy, scorer       | string                |                                            |
+| weight                 | float64               | only with `config.weight`: the rule's value (prefsmith.curation.weights) |
 
 How a prompt's responses become pairs:
 
@@ -88,8 +89,9 @@ from prefsmith.curation.pairs_stream import (
     stream_runs,
     table_files,
 )
+from prefsmith.curation.weights import weighted, with_weight
 from prefsmith.schemas.contracts import ScoreTransform
-from prefsmith.schemas.data_configs import PairsConfig
+from prefsmith.schemas.data_configs import PairsConfig, WeightConfig
 from prefsmith.schemas.errors import InputError
 from prefsmith.schemas.io import write_table
 from prefsmith.schemas.manifest import (
@@ -162,9 +164,15 @@ def _check_order(runs: pl.DataFrame, tally: Tally) -> None:
 
 
 def pairs_table(
-    candidates: pl.DataFrame, *, rows: np.ndarray, prompts: PromptIndex, constant: dict
+    candidates: pl.DataFrame,
+    *,
+    rows: np.ndarray,
+    prompts: PromptIndex,
+    constant: dict,
+    rule: WeightConfig | None = None,
 ) -> tuple[pa.Table, np.ndarray]:
-    """Known candidates as PAIRS rows in (prompt_id, pair_id) order, and their pair ids' keys.
+    """Known candidates as PAIRS rows in (prompt_id, pair_id) order, and their pair ids' keys;
+    with a weight `rule`, also the `weight` column (prefsmith.curation.weights).
 
     Candidates come in prompt order, so only strategies with several pairs per prompt sort.
     """
@@ -173,6 +181,8 @@ def pairs_table(
     table = table.append_column("messages", prompts.messages(rows))
     for name, value in constant.items():
         table = table.append_column(name, pa.repeat(pa.scalar(value, pa.string()), len(rows)))
+    if rule is not None:
+        table = with_weight(table, rule)
     if constant["strategy"] != "best_vs_worst":
         table = table.sort_by([("prompt_id", "ascending"), ("pair_id", "ascending")])
     return table, keys
@@ -239,7 +249,7 @@ def write_pairs(
     the GIL, so on two cores they overlap with the GIL-bound hashing.
     """
     with (
-        ParquetBatches(path, PAIRS, **WRITE_OPTIONS) as writer,
+        ParquetBatches(path, weighted(PAIRS, config.weight), **WRITE_OPTIONS) as writer,
         ThreadPoolExecutor(1, "pairs-write") as pool,
     ):
         pending = None
@@ -248,7 +258,12 @@ def write_pairs(
             if pending is not None:
                 tally.keys.append(pending.result())  # one batch in flight; errors surface here
             make = partial(
-                pairs_table, candidates, rows=rows, prompts=prompts, constant=tally.constant
+                pairs_table,
+                candidates,
+                rows=rows,
+                prompts=prompts,
+                constant=tally.constant,
+                rule=config.weight,
             )
             pending = pool.submit(_write, make, writer)
         if pending is not None:
@@ -309,7 +324,7 @@ def quarantine_rows(dropped: pl.DataFrame) -> pl.DataFrame:
     raw = pl.struct("response_id", "prompt_id", "score").struct.json_encode()
     return dropped.select(
         stage=pl.lit(STAGE), row_ref="response_id", reason="status", detail=detail, raw=raw
-    ).sort("reason", "row_ref")
+    ).sort("reason", "row_ref", "raw")  # raw too: copies of one response_id tie on the rest
 
 
 def response_counts(tally: Tally, *, dropped: pl.DataFrame) -> dict[str, int]:

@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from prefsmith.schemas.errors import ConfigError, InputError
 from prefsmith.schemas.io import check_schema, shard_files
+from prefsmith.schemas.parquet_files import parquet_schema
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,9 @@ def table_files(path: str | Path, *, schema, what: str) -> list[Path]:
     files = shard_files(path)
     if not files:
         raise InputError(f"{what}: no Parquet files at {path}")
+    fix = f"pass the {what} table in Parquet that prefsmith wrote"
     for file in files:
-        check_schema(pq.read_schema(file), schema, where=str(file))
+        check_schema(parquet_schema(file, what=what, fix=fix), schema, where=str(file))
     return files
 
 

@@ -8,7 +8,8 @@ result (`prefsmith.evaluation.lm_eval_hook`). Output: `eval_report.json`, `eval_
 self-contained `eval_report.html`.
 
 `eval_report.json` keys (always present; a part that was not computed is null):
-`n_prompts`, `win_rate` {rate, low, high, n, wins, ties, losses}, `lc_win_rate`,
+`n_prompts`, `win_rate` {rate, low, high, n, wins, ties, losses}, `length_adjusted_win_rate`
+{rate, low, high, n, length_coef, length_sd, status, method} (prefsmith.evaluation.length_adjusted),
 `tuned` / `base` {mean_reward, mean_tokens, n_prompts}, `kl` (prefsmith.evaluation.kl.summarize_kl),
 `heldout_pairs` {n_pairs, accuracy, mean_margin, ties}, `lm_eval` {status, tasks, message, results}.
 """
@@ -22,9 +23,10 @@ from pathlib import Path
 import polars as pl
 
 from prefsmith.evaluation.kl import KL_SAMPLES, summarize_kl
+from prefsmith.evaluation.length_adjusted import LENGTH_ADJUSTED_NOTE, length_adjusted_win_rate
 from prefsmith.evaluation.preference_accuracy import MARGINS, preference_accuracy
-from prefsmith.evaluation.report_html import LC_NOTE, render_eval_html
-from prefsmith.evaluation.winrate import length_controlled_win_rate, outcomes, win_rate
+from prefsmith.evaluation.report_html import render_eval_html
+from prefsmith.evaluation.winrate import outcomes, win_rate
 from prefsmith.schemas.eval_configs import CompareConfig
 from prefsmith.schemas.io import read_frame, write_text
 from prefsmith.schemas.manifest import (
@@ -41,7 +43,7 @@ from prefsmith.schemas.tables import RESPONSES, SCORES
 REPORT_KEYS = (
     "n_prompts",
     "win_rate",
-    "lc_win_rate",
+    "length_adjusted_win_rate",
     "tuned",
     "base",
     "kl",
@@ -109,7 +111,7 @@ def paired_prompts(tuned_rows: pl.DataFrame, base_rows: pl.DataFrame):
 
 
 def headline(paired: pl.DataFrame, *, config: CompareConfig) -> dict:
-    """Win rate with its bootstrap interval, LC win rate, and each side's reward and length."""
+    """Win rate with its bootstrap interval, length-adjusted win rate, and each side's reward and length."""
     tuned_score, base_score = paired["score"].to_numpy(), paired["score_base"].to_numpy()
     result = win_rate(tuned_score, base_score, n_boot=config.n_boot, seed=config.seed)
     length_diff = (paired["tokens"] - paired["tokens_base"]).to_numpy()
@@ -117,14 +119,16 @@ def headline(paired: pl.DataFrame, *, config: CompareConfig) -> dict:
     return {
         "n_prompts": paired.height,
         "win_rate": result.as_dict(),
-        "lc_win_rate": length_controlled_win_rate(outcomes(tuned_score, base_score), length_diff),
+        "length_adjusted_win_rate": length_adjusted_win_rate(
+            outcomes(tuned_score, base_score), length_diff=length_diff
+        ).as_dict(),
         "tuned": _side(paired.select("score", "tokens")),
         "base": _side(base),
     }
 
 
 def compare_policies(inputs: Inputs, *, config: CompareConfig, out_dir: Path) -> StageResult:
-    """Win rate (ties half, 95% bootstrap), LC win rate, mean reward and length of each policy,
+    """Win rate (ties half, 95% bootstrap), length-adjusted win rate, mean reward and length of each policy,
     plus the KL, held-out accuracy and lm-eval parts when their outputs are given.
 
     Inputs: `tuned_scores`, `tuned_responses`, `base_scores`, `base_responses`; optional `kl`,
@@ -207,6 +211,16 @@ def _extra_lines(report: dict) -> list[str]:
     return lines
 
 
+def length_adjusted_line(la: dict) -> str:
+    """The length-adjusted win rate with its interval, or why it has none."""
+    if la["rate"] is None:
+        return f"Length-adjusted win rate: not estimable ({la['status']})"
+    return (
+        f"Length-adjusted win rate: {la['rate']:.1%} (95% CI {la['low']:.1%} – {la['high']:.1%}; "
+        "at equal response length)"
+    )
+
+
 def markdown_report(report: dict) -> str:
     wr = report["win_rate"]
     return "\n".join(
@@ -215,9 +229,9 @@ def markdown_report(report: dict) -> str:
             "",
             f"Win rate of the tuned policy: **{wr['rate']:.1%}** (95% CI {wr['low']:.1%} – {wr['high']:.1%}; "
             f"{wr['wins']} wins, {wr['ties']} ties, {wr['losses']} losses over {wr['n']} prompts)",
-            f"Length-controlled win rate: {report['lc_win_rate']:.1%}",
+            length_adjusted_line(report["length_adjusted_win_rate"]),
             "",
-            LC_NOTE,
+            LENGTH_ADJUSTED_NOTE,
             "",
             "| policy | mean reward | mean tokens |",
             "|---|---|---|",

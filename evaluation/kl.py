@@ -29,6 +29,7 @@ import polars as pl
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from prefsmith.generation.turn_end import end_of_turn_ids
 from prefsmith.schemas.errors import StageError
 from prefsmith.schemas.eval_configs import PolicyReferenceConfig
 from prefsmith.schemas.io import read_frame, write_table
@@ -151,7 +152,7 @@ def _model_logps(config: ReferenceConfig, sequences, *, pad_id: int) -> list[np.
             torch.cuda.empty_cache()
 
 
-def _render(responses: Path, prompts: Path, *, tokenizer, config: ReferenceConfig):
+def _render(responses: Path, prompts: Path, *, tokenizer, end_ids, config: ReferenceConfig):
     """(rows kept, their (ids, prompt length), rejections), via the trainer's own rendering."""
     frame = read_frame(responses, RESPONSES).join(
         read_frame(prompts, PROMPTS).select("prompt_id", "messages"), on="prompt_id", how="left"
@@ -173,6 +174,7 @@ def _render(responses: Path, prompts: Path, *, tokenizer, config: ReferenceConfi
     rendered, bad = render_pairs(
         rows,
         tokenizer=tokenizer,
+        end_ids=end_ids,
         max_length=config.max_length,
         max_prompt_length=config.max_prompt_length,
     )
@@ -231,8 +233,9 @@ def kl_estimate(
     responses, prompts = input_path(inputs, "responses"), input_path(inputs, "prompts")
     policy, reference, out_dir = config.policy, config.reference, Path(out_dir)
     tokenizer = _check_same_tokens(policy, reference)
+    end_ids = end_of_turn_ids(policy, tokenizer)  # where the policy's generation stopped
     rows, sequences, rejected, n_in = _render(
-        responses, prompts, tokenizer=tokenizer, config=reference
+        responses, prompts, tokenizer=tokenizer, end_ids=end_ids, config=reference
     )
     pad_id = (
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from prefsmith.schemas.eval_configs import LmEvalConfig
+from prefsmith.schemas.io import write_text
 from prefsmith.schemas.manifest import Inputs, Manifest, StageResult, manifest_path
 
 logger = logging.getLogger(__name__)
@@ -81,8 +82,7 @@ def lm_eval_stage(_inputs: Inputs, *, config: LmEvalConfig, out_dir: str | Path)
     checkpoint, tasks = config.checkpoint, config.tasks
     result = run_lm_eval(str(checkpoint), tasks=tasks)
     output = Path(out_dir) / OUTPUT_NAME
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2, sort_keys=True))
+    write_text(json.dumps(result, indent=2, sort_keys=True), output)  # atomic: whole or none
     ran = len(tasks) if result["status"] == "ran" else 0
     manifest = Manifest(
         stage="lm_eval",

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import polars as pl
 
+from prefsmith.evaluation.length_adjusted import LENGTH_ADJUSTED_NOTE
 from prefsmith.inspection.charts import (  # chart helpers shared with `prefsmith inspect`
     BOTTOM,
     ERROR_HOOK,
@@ -87,7 +88,17 @@ def _headline(report: Mapping) -> str:
     return (
         f"<p class='headline {verdict}'>Tuned beats base on <b>{_pct(wr['rate'])}</b> of {wr['n']} held-out "
         f"prompts (95% CI {_pct(wr['low'])} – {_pct(wr['high'])}; ties count half). "
-        f"Length-controlled: <b>{_pct(report['lc_win_rate'])}</b>.</p>"
+        f"{_length_adjusted(report['length_adjusted_win_rate'])}</p>"
+    )
+
+
+def _length_adjusted(la: Mapping) -> str:
+    """The headline's length-adjusted sentence (its estimate and interval, or why it has none)."""
+    if la["rate"] is None:
+        return f"Length-adjusted: not estimable ({escape(la['status'])})."
+    return (
+        f"Length-adjusted (at equal response length): <b>{_pct(la['rate'])}</b> "
+        f"(95% CI {_pct(la['low'])} – {_pct(la['high'])})."
     )
 
 
@@ -187,13 +198,6 @@ def charts(
     return out
 
 
-LC_NOTE = (
-    "Length-controlled win rate: a logistic regression of the per-prompt outcome (ties 0.5) on the "
-    "standardized length difference (tuned − base tokens); reported is its prediction at equal length, "
-    "σ(intercept), in the spirit of AlpacaEval's LC win rate."
-)
-
-
 def render_eval_html(
     report: Mapping,
     *,
@@ -219,7 +223,7 @@ def render_eval_html(
             EXTRA_STYLE,
             f"</head><body><header><h1>Tuned vs base</h1><p class='meta'>{escape(meta)}</p></header>",
             _headline(report),
-            f"<section><h2>Summary</h2>{summary_tables(report)}<p class='note'>{escape(LC_NOTE)}</p></section>",
+            f"<section><h2>Summary</h2>{summary_tables(report)}<p class='note'>{escape(LENGTH_ADJUSTED_NOTE)}</p></section>",
             f"<section><h2>Charts</h2><div class='grid2'>{figures}</div></section>",
             f"<footer class='meta'><p>prefsmith eval · {stamp}</p></footer>",
             "<pre id='console-errors' data-count='0'></pre></body></html>",

@@ -1,4 +1,4 @@
-"""Paired win rate with a bootstrap interval, and a length-controlled win rate.
+"""Paired win rate with a bootstrap interval (the length-adjusted one is in `length_adjusted`).
 
 Inputs are aligned arrays: element i of every array belongs to the same held-out prompt.
 """
@@ -54,31 +54,3 @@ def win_rate(
         ties=int((won == 0.5).sum()),
         losses=int((won == 0).sum()),
     )
-
-
-def length_controlled_win_rate(
-    won: np.ndarray, length_diff: np.ndarray, *, iters: int = 50
-) -> float:
-    """Win rate with the length difference regressed out, in the spirit of AlpacaEval's LC.
-
-    Fit the logistic regression P(win) = σ(a + b·z) on the per-prompt outcomes (ties as 0.5,
-    a valid target for the log-loss), with z the length difference (tuned − base, in tokens)
-    scaled by its standard deviation; report σ(a), the predicted win rate at equal length.
-    Newton's method with a small ridge on b keeps the fit finite when lengths separate wins.
-    """
-    y = np.asarray(won, dtype=np.float64)  # (n,)
-    scale = np.std(length_diff) or 1.0
-    x = np.stack(
-        [np.ones_like(y), np.asarray(length_diff, dtype=np.float64) / scale], axis=1
-    )  # (n, 2)
-    w = np.zeros(2)
-    ridge = np.diag([0.0, 1e-3])
-    for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-x @ w))  # (n,)
-        grad = x.T @ (p - y) / y.size + ridge @ w  # (2,)
-        hess = (x.T * (p * (1 - p))) @ x / y.size + ridge + 1e-9 * np.eye(2)  # (2, 2)
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-10:
-            break
-    return float(1.0 / (1.0 + np.exp(-w[0])))

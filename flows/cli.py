@@ -17,6 +17,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from prefsmith.flows.cli_flags import plain_flags
+from prefsmith.flows.prefect_setup import prefect_server_errors
 from prefsmith.schemas.config_base import StrictModel, parse_config, read_yaml
 from prefsmith.schemas.data_configs import GenerateConfig, PairsConfig, PromptsConfig, ScoreConfig
 from prefsmith.schemas.errors import PrefsmithError
@@ -30,6 +32,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every command
     help="Prompts → responses → scores → pairs → weighted-DPO training, on Parquet, with Prefect.",
 )
+plain_flags()
 console = Console(stderr=True)
 M = TypeVar("M", bound=StrictModel)
 
@@ -59,12 +62,13 @@ def field_help(model: type[StrictModel], name: str, /, fallback: str = "") -> st
 
 def friendly_errors(command: Callable) -> Callable:
     """Turn a PrefsmithError into `error: <line>` per problem (preflight lists several) and exit
-    code 2."""
+    code 2; a Prefect server that never answered is one of them (flows.prefect_setup)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            with prefect_server_errors():
+                return command(*args, **kwargs)
         except PrefsmithError as error:
             for line in str(error).splitlines() or [type(error).__name__]:
                 console.print(
@@ -110,8 +114,10 @@ def main(
     ] = False,
 ) -> None:
     from prefsmith.flows.console import configure
+    from prefsmith.flows.prefect_setup import use_prefect_defaults
 
     configure(verbose=verbose)
+    use_prefect_defaults()  # every command: before any of them imports Prefect
 
 
 @app.command()
@@ -336,57 +342,12 @@ def validate(
     console.print(f"[green]ok[/] {config}")
 
 
-@app.command()
-@friendly_errors
-def run(
-    config: Annotated[Path, typer.Argument(help="pipeline YAML")],
-    run_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--run-dir",
-            help="build into this folder (a re-run resumes it); default: a new dated folder",
-        ),
-    ] = None,
-) -> None:
-    """Run the whole pipeline flow from a YAML config into a new dated run folder."""
-    from prefsmith.flows.preflight import preflight
+# `run` and `quickstart` (pipeline flows, then the outputs table) live in flows/cli_run.py.
+from prefsmith.flows.cli_run import quickstart as quickstart_command  # noqa: E402
+from prefsmith.flows.cli_run import run as run_command  # noqa: E402
 
-    cfg = preflight(read_yaml(config), out_dir=run_dir)
-    from prefsmith.flows.pipeline import pipeline  # imports Prefect: only once preflight passed
-
-    show_outputs(pipeline(cfg, run_dir=str(run_dir) if run_dir else None))
-
-
-@app.command()
-@friendly_errors
-def quickstart(
-    out: Annotated[Path, typer.Option("--out", "-o", help="where everything goes")] = Path(
-        "runs/quickstart"
-    ),
-) -> None:
-    """The main job: tiny local models, bundled prompts, the full pipeline on the CPU."""
-    from prefsmith.flows.quickstart import run_quickstart
-
-    show_outputs(run_quickstart(out.resolve()))
-
-
-def show_outputs(outputs: dict[str, str]) -> None:
-    """Print where every output is and, if there was an evaluation, the headline result."""
-    import json
-
-    from rich.table import Table
-
-    from prefsmith.flows.cli_eval import headline
-
-    table = Table(title="outputs", show_header=False)
-    table.add_column(no_wrap=True)
-    table.add_column(overflow="fold")  # a path is only useful whole
-    for name, path in outputs.items():
-        table.add_row(name, path)
-    Console().print(table)
-    if "eval_report" in outputs:
-        report = json.loads(Path(outputs["eval_report"]).read_text())
-        Console().print(headline(report), highlight=False)
+app.command("run")(friendly_errors(run_command))
+app.command("quickstart")(friendly_errors(quickstart_command))
 
 
 if __name__ == "__main__":

@@ -34,11 +34,18 @@ def resolve_inputs(
 
 
 def headline(report: dict) -> str:
-    """One paragraph: win rate with its interval, LC win rate, rewards, lengths, KL, accuracy, lm-eval."""
+    """One paragraph: win rate and length-adjusted win rate with their intervals, rewards, lengths,
+    KL, accuracy, lm-eval."""
     wr, tuned, base = report["win_rate"], report["tuned"], report["base"]
+    la = report["length_adjusted_win_rate"]
+    adjusted = (
+        f"{la['rate']:.1%} (95% CI {la['low']:.1%}–{la['high']:.1%})"
+        if la["rate"] is not None
+        else f"not estimable ({la['status']})"
+    )
     lines = [
         f"tuned vs base: win rate {wr['rate']:.1%} (95% CI {wr['low']:.1%}–{wr['high']:.1%}, n={wr['n']}), "
-        f"length-controlled {report['lc_win_rate']:.1%}; mean reward {tuned['mean_reward']:.3f} vs "
+        f"length-adjusted {adjusted}; mean reward {tuned['mean_reward']:.3f} vs "
         f"{base['mean_reward']:.3f}; mean tokens {tuned['mean_tokens']:.1f} vs {base['mean_tokens']:.1f}"
     ]
     if (kl := report.get("kl")) and kl["kl_seq_mean"] is not None:

@@ -31,5 +31,9 @@ def serve(
 
 if __name__ == "__main__":
     from prefsmith.flows.cli import friendly_errors
+    from prefsmith.flows.console import configure
+    from prefsmith.flows.prefect_setup import use_prefect_defaults
 
+    configure(verbose=False)  # what `prefsmith serve` does first
+    use_prefect_defaults()
     typer.run(friendly_errors(serve))

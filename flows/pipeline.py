@@ -19,8 +19,11 @@ from typing import Any
 from prefect import flow
 from pydantic import BaseModel
 
-from prefsmith.flows.artifacts import StageProgress, publish_summary
+from prefsmith.flows.artifacts import StageProgress, publish_run_summary, publish_summary
+from prefsmith.flows.console import log_runs_in
 from prefsmith.flows.evaluate import evaluate
+from prefsmith.flows.incomplete import clear_incomplete, mark_incomplete, refuse_incomplete
+from prefsmith.flows.run_names import rename_this_run, stage_run_name
 from prefsmith.flows.shards import sharded_stage, task_runner
 from prefsmith.flows.stages import get_stage
 from prefsmith.flows.tasks import RESULT_SERIALIZER, home_results, results_in, run_stage
@@ -80,7 +83,9 @@ def checked_run_dir(run_dir: str | Path, *, config: PipelineConfig) -> Path:
 
 
 def point_latest(run_dir: Path) -> Path:
-    """Atomically repoint `<run_dir>/../latest` at `run_dir` (a symlink swapped by rename)."""
+    """Atomically repoint `<run_dir>/../latest` at `run_dir` (a symlink swapped by rename);
+    never at a folder marked INCOMPLETE (flows.incomplete)."""
+    refuse_incomplete(run_dir)
     link = run_dir.parent / "latest"
     tmp = run_dir.parent / f".latest.{os.getpid()}"
     if tmp.is_symlink():
@@ -156,19 +161,28 @@ def pipeline(config: PipelineConfig, run_dir: str | None = None) -> dict[str, st
     """All stages into a new dated run folder; `latest` moves only if everything succeeded."""
     run_path = checked_run_dir(run_dir, config=config) if run_dir else new_run_dir(config)
     run_path.mkdir(parents=True, exist_ok=True)
+    log_runs_in(run_path)  # quiet terminal: Prefect's run records to <run>/logs/prefect.log
     # One writer per run folder (a second `run --run-dir` stops naming this one, or waits);
     # cached results as JSON under the run folder.
     with folder_lock(run_path, "run"), results_in(run_path):
-        build = build_dataset.with_options(task_runner=task_runner(config.scale))
+        mark_incomplete(run_path)  # removed only on success: a killed build stays marked
+        rename_this_run(run_path.name)
+        build = build_dataset.with_options(
+            task_runner=task_runner(config.scale), flow_run_name=stage_run_name("build")
+        )
         outputs = build(config, str(run_path))
         if config.train is not None:
-            outputs["checkpoint"] = train(config, outputs["pairs_ref"], str(run_path))
+            trainer = train.with_options(flow_run_name=stage_run_name("train"))
+            outputs["checkpoint"] = trainer(config, outputs["pairs_ref"], str(run_path))
             if config.evaluate is not None:
-                outputs["eval_report"] = evaluate(
+                evaluator = evaluate.with_options(flow_run_name=stage_run_name("evaluate"))
+                outputs["eval_report"] = evaluator(
                     config, outputs["checkpoint"], outputs["prompts_heldout"], str(run_path)
                 )
         outputs["run_dir"] = str(run_path)
+        clear_incomplete(run_path)
         outputs["latest"] = str(point_latest(run_path))
+        publish_run_summary(outputs)
     return outputs
 
 

@@ -12,18 +12,18 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from prefsmith.flows.prefect_setup import DEFAULTS as PREFECT_DEFAULTS
+from prefsmith.flows.prefect_setup import use_prefect_defaults
 from prefsmith.schemas.config_base import parse_config
 
 QUICKSTART_ENV = {
     "HF_HUB_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "1",
     "VLLM_NO_USAGE_STATS": "1",
     "TOKENIZERS_PARALLELISM": "false",
-    # The temporary server gets 20 s to start by default; a busy 2-core machine can need more.
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    **PREFECT_DEFAULTS,  # the server's start-up wait and telemetry: set once, in prefect_setup
 }
 
 
@@ -78,10 +78,13 @@ def run_quickstart(root: Path) -> dict[str, str]:
         os.environ.setdefault(key, value)
     (root / "prefect-home").mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_HOME", str(root / "prefect-home"))
+    use_prefect_defaults()
+    from prefsmith.flows.console import prefect_runs_to_log
     from prefsmith.flows.pipeline import pipeline
     from prefsmith.flows.tiny import build_tiny_setup
     from prefsmith.schemas.pipeline_config import PipelineConfig
 
     models = build_tiny_setup(root / "models")
     config = parse_config(PipelineConfig, quickstart_config(root, models.policy))
-    return pipeline(config)
+    with prefect_runs_to_log():
+        return pipeline(config)

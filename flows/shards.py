@@ -10,7 +10,8 @@ A sharded stage's registry entry (prefsmith.flows.stages) carries two functions 
 
 `sharded_stage` plans, maps one task over each part of `shards_per_task` shards, then calls the
 stage itself for the manifest. A part's cache key is (its shards' content hashes, the stage
-config, the model revision, the output folder), so a build killed half-way and run again shows
+config, the model revision, the output folder), trusted only while its shards still verify
+against their folder's plan (`parts_problem`), so a build killed half-way and run again shows
 the finished parts as `Cached` and redoes only the rest. With the Ray task runner the parts run on
 Ray workers (which are separate processes, so a part is not isolated again); locally each part
 runs in its own process when stages are isolated.
@@ -34,9 +35,11 @@ from prefsmith.flows.tasks import (
     result_storage,
     retry_if_transient,
     run_stage,
+    verified_key,
 )
 from prefsmith.schemas.ids import content_hash
 from prefsmith.schemas.pipeline_config import ScaleConfig
+from prefsmith.schemas.shard_plan import shard_problem
 
 
 class PartInputs(CachePolicy):
@@ -45,9 +48,19 @@ class PartInputs(CachePolicy):
 
     def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters, **kwargs) -> str:
         call = inputs["call"]
-        return content_hash(
+        key = content_hash(
             [inputs["name"], inputs["hashes"], fingerprint(call["config"]), str(call["out_dir"])]
         )
+        label = f"{inputs['name']}-part-{inputs.get('part', '?')}"
+        return verified_key(task_ctx, key, parts_problem, label=label)
+
+
+def parts_problem(result: Any) -> str | None:
+    """Why a cached part's shards cannot be reused (schemas.shard_plan.shard_problem of the first
+    that fails: gone, beyond its folder's plan, or no longer matching its done record), or None."""
+    if not isinstance(result, list):
+        return "its cached result is not a list of shards"
+    return next(filter(None, (shard_problem(path) for path in result)), None)
 
 
 def _write_shards(stage: Stage, call: dict, *, shards: list[int], isolated: bool) -> list[str]:

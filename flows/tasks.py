@@ -3,9 +3,11 @@ runs the stage in-process or in its own process and returns its StageResult as J
 
 Caching and resume sit at three levels. A *finished* generate or score stage is a Prefect cache
 hit (state `Cached`) keyed on the content hash of its input tables, its config and its model
-revision (`StageInputs`). With `scale.shards_per_task` set (or on Ray), a sharded stage is a set
-of mapped tasks, each cached on its own shards' content (flows/shards.py), so a killed build shows
-its finished parts as `Cached`. And a stage killed half-way resumes from its finished shards by
+revision (`StageInputs`), trusted only when the manifest the record names verifies: every
+output it names is there with its recorded hash, for this config and these inputs
+(`verified_key`; otherwise the stage runs again). With `scale.shards_per_task` set (or on Ray),
+a sharded stage is a set of mapped tasks, each cached on its own shards' content
+(flows/shards.py), so a killed build shows its finished parts as `Cached`. And a stage killed half-way resumes from its finished shards by
 itself (`schemas.io.run_shards`; the manifest records `shards_skipped`).
 
 Retries follow the registry: only stages marked `retry` (generate, score) are retried, and only
@@ -20,8 +22,10 @@ record runs code when a cache hit loads it). A stage runs holding its lock on `o
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+import secrets
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +38,7 @@ from prefsmith.flows.isolate import run_isolated
 from prefsmith.flows.stages import STAGES, Stage, get_stage
 from prefsmith.schemas.errors import is_transient
 from prefsmith.schemas.ids import content_hash, model_revision
-from prefsmith.schemas.manifest import input_ref
+from prefsmith.schemas.manifest import Inputs, input_ref, unverified_reason
 
 logger = logging.getLogger(__name__)
 
@@ -101,15 +105,47 @@ def fingerprint(value: Any) -> Any:
     return value
 
 
+def verified_key(
+    task_ctx: Any, key: str, problem: Callable[[Any], str | None], *, label: str
+) -> str:
+    """`key`, unless the record stored under it names outputs that fail `problem(result)`: then
+    a fresh key, so Prefect finds no record, the task runs again and stores its result anew (the
+    outputs land at the same paths, so the old record verifies again on the next run).
+
+    A Prefect record alone never makes a stage complete: its files must still be there, as
+    written (a cleaned or deleted run folder, an edited shard).
+    """
+    store = getattr(task_ctx, "result_store", None)
+    if store is None or not store.exists(key):
+        return key
+    try:
+        reason = problem(store.read(key).result)
+    except Exception as error:  # an unreadable record is no result
+        reason = f"its cached record cannot be read ({type(error).__name__})"
+    if reason is None:
+        return key
+    logger.warning("%s: cached result not reused (%s); running it again", label, reason)
+    return content_hash([key, "unverified", secrets.token_hex(8)])
+
+
+def stage_output_problem(result: Any, *, config: BaseModel, inputs: Inputs) -> str | None:
+    """Why a cached stage result cannot be reused (schemas.manifest.unverified_reason of the
+    manifest it names, for this config and these inputs), or None."""
+    manifest = result.get("manifest") if isinstance(result, Mapping) else None
+    if manifest is None:
+        return "its cached result names no manifest"
+    return unverified_reason(manifest, config=config, inputs=inputs)
+
+
 class StageInputs(CachePolicy):
     """Cache key of a stage task: (stage, input tables' content, config + model revision, target).
 
     The output folder is part of the key by its path, so a new run folder never reuses another's
-    paths.
+    paths. A hit is trusted only when the manifest it names verifies (verified_key).
     """
 
     def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters, **kwargs) -> str:
-        return content_hash(
+        key = content_hash(
             [
                 inputs["name"],
                 fingerprint(inputs["inputs"]),
@@ -117,6 +153,8 @@ class StageInputs(CachePolicy):
                 str(inputs["out_dir"]),
             ]
         )
+        check = partial(stage_output_problem, config=inputs["config"], inputs=inputs["inputs"])
+        return verified_key(task_ctx, key, check, label=inputs["name"])
 
 
 def call_stage(

@@ -63,17 +63,42 @@ def require_chat_template(tokenizer: Any, *, model: str) -> None:
 def render_or_reject(
     messages: Messages, *, prompt_id: str, tokenizer: Any, max_context: int
 ) -> list[int] | Rejected:
-    """The prompt's ids, or a `Rejected` (`template_error` / `prompt_too_long`) for the quarantine.
+    """The prompt's ids, or a `Rejected` for the quarantine: `template_error`,
+    `template_not_prefix_stable` (see `prefix_stable`) or `prompt_too_long`.
 
     A prompt is too long when not even one new token fits: `len(ids) + 1 > max_context`.
     """
     try:
         ids = render_prompt_ids(messages, tokenizer=tokenizer)
+        stable = prefix_stable(messages, tokenizer=tokenizer)
     except (TemplateError, ValueError, TypeError, KeyError) as error:
         return Rejected(
             prompt_id, "template_error", f"chat template failed: {error}", repr(messages)
         )
+    if not stable:
+        detail = "the template renders this prompt differently once an assistant turn follows"
+        return Rejected(prompt_id, "template_not_prefix_stable", detail, repr(messages))
     if len(ids) + 1 > max_context:
         detail = f"{len(ids)} prompt tokens + 1 new token > max context {max_context}"
         return Rejected(prompt_id, "prompt_too_long", detail, repr(messages))
     return ids
+
+
+# Any text will do: the probe only shows how the template renders the turns before a reply.
+_PROBE_REPLY = {"role": "assistant", "content": "prefsmith probe reply"}
+
+
+def prefix_stable(messages: Messages, *, tokenizer: Any) -> bool:
+    """Whether the prompt, rendered alone, is a text prefix of the prompt followed by a reply.
+
+    Training renders prompt + response and trains what follows the prompt, so a template that
+    rewrites earlier turns once a reply follows (Mistral v0.3 keeps a system message only when
+    it precedes the last user turn) would train a context the response was never sampled in.
+    `training.render` refuses the same rows with the same reason.
+    """
+    rows = [dict(m) for m in messages]
+    alone = tokenizer.apply_chat_template(rows, add_generation_prompt=True, tokenize=False)
+    followed = tokenizer.apply_chat_template(
+        [*rows, dict(_PROBE_REPLY)], add_generation_prompt=False, tokenize=False
+    )
+    return followed.startswith(alone)

@@ -14,17 +14,18 @@ Output folder `responses/` of shards (prefsmith.schemas.tables.RESPONSES):
 | gen_config_hash | string | hash of the sampling config and the generator              |
 
 Prompts are sorted by id and cut into shards of `shard_size`; each shard is written atomically,
-so a rerun (after a crash or a kill) skips finished shards and produces the same rows as an
+so a rerun (after a crash or a kill) skips finished shards (those its `plan.json` vouches for,
+prefsmith.schemas.shard_plan; any other file there is removed first, with a logged reason,
+and a folder planned for another run is refused) and produces the same rows as an
 uninterrupted run. Each prompt's seed is a stable function of (sampling.seed, prompt_id).
-Quarantined (reasons): `template_error`, `prompt_too_long` (not even one new token fits),
-`duplicate_prompt_id`.
+Quarantined (reasons): `template_error`, `template_not_prefix_stable` (the template rewrites the
+prompt once a reply follows), `prompt_too_long` (not even one new token fits),
+`duplicate_prompt_id`. Completions stop at `generation.turn_end.end_of_turn_ids`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -52,11 +53,11 @@ from prefsmith.schemas.manifest import (
     manifest_path,
 )
 from prefsmith.schemas.quarantine import Rejected, write_quarantine
+from prefsmith.schemas.shard_plan import ShardPlan, settle_plan
 from prefsmith.schemas.tables import PROMPTS, RESPONSES
 
 logger = logging.getLogger(__name__)
 
-PLAN_FILE = "plan.json"  # beside the shards: what they were made from (guards a resume)
 STAGE_LOCK = "generate"  # the lock name in out_dir (prefsmith.schemas.locks), as the stage
 
 
@@ -167,24 +168,6 @@ def shard_rows(
     ]
 
 
-def check_plan(folder: Path, plan: dict[str, Any]) -> None:
-    """Write the shard plan, or refuse to resume into shards made from a different plan."""
-    path = folder / PLAN_FILE
-    if path.exists():
-        previous = json.loads(path.read_text())
-        differs = sorted(k for k in plan if previous.get(k) != plan[k])
-        if differs:
-            raise StageError(
-                f"{folder} holds shards of a different run (differs in {', '.join(differs)}): "
-                "use a new out_dir, or delete that folder to start over"
-            )
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{PLAN_FILE}.tmp")
-    partial.write_text(json.dumps(plan, indent=2, sort_keys=True))
-    os.replace(partial, path)
-
-
 class LazyBackend:
     """Builds the backend on first use, so a fully resumed run never loads the model."""
 
@@ -214,10 +197,20 @@ class Plan:
     shards: list[Sequence[RenderedPrompt]]
     output: Path
     source: Any
+    stored: ShardPlan  # plan.json: the shards a resume may reuse (prefsmith.schemas.shard_plan)
+    removed: dict[str, int]  # shards settle_plan removed from the folder, by reason
 
 
-def make_plan(prompts: Path, *, config: GenerateConfig, out_dir: Path, tokenizer: Any) -> Plan:
-    """Render and shard the prompts; write (or check) the plan file beside the shards."""
+def make_plan(
+    prompts: Path,
+    *,
+    config: GenerateConfig,
+    out_dir: Path,
+    tokenizer: Any,
+    only: Sequence[int] | None = None,
+) -> Plan:
+    """Render and shard the prompts; settle the folder for the plan file beside the shards
+    (`only`: a mapped part's shards, the ones it checks)."""
     frame = read_frame(prompts, PROMPTS).sort("prompt_id")
     generator = generator_name(config)
     identity = RunIdentity(
@@ -228,20 +221,26 @@ def make_plan(prompts: Path, *, config: GenerateConfig, out_dir: Path, tokenizer
     kept, rejected = render_prompts(frame, tokenizer=tokenizer, max_context=identity.max_context)
     shards = chunk(kept, config.shard_size)
     output, source = Path(out_dir) / "responses", input_ref(prompts)
+    params = {
+        "prompts_sha256": source.sha256,
+        "gen_config_hash": identity.gen_config_hash,
+        "backend": config.backend,
+        "shard_size": config.shard_size,
+        "max_context": identity.max_context,
+        "shards_total": len(shards),
+    }
+    stored = ShardPlan(output, content_hash(params), shard_hashes(shards), params=params)
     # Read-then-write: a shard part (not holding the stage lock) must not race another writer.
+    # Another run's shards (another plan key) are refused, not removed: they cost model time.
     with folder_lock(out_dir, STAGE_LOCK, wait_s=window_wait_s()):
-        check_plan(
-            output,
-            {
-                "prompts_sha256": source.sha256,
-                "gen_config_hash": identity.gen_config_hash,
-                "backend": config.backend,
-                "shard_size": config.shard_size,
-                "max_context": identity.max_context,
-                "shards_total": len(shards),
-            },
-        )
-    return Plan(frame, identity, kept, rejected, shards, output, source)
+        removed = settle_plan(stored, other_plan="refuse", only=only)
+    return Plan(frame, identity, kept, rejected, shards, output, source, stored, removed)
+
+
+def shard_hashes(shards: Sequence[Sequence[RenderedPrompt]]) -> tuple[str, ...]:
+    """One content hash per shard (prompt ids and rendered token ids): what each shard's done
+    record must match, and the cache keys of the mapped shard tasks in flows/."""
+    return tuple(content_hash([[p.prompt_id, list(p.token_ids)] for p in s]) for s in shards)
 
 
 def shards_in_flight(config: GenerateConfig) -> int:
@@ -268,6 +267,7 @@ def run_plan(
                 progress=bar.update,
                 only=only,
                 workers=shards_in_flight(config),
+                plan=plan.stored,
             )
     finally:
         lazy.close()
@@ -278,9 +278,7 @@ def shard_plan(inputs: Inputs, *, config: GenerateConfig, out_dir: Path) -> list
     mapped shard tasks in flows/, and the number of shards."""
     prompts = input_path(inputs, "prompts")
     plan = make_plan(prompts, config=config, out_dir=out_dir, tokenizer=load_tokenizer(config))
-    return [
-        content_hash([[p.prompt_id, list(p.token_ids)] for p in shard]) for shard in plan.shards
-    ]
+    return list(plan.stored.inputs)
 
 
 def generate_shards(
@@ -292,7 +290,7 @@ def generate_shards(
     """
     prompts = input_path(inputs, "prompts")
     tokenizer = load_tokenizer(config)
-    plan = make_plan(prompts, config=config, out_dir=out_dir, tokenizer=tokenizer)
+    plan = make_plan(prompts, config=config, out_dir=out_dir, tokenizer=tokenizer, only=shards)
     paths, _ = run_plan(plan, config=config, tokenizer=tokenizer, only=shards)
     return [str(paths[index]) for index in shards]
 
@@ -328,6 +326,8 @@ def _generate(inputs: Inputs, *, config: GenerateConfig, out_dir: Path) -> Stage
         extra={
             "shards_total": len(plan.shards),
             "shards_skipped": skipped,
+            "stale_shards_removed": sum(plan.removed.values()),
+            "stale_shards_by_reason": plan.removed,
             "backend": config.backend,
             "generator": identity.generator,
             "gen_config_hash": identity.gen_config_hash,

@@ -50,6 +50,7 @@ class _Loaded:
     columns: st.PairColumns
     manifest: dict | None
     method: str
+    scorers: tuple[str, ...]  # pairs.scorer values: which scorer made the table's scores
 
 
 def _scan(path: Path, *, schema, columns: tuple[str, ...], what: str) -> pl.DataFrame:
@@ -84,7 +85,8 @@ def _load(pairs: Path, *, scores: Path | None) -> _Loaded:
     scale_shift = (transform.scale, transform.shift)
     columns = st.pair_columns(frame, scores=score_frame, transform=scale_shift)
     counts = manifest.model_dump(include={"rows_in", "rows_out", "dropped"}) if manifest else None
-    return _Loaded(columns, counts, transform.label())
+    scorers = tuple(frame["scorer"].drop_nulls().unique().sort())
+    return _Loaded(columns, counts, transform.label(), scorers)
 
 
 def inspect_pairs(
@@ -117,6 +119,7 @@ def inspect_pairs(
         older_arrays = st.distributions(older.columns, **weights)
         same_unit = older.columns.length_unit == current.columns.length_unit
         stats["drift"] = st.drift(arrays, older_arrays, same_length_unit=same_unit)
+        stats["drift_scorers"] = st.scorer_comparison(current.scorers, older.scorers)
     found = find_warnings(stats)
     for text in found:
         logger.info("inspect warning: %s", text)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -184,13 +184,35 @@ def _objective_table(objectives: Mapping) -> Table:
     return _rich_table(header, rows, title="Per objective")
 
 
-def _drift_table(drift: Mapping) -> Table:
-    rows = [
-        [name, _num(d["ks"], 3), _num(d["p_value"], 2), str(d["n"]), str(d["n_against"])]
-        for name, d in drift.items()
+DRIFT_HEADER = ["distribution", "quantity", "KS", "p-value", "n", "n (against)"]
+
+
+def _drift_rows(drift: Mapping, *, label: Callable[[str], str] = str) -> list[list[str]]:
+    """One row per compared distribution: its quantity (rows sharing one are monotone
+    transforms of it, with one KS between them when both tables share a transform)."""
+    return [
+        [label(n), d["quantity"], _num(d["ks"], 3), _num(d["p_value"], 2)]
+        + [str(d["n"]), str(d["n_against"])]
+        for n, d in drift.items()
     ]
-    header = ["distribution", "KS", "p-value", "n", "n (against)"]
-    return _rich_table(header, rows, title="Drift (two-sample KS)")
+
+
+def scorer_line(stats: Mapping) -> str:
+    """Which scorer scored each compared table, and whether they differ."""
+    scorers = stats.get("drift_scorers")
+    if not scorers:
+        return "scorers: not recorded"
+    current, against = (", ".join(scorers[k]) or "?" for k in ("current", "against"))
+    same = "same scorer" if scorers["same"] else "DIFFERENT scorers: score drift not comparable"
+    return f"scored by: {current} (current) · {against} (against) — {same}"
+
+
+def _drift_table(stats: Mapping) -> Table:
+    return _rich_table(
+        DRIFT_HEADER,
+        _drift_rows(stats["drift"]),
+        title=f"Drift (two-sample KS, scipy ks_2samp); {scorer_line(stats)}",
+    )
 
 
 def render_terminal(stats: Mapping, *, warnings: Sequence[str], console: Console) -> None:
@@ -201,7 +223,7 @@ def render_terminal(stats: Mapping, *, warnings: Sequence[str], console: Console
     if stats["objectives"]:
         console.print(_objective_table(stats["objectives"]))
     if stats.get("drift"):
-        console.print(_drift_table(stats["drift"]))
+        console.print(_drift_table(stats))
     if warnings:
         console.print(
             Panel("\n".join(f"• {w}" for w in warnings), title="Warnings", border_style="yellow")
@@ -300,10 +322,7 @@ def _objective_charts(stats: Mapping, objectives: pl.DataFrame) -> list[str]:
 
 
 def _drift_section(stats: Mapping, arrays: Mapping, against: Mapping, *, label: str) -> str:
-    rows = [
-        [LABELS.get(n, n), _num(d["ks"], 3), _num(d["p_value"], 2), d["n"], d["n_against"]]
-        for n, d in stats["drift"].items()
-    ]
+    rows = _drift_rows(stats["drift"], label=lambda n: LABELS.get(n, n))
     charts = [
         histogram_svg(
             {"current": arrays[n], "older": against[n]},
@@ -314,8 +333,11 @@ def _drift_section(stats: Mapping, arrays: Mapping, against: Mapping, *, label: 
     ]
     return (
         f"<section><h2>Drift against {escape(label)}</h2>"
+        f"<p class='meta scorers'>{escape(scorer_line(stats))}</p>"
         + html_table(
-            ["distribution", "KS statistic", "p-value (asymptotic)", "n", "n (against)"], rows
+            ["distribution", "quantity", "KS statistic", "p-value (scipy ks_2samp)"]
+            + ["n", "n (against)"],
+            rows,
         )
         + '<div class="grid2">'
         + "".join(_figure(c) for c in charts)

@@ -19,7 +19,9 @@ spread so it means the same on ArmoRM's 0.05–0.2 scale and on a z-scored one.
 
 `pair_statistics` returns a JSON-serializable dict with stable keys (missing values are None):
 counts, settings, distributions (each: n, mean, std, q0 q5 q25 q50 q75 q95 q100), ties,
-pairs_per_prompt, length, w_qual, madpo, c_nll, objectives, and (when compared) drift.
+pairs_per_prompt, length, w_qual, madpo, c_nll, objectives, and (when compared) drift (per
+distribution, prefsmith.inspection.drift.drift) and drift_scorers (each table's scorers,
+prefsmith.inspection.drift.scorer_comparison).
 `settings` holds the previewed parameters: eta and tau_good (Uni-DPO η, τ_good), madpo_tau,
 c_max, c_min and madpo_lam (MADPO τ, c_max, c_min, λ), and the transform.
 """
@@ -32,7 +34,7 @@ import numpy as np
 import polars as pl
 
 from prefsmith.inspection.columns import PairColumns, pair_columns
-from prefsmith.inspection.drift import DRIFT_NAMES, drift
+from prefsmith.inspection.drift import DRIFT_NAMES, drift, scorer_comparison
 from prefsmith.inspection.summary import QUANTILE_KEYS, finite_or_none, summarize
 from prefsmith.inspection.weights import madpo_weight, preview_weights, w_qual
 from prefsmith.schemas.losses import MADPOParams, UniDPOParams
@@ -48,6 +50,7 @@ __all__ = [
     "objective_statistics",
     "pair_columns",
     "pair_statistics",
+    "scorer_comparison",
     "statistics_from_columns",
     "w_qual",
 ]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from prefsmith.inspection.drift import SCORE_QUANTITIES
+
 # Warning thresholds (see the checks below).
 CONSTANT_WEIGHT_STD = 0.02
 LENGTH_CORR_MAX = 0.5
@@ -127,22 +129,50 @@ def _broken_rows(stats: Mapping) -> list[str]:
     return out
 
 
+def _drifted(d: Mapping) -> bool:
+    return d["ks"] is not None and d["ks"] > DRIFT_KS_MAX and (d["p_value"] or 0.0) < DRIFT_P_MAX
+
+
+def _scorers_differ(stats: Mapping) -> list[str]:
+    """The two compared tables were scored by different scorers: their scores, margins and
+    weights are on different scales, so a KS between them measures the scorers, not drift."""
+    scorers = stats.get("drift_scorers")
+    if not scorers or scorers["same"]:
+        return []
+    return [
+        f"compared tables were scored differently: {', '.join(scorers['current']) or '?'} vs "
+        f"{', '.join(scorers['against']) or '?'} (against); score, margin and weight drift "
+        "is not reported: rescore one table with the other's scorer to compare them"
+    ]
+
+
 def _drift(stats: Mapping) -> list[str]:
-    """A distribution moved between the two tables: KS > DRIFT_KS_MAX (0.2) and p < DRIFT_P_MAX
-    (0.01) — a rebuilt dataset that no longer looks like the one a model was tuned on."""
+    """A quantity moved between the two tables: KS > DRIFT_KS_MAX (0.2) and p < DRIFT_P_MAX
+    (0.01) — a rebuilt dataset that no longer looks like the one a model was tuned on. One
+    warning per quantity (prefsmith.inspection.drift.QUANTITY: margin_raw, margin_norm and
+    w_qual are monotone transforms of one margin), on its largest KS; none for the score
+    quantities when the tables were scored differently (`_scorers_differ` says so instead)."""
+    drift = stats.get("drift", {})
+    differ = not stats.get("drift_scorers", {"same": True})["same"]
+    by_quantity: dict[str, list[str]] = {}
+    for name, d in drift.items():
+        if _drifted(d) and not (differ and d["quantity"] in SCORE_QUANTITIES):
+            by_quantity.setdefault(d["quantity"], []).append(name)
     out = []
-    for name, d in stats.get("drift", {}).items():
-        if d["ks"] is not None and d["ks"] > DRIFT_KS_MAX and (d["p_value"] or 0.0) < DRIFT_P_MAX:
-            out.append(
-                f"drift in {name}: KS = {d['ks']:.3f} (> {DRIFT_KS_MAX}, p = {_fmt(d['p_value'], 2)})"
-            )
+    for quantity, names in by_quantity.items():
+        top = max(names, key=lambda n: drift[n]["ks"])  # first of equal KS: DRIFT_NAMES order
+        d, others = drift[top], [n for n in names if n != top]
+        also = f"; {', '.join(others)} moved with it (the same {quantity})" if others else ""
+        out.append(
+            f"drift in {top}: KS = {d['ks']:.3f} (> {DRIFT_KS_MAX}, p = {_fmt(d['p_value'], 2)}){also}"
+        )
     return out
 
 
 def warnings(stats: Mapping) -> list[str]:
     """Every warning that the statistics call for, most costly first (each check documents its
     threshold): constant weights, τ_good never/always active, length bias, near ties, few pairs,
-    broken rows, drift."""
+    broken rows, scorers that differ between compared tables, drift."""
     checks = (
         _constant_weights,
         _tau_good,
@@ -150,6 +180,7 @@ def warnings(stats: Mapping) -> list[str]:
         _near_ties,
         _few_pairs,
         _broken_rows,
+        _scorers_differ,
         _drift,
     )
     return [text for check in checks for text in check(stats)]

@@ -149,6 +149,32 @@ class NormalizationConfig(StrictModel):
     shift: float = Field(0.0, description="affine only")
 
 
+class WeightConfig(StrictModel):
+    """A per-pair weight from one numeric column of the pair, by a declared rule (no code runs):
+
+        weight = clip(scale * <column> + shift, min, max)
+
+    on the raw value (the margin before any normalization). The result is the pairs table's
+    `weight` column, which every loss honours through one weighted mean over the batch
+    (prefsmith.training.losses.reduce_loss): a pair of weight 2 counts as two copies, weight 0
+    as none. Example: `{column: margin, scale: 0.5, max: 2.0}`.
+    """
+
+    column: Literal["margin", "score_chosen", "score_rejected"] = Field(
+        "margin", description="the pair's value the weight grows with"
+    )
+    scale: float = Field(1.0, description="multiplies the column's raw value")
+    shift: float = Field(0.0, description="added after scaling")
+    min: float = Field(0.0, ge=0.0, description="lower clip (a weight is never negative)")
+    max: float | None = Field(None, gt=0.0, description="upper clip; none: no upper bound")
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> WeightConfig:
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"weight.max ({self.max}) is below weight.min ({self.min})")
+        return self
+
+
 class PairsConfig(StrictModel):
     strategy: Literal["best_vs_worst", "best_vs_random", "top_k_pairs"] = "best_vs_worst"
     top_k: int = Field(3, ge=2, description="top_k_pairs: all pairs among the k best responses")
@@ -159,3 +185,6 @@ class PairsConfig(StrictModel):
     normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
     scorer: str | None = Field(None, description="which scorer if the table has several")
     seed: int = Field(0, description="best_vs_random: the random draw")
+    weight: WeightConfig | None = Field(
+        None, description="write a per-pair `weight` column by this rule; none: every pair weighs 1"
+    )

@@ -7,17 +7,23 @@ reader (or a resumed run) sees either the whole file or none of it.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prefsmith.schemas.errors import InputError, SchemaError
+
+if TYPE_CHECKING:
+    from prefsmith.schemas.shard_plan import ShardPlan
 
 
 def check_schema(actual: pa.Schema, expected: pa.Schema, *, where: str) -> None:
@@ -55,12 +61,19 @@ def _as_arrow(data: pa.Table | pl.DataFrame | Sequence[dict], schema: pa.Schema)
 
 
 def write_table(
-    data: pa.Table | pl.DataFrame | Sequence[dict], path: str | Path, schema: pa.Schema
+    data: pa.Table | pl.DataFrame | Sequence[dict],
+    path: str | Path,
+    schema: pa.Schema,
+    *,
+    before_rename: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Write `data` conformed to `schema` as Parquet at `path`, atomically. Returns the path."""
+    """Write `data` conformed to `schema` as Parquet at `path`, atomically. Returns the path.
+
+    `before_rename(tmp)` runs on the whole written file just before it takes its name (a shard
+    plan records the shard's hash there)."""
     path = Path(path)
     table = conform(_as_arrow(data, schema), schema, where=str(path))
-    with atomic_write(path) as tmp:
+    with atomic_write(path, before_rename=before_rename) as tmp:
         pq.write_table(table, tmp, compression="zstd")
     return path
 
@@ -77,8 +90,35 @@ def _create_temporary(path: Path, suffix: str) -> Path:
         return tmp
 
 
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")  # _create_temporary's names
+
+
+def remove_stale_temporaries(folder: str | Path, *, prefix: str = "") -> int:
+    """Delete the temporary files a killed `atomic_write` left in `folder` for targets whose
+    name starts with `prefix`; returns how many.
+
+    Only for a caller that holds the writer lock of those targets: a live writer's would go too.
+    """
+    folder, removed = Path(folder), 0
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if (
+                path.name.startswith(f".{prefix}")
+                and _TEMPORARY.match(path.name)
+                and path.is_file()
+            ):
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
 @contextmanager
-def atomic_write(path: str | Path, *, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_write(
+    path: str | Path,
+    *,
+    suffix: str = ".tmp",
+    before_rename: Callable[[Path], None] | None = None,
+) -> Iterator[Path]:
     """Yield a temporary path beside `path` to write; on success fsync it and rename it to `path`.
 
     The file gets the mode a plain `open` would (0666 less the umask). Leaving the block by an
@@ -92,6 +132,8 @@ def atomic_write(path: str | Path, *, suffix: str = ".tmp") -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as written:
             os.fsync(written.fileno())
+        if before_rename is not None:
+            before_rename(tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -109,8 +151,9 @@ def write_text(text: str, path: str | Path) -> Path:
 def read_table(path: str | Path, schema: pa.Schema) -> pa.Table:
     """Read a Parquet file or a folder of shards, check it against `schema`, return those columns.
 
-    A folder is read as the concatenation of its `*.parquet` files in name order (hidden
-    temporary files from an interrupted write are ignored).
+    A folder is read as the concatenation of its shards (`shard_files`: the ones its plan lists,
+    in plan order; without a plan, its `*.parquet` files in name order; hidden temporary files
+    from an interrupted write are never read).
     """
     files = shard_files(path)
     if not files:
@@ -129,10 +172,18 @@ def read_frame(path: str | Path, schema: pa.Schema) -> pl.DataFrame:
 
 
 def shard_files(path: str | Path) -> list[Path]:
+    """The Parquet files of a table: the file itself, the shards a folder's plan lists
+    (prefsmith.schemas.shard_plan: never an extra or stale file beside them), or, in a folder
+    made outside prefsmith's sharded stages (no plan.json), its `*.parquet` files by name."""
+    from prefsmith.schemas.shard_plan import planned_files
+
     path = Path(path)
     if path.is_file():
         return [path]
     if path.is_dir():
+        planned = planned_files(path)
+        if planned is not None:
+            return planned
         return sorted(p for p in path.glob("*.parquet") if not p.name.startswith("."))
     return []
 
@@ -150,12 +201,15 @@ def run_shards(
     progress: Callable[[int], None] | None = None,
     only: Collection[int] | None = None,
     workers: int = 1,
+    plan: ShardPlan | None = None,
 ) -> tuple[list[Path], int]:
-    """Run `work(index, shard)` for each shard whose output file is missing; write it atomically.
+    """Run `work(index, shard)` for each shard not yet done; write it atomically.
 
     Returns (all shard paths in order, number of shards skipped because they were already done).
     A killed run leaves only complete shard files, so running again finishes exactly the rest.
-    `only` restricts the work to those shard indices (one mapped task's part of a stage; the
+    With a `plan` (prefsmith.schemas.shard_plan; what the stages pass, after `settle_plan`) a
+    shard is done only when its done record matches the plan and its bytes, and each written
+    shard is recorded; without one, a shard is done when its file exists. `only` restricts the work to those shard indices (one mapped task's part of a stage; the
     paths returned are still all of them). `workers > 1` runs that many shards at once in
     threads, for work that waits on something else (servers): each shard is still written whole.
     """
@@ -165,14 +219,21 @@ def run_shards(
     wanted = range(len(shards)) if only is None else sorted(set(only))
     if any(not 0 <= index < len(shards) for index in wanted):
         raise ValueError(f"shard indices {list(wanted)} outside 0..{len(shards) - 1}")
-    pending = [index for index in wanted if not paths[index].exists()]
+    if plan is not None and (
+        plan.folder.resolve() != out_dir.resolve() or len(plan.inputs) != len(shards)
+    ):
+        raise ValueError(f"the plan of {plan.folder} is not of these {len(shards)} shards")
+    done = (lambda i: paths[i].exists()) if plan is None else plan.is_done
+    pending = [index for index in wanted if not done(index)]
     skipped = len(wanted) - len(pending)
     if progress is not None:
         progress(sum(len(shards[index]) for index in wanted if index not in pending))
 
     def run_one(index: int) -> None:
         rows = work(index, shards[index])
-        write_table(rows if isinstance(rows, pa.Table) else list(rows), paths[index], schema)
+        record = None if plan is None else partial(plan.record, index)
+        table = rows if isinstance(rows, pa.Table) else list(rows)
+        write_table(table, paths[index], schema, before_rename=record)
         if progress is not None:
             progress(len(shards[index]))
 

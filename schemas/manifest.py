@@ -72,6 +72,11 @@ class Manifest(BaseModel):
     config: dict[str, Any]
     inputs: list[InputRef]
     outputs: dict[str, str] = Field(description="output table name -> path")
+    output_sha256: dict[str, str] = Field(
+        default_factory=dict,
+        description="output name -> content hash when written (output_hash); what "
+        "unverified_reason checks before a cache hit or a resume trusts the outputs",
+    )
     rows_in: int
     rows_out: int
     dropped: dict[str, int] = Field(default_factory=dict, description="reason -> count")
@@ -100,10 +105,14 @@ class Manifest(BaseModel):
         return self
 
     def write(self, path: str | Path) -> Path:
-        """Write the manifest as indented JSON at `path`, atomically; return the path."""
+        """Write the manifest as indented JSON at `path`, atomically; return the path. The
+        outputs' content hashes are recorded here (after the outputs, before the manifest that
+        says they are complete)."""
         path = Path(path)
+        hashes = self.output_sha256 or output_hashes(self.outputs)
+        text = self.model_copy(update={"output_sha256": hashes}).model_dump_json(indent=2)
         with atomic_write(path) as tmp:
-            tmp.write_text(self.model_dump_json(indent=2), encoding="utf-8")
+            tmp.write_text(text, encoding="utf-8")
         return path
 
     @classmethod
@@ -160,6 +169,77 @@ def input_ref(path: str | Path) -> InputRef:
             path=str(path), sha256=content_hash([file_sha256(str(f)) for f in shard_files(path)])
         )
     return InputRef(path=str(path))
+
+
+def output_hash(path: str | Path) -> str | None:
+    """Content hash of one output: a file's sha256; for a folder of table shards, the hash of its
+    shards' (the plan's, schemas.io.shard_files); for another folder (a checkpoint), of its model
+    files' (schemas.ids.model_file_hashes); None when it does not exist."""
+    from prefsmith.schemas.ids import cached_file_sha256, content_hash, model_file_hashes
+    from prefsmith.schemas.io import shard_files
+
+    path = Path(path)
+    if path.is_file():
+        return cached_file_sha256(path)
+    if not path.is_dir():
+        return None
+    shards = shard_files(path)
+    if shards:
+        return content_hash([cached_file_sha256(f) for f in shards])
+    return content_hash(model_file_hashes(path))
+
+
+def output_hashes(outputs: Mapping[str, str]) -> dict[str, str]:
+    """{name: output_hash} of the outputs that exist."""
+    hashes = {name: output_hash(path) for name, path in outputs.items() if path is not None}
+    return {name: sha for name, sha in hashes.items() if sha is not None}
+
+
+def _output_problem(manifest: Manifest) -> str | None:
+    if not manifest.output_sha256:
+        return "its manifest records no output hashes (written by an older prefsmith)"
+    for name, recorded in sorted(manifest.output_sha256.items()):
+        path = manifest.outputs.get(name)
+        try:
+            actual = None if path is None else output_hash(path)
+        except InputError as error:  # a planned shard is missing
+            return str(error)
+        if actual is None:
+            return f"{name} ({path}) is missing"
+        if actual != recorded:
+            return f"{name} ({path}) changed since its manifest was written"
+    return None
+
+
+def unverified_reason(
+    manifest_file: str | Path,
+    *,
+    config: BaseModel | None = None,
+    inputs: Inputs | None = None,
+) -> str | None:
+    """Why the outputs a manifest describes cannot be trusted as a finished stage, or None.
+
+    A stage is complete when its manifest says so (it exists and reads) and every output it
+    names exists with the recorded hash; given `config` and `inputs`, the manifest must also be
+    of that config (its JSON dump) and of inputs with those content hashes. A cache hit checks
+    exactly this before it reuses a stage's outputs (prefsmith.flows.tasks).
+    """
+    path = Path(manifest_file)
+    if not path.is_file():
+        return f"no manifest at {path}"
+    try:
+        manifest = Manifest.read(path)
+    except (ValidationError, ValueError, OSError) as error:
+        return f"cannot read {path} ({type(error).__name__})"
+    problem = _output_problem(manifest)
+    if problem is None and config is not None:
+        if manifest.config != json.loads(config.model_dump_json()):
+            problem = f"{path} was written with another config"
+    if problem is None and inputs is not None:
+        wanted = sorted(str(input_ref(p).sha256) for p in inputs.values() if p is not None)
+        if wanted != sorted(str(ref.sha256) for ref in manifest.inputs):
+            problem = f"{path} was written from other inputs"
+    return problem
 
 
 def count_reasons(reasons: list[str]) -> dict[str, int]:

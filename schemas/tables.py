@@ -87,6 +87,19 @@ REFERENCE_COLUMNS = pa.schema(
 )
 PAIRS_WITH_REFERENCE = pa.schema(list(PAIRS) + list(REFERENCE_COLUMNS))
 
+# Optional in a pairs table: the pair's share of its batch's loss (prefsmith.training.losses.
+# reduce_loss). Absent means every pair weighs 1; present, every value must be finite and >= 0.
+# Written by `pairs` and `import` when their config asks (a `weight:` rule or a mapped column) or
+# by the user; `reference` carries it on.
+WEIGHT = pa.field("weight", pa.float64())
+
+
+def pairs_schema(columns, *, reference: bool) -> pa.Schema:
+    """PAIRS (or PAIRS_WITH_REFERENCE), plus WEIGHT when `columns` (a file's names) has it."""
+    schema = PAIRS_WITH_REFERENCE if reference else PAIRS
+    return schema.append(WEIGHT) if WEIGHT.name in columns else schema
+
+
 QUARANTINE = pa.schema(
     [
         ("stage", pa.string()),

@@ -19,9 +19,11 @@ rows_in == rows_out + sum(dropped).
 Resume: shards are consecutive `shard_size` slices of the responses in response_id order, so a
 shard's content does not depend on the run. Each shard writes its quarantine rows to
 `scores.quarantine/shard-xxxxx.parquet` *before* its score shard is renamed into place, so a
-finished score shard always has its quarantine partner and a resumed run counts every row. A score
-shard without its partner is redone. A run key (config, input hashes, model file sizes/mtimes) is
-stored beside the shards; when it changes, the old shards are stale and are removed first.
+finished score shard always has its quarantine partner and a resumed run counts every row. The
+shard plan (prefsmith.schemas.shard_plan: `scores/plan.json`, keyed on the config, the input
+hashes and the model revision) says which shards a resume may reuse: a score shard whose bytes or
+partner no longer match its done record is redone; shards of another key, beyond the plan or in
+a folder without a plan are removed first, with a logged reason.
 """
 
 from __future__ import annotations
@@ -55,13 +57,13 @@ from prefsmith.schemas.manifest import (
     manifest_path,
 )
 from prefsmith.schemas.quarantine import Rejected, write_quarantine
+from prefsmith.schemas.shard_plan import ShardPlan, settle_plan
 from prefsmith.schemas.tables import PROMPTS, QUARANTINE, RESPONSES, SCORES
 from prefsmith.scoring.batching import Outcome, Scored, ScoreRequest
 
 logger = logging.getLogger(__name__)
 
 STAGE = "score"
-RUN_KEY_FILE = "_run_key.json"  # not *.parquet, so table readers ignore it
 
 
 class Scorer(Protocol):
@@ -234,33 +236,6 @@ def model_stamp(config: ScoreConfig) -> str:
     return model_revision(config.model, revision=config.revision)
 
 
-def prepare_shard_dirs(scores_dir: Path, quarantine_dir: Path, *, key: str) -> int:
-    """Remove stale shards (another run key) and score shards lacking their quarantine partner.
-
-    Returns how many score shards were removed.
-    """
-    scores_dir.mkdir(parents=True, exist_ok=True)
-    quarantine_dir.mkdir(parents=True, exist_ok=True)
-    key_file = scores_dir / RUN_KEY_FILE
-    stale = not key_file.exists() or json.loads(key_file.read_text()).get("key") != key
-    removed = 0
-    for path in sorted(scores_dir.glob("shard-*.parquet")):
-        if stale or not (quarantine_dir / path.name).exists():
-            path.unlink()
-            removed += 1
-    if stale:
-        for path in quarantine_dir.glob("shard-*.parquet"):
-            path.unlink()
-        if removed:
-            logger.warning(
-                "score: removed %d stale shards from %s (config/inputs changed)",
-                removed,
-                scores_dir,
-            )
-    key_file.write_text(json.dumps({"key": key}))
-    return removed
-
-
 @dataclass(frozen=True)
 class ScorePlan:
     """The joined responses cut into shards, the shard folders prepared for this run key."""
@@ -268,11 +243,15 @@ class ScorePlan:
     joined: pl.DataFrame
     shards: list[pl.DataFrame]
     refs: list
-    removed: int
+    stored: ShardPlan  # plan.json: the shards a resume may reuse (prefsmith.schemas.shard_plan)
+    removed: dict[str, int]  # shards settle_plan removed from the folder, by reason
 
 
-def make_plan(inputs: Inputs, *, config: ScoreConfig, out_dir: Path) -> ScorePlan:
-    """Join responses to prompts, cut shards, and clear shards of an older config."""
+def make_plan(
+    inputs: Inputs, *, config: ScoreConfig, out_dir: Path, only: list[int] | None = None
+) -> ScorePlan:
+    """Join responses to prompts, cut shards, and settle the shard folder for this plan (clear
+    what it does not vouch for; `only`: a mapped part's shards, the ones it checks)."""
     responses, prompts = input_path(inputs, "responses"), input_path(inputs, "prompts")
     check_scorer(config)
     joined = join_responses(read_frame(responses, RESPONSES), read_frame(prompts, PROMPTS))
@@ -282,10 +261,12 @@ def make_plan(inputs: Inputs, *, config: ScoreConfig, out_dir: Path) -> ScorePla
         [config.model_dump(mode="json"), [r.sha256 for r in refs], model_stamp(config)]
     )
     out_dir = Path(out_dir)
+    hashes = tuple(content_hash(s.select("response_id", "response").rows()) for s in shards)
+    stored = ShardPlan(out_dir / "scores", key, hashes, partner=out_dir / "scores.quarantine")
     # Read-then-write: a shard part (not holding the stage lock) must not race another writer.
     with folder_lock(out_dir, STAGE, wait_s=window_wait_s()):
-        removed = prepare_shard_dirs(out_dir / "scores", out_dir / "scores.quarantine", key=key)
-    return ScorePlan(joined, shards, refs, removed)
+        removed = settle_plan(stored, only=only)
+    return ScorePlan(joined, shards, refs, stored, removed)
 
 
 def run_plan(
@@ -303,7 +284,13 @@ def run_plan(
     try:
         with tqdm(total=total, unit="response", desc="score", disable=None) as bar:
             return run_shards(
-                plan.shards, Path(out_dir) / "scores", work, SCORES, progress=bar.update, only=only
+                plan.shards,
+                Path(out_dir) / "scores",
+                work,
+                SCORES,
+                progress=bar.update,
+                only=only,
+                plan=plan.stored,
             )
     finally:
         scorer.close()
@@ -311,8 +298,7 @@ def run_plan(
 
 def shard_plan(inputs: Inputs, *, config: ScoreConfig, out_dir: Path) -> list[str]:
     """One content hash per shard (response ids and texts): the cache keys of mapped tasks."""
-    plan = make_plan(inputs, config=config, out_dir=out_dir)
-    return [content_hash(shard.select("response_id", "response").rows()) for shard in plan.shards]
+    return list(make_plan(inputs, config=config, out_dir=out_dir).stored.inputs)
 
 
 def score_shards(
@@ -320,7 +306,7 @@ def score_shards(
 ) -> list[str]:
     """Score only the shards `shards` (a mapped task's part); `score` afterwards writes the
     manifest without loading the scorer."""
-    plan = make_plan(inputs, config=config, out_dir=out_dir)
+    plan = make_plan(inputs, config=config, out_dir=out_dir, only=shards)
     paths, _ = run_plan(plan, config=config, out_dir=out_dir, only=shards)
     return [str(paths[index]) for index in shards]
 
@@ -342,7 +328,8 @@ def _score(inputs: Inputs, *, config: ScoreConfig, out_dir: Path) -> StageResult
         "scorer": scorer_name(config),
         "shards": len(paths),
         "shards_skipped": skipped,
-        "stale_shards_removed": plan.removed,
+        "stale_shards_removed": sum(plan.removed.values()),
+        "stale_shards_by_reason": plan.removed,
     }
     return _finish(
         Path(out_dir),

@@ -13,8 +13,9 @@ sequence alone):
   its sibling's length: fewer tokens through the model (about 20% for 64-token prompts and
   100-token responses). It needs an attention that takes a 4D mask (eager, sdpa).
 
-Per-pair tensors ride along: reference log-probs and scores, the scores normalized as the pairs
-manifest declares (its `score_transform`, `normalized = scale * score + shift`, read by
+Per-pair tensors ride along: reference log-probs, the pair's weight (the pairs table's `weight`
+column, 1 when it has none; see prefsmith.training.losses.reduce_loss) and scores, the scores
+normalized as the pairs manifest declares (its `score_transform`, `normalized = scale * score + shift`, read by
 prefsmith.schemas.manifest.read_score_transform) before any loss turns them into weights.
 
 | key                | concatenated | shared_prompt   | meaning                                    |
@@ -29,6 +30,7 @@ prefsmith.schemas.manifest.read_score_transform) before any loss turns them into
 | ref_rejected_logps | (B,)         | (B,)            |                                            |
 | score_chosen       | (B,)         | (B,)            | normalized score (float32), if present     |
 | score_rejected     | (B,)         | (B,)            |                                            |
+| weight             | (B,)         | (B,)            | per-pair weight (float32; 1 without a `weight` column) |
 """
 
 from __future__ import annotations
@@ -43,7 +45,13 @@ import torch
 from prefsmith.schemas.contracts import ScoreTransform
 from prefsmith.training.render import RenderedPair
 
-PER_PAIR_KEYS = ("ref_chosen_logps", "ref_rejected_logps", "score_chosen", "score_rejected")
+PER_PAIR_KEYS = (
+    "ref_chosen_logps",
+    "ref_rejected_logps",
+    "score_chosen",
+    "score_rejected",
+    "weight",
+)
 Layout = Literal["concatenated", "shared_prompt"]
 PROMPT, CHOSEN, REJECTED, PAD = 0, 1, 2, 3  # segment ids of the shared_prompt layout
 
@@ -64,12 +72,14 @@ def pair_example(
     reference: bool,
     layout: Layout = "concatenated",
 ) -> dict[str, Any]:
-    """One dataset item: ids, length (for length-grouped batching) and the per-pair values."""
+    """One dataset item: ids, length (for length-grouped batching) and the per-pair values.
+    The weight is the row's `weight` (checked by prefsmith.schemas.weights), 1.0 without one."""
     example: dict[str, Any] = {
         "prompt_ids": rendered.prompt_ids,
         "chosen_ids": rendered.chosen_ids,
         "rejected_ids": rendered.rejected_ids,
         "length": pair_length(rendered, layout=layout),
+        "weight": float(row.get("weight", 1.0)),
     }
     if reference:
         example["ref_chosen_logps"] = float(row["ref_logp_chosen"])

@@ -12,7 +12,8 @@ Notation: ``lw, ll`` summed policy log-probs of the chosen / rejected completion
 same under the reference, ``Lw, Ll`` completion token counts, ``aw = lw/Lw`` (likewise ``al, arw,
 arl``) per-token means, ``S_w, S_l`` normalized scorer scores, ``σ`` the sigmoid, ``sg`` stop-grad.
 
-Metrics: each is a detached 0-d tensor, the mean over the ``B`` pairs of the batch, log-probs
+Metrics: each is a detached 0-d tensor, the plain (unweighted) mean over the ``B`` pairs of the
+batch (the pairs' ``weight`` enters the loss only, in :func:`reduce_loss`), log-probs
 in nats; under :func:`combined_loss` with several terms each name gets the prefix ``"<loss>/"``.
 
     rewards/chosen           β(lw − rw), in β·nats per sequence (dpo, ipo, unidpo, madpo,
@@ -316,12 +317,16 @@ def needs_scores(name: str) -> bool:
 def reduce_loss(per_pair: Tensor, *, weights: Tensor | None = None) -> Tensor:
     """Average per-pair losses into the scalar to minimize: the one reduction in prefsmith.
 
-    With ``weights`` (shape ``(B,)``, non-negative, not all zero) the result is the weighted
-    mean ``Σ_i w_i·ℓ_i / Σ_i w_i`` over the pairs of this batch: a weight sets its pair's share
-    of the batch, the weights' overall scale cancels, and all-ones weights give the plain mean.
-    Weights are cast to the loss dtype and used as given (one that carries gradient passes it
-    on). The mean is per batch, so with gradient accumulation each micro-batch is normalized
-    by its own weight sum. Values are not checked here (that would sync the device).
+    With ``weights`` (shape ``(B,)``, non-negative: the pairs table's ``weight`` column) the
+    result is the weighted mean ``Σ_i w_i·ℓ_i / Σ_i w_i`` over the pairs of this batch: a weight
+    sets its pair's share of the batch, the weights' overall scale cancels, all-ones weights give
+    the plain mean, a weight-0 pair contributes nothing (loss and gradient equal those of the
+    batch without it) and a weight-2 pair counts as two copies of it. A batch whose weights are
+    all zero gives 0 and no gradient (never 0/0); a table whose weights are all zero is refused
+    before training (prefsmith.schemas.weights). Weights are cast to the loss dtype and used as
+    given (one that carries gradient passes it on). The mean is per batch, so with gradient
+    accumulation each micro-batch is normalized by its own weight sum. Values are not checked
+    here (that would sync the device): the pairs are checked when they are read.
 
     Args:
         per_pair: ``(B,)`` losses from a registered loss or :func:`combined_loss`.
@@ -338,7 +343,8 @@ def reduce_loss(per_pair: Tensor, *, weights: Tensor | None = None) -> Tensor:
             f"{tuple(per_pair.shape)}; pass one weight per pair"
         )
     weights = weights.to(per_pair.dtype)  # (B,)
-    return (weights * per_pair).sum() / weights.sum()
+    total = weights.sum().clamp_min(torch.finfo(per_pair.dtype).tiny)  # 0-d, > 0
+    return (weights * per_pair).sum() / total
 
 
 def combined_loss(

@@ -28,6 +28,8 @@ class PairBatch:
         ref_rejected_logps: ``rl`` under the frozen reference; ``None`` for reference-free losses.
         score_chosen: ``S_w``, scorer score after normalization; ``None`` if no loss uses it.
         score_rejected: ``S_l``, the same for the rejected response.
+        weight: the pair's share of the batch mean (the pairs table's `weight` column), read by
+            :func:`prefsmith.training.losses.reduce_loss` only, never by a loss; ``None``: all 1.
     """
 
     policy_chosen_logps: Tensor
@@ -38,6 +40,7 @@ class PairBatch:
     ref_rejected_logps: Tensor | None = None
     score_chosen: Tensor | None = None
     score_rejected: Tensor | None = None
+    weight: Tensor | None = None
 
     def __post_init__(self) -> None:
         shape = tuple(self.policy_chosen_logps.shape)

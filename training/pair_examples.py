@@ -9,7 +9,13 @@ reference token counts must equal the policy's rendering (`check_reference_token
 
 A pair whose chosen text equals its rejected text (possible only in a pairs table made outside
 the pairs stage, which merges identical texts) carries no preference and would train on a zero
-margin: it is quarantined as `identical_pair`.
+margin: it is quarantined as `identical_pair` (here and in the reference pass). A table with a
+`weight` column (prefsmith.schemas.tables.WEIGHT) has each value checked
+(prefsmith.schemas.weights): a missing, non-finite or negative weight quarantines its pair as
+`invalid_weight`, and weights that are all zero stop the stage.
+
+The input must be Parquet: a CSV, a JSONL file, other bytes or a truncated file stop with one
+line naming the file (prefsmith.schemas.parquet_files), never a pyarrow traceback.
 """
 
 from __future__ import annotations
@@ -21,28 +27,91 @@ from prefsmith.schemas.contracts import TokenLengths
 from prefsmith.schemas.errors import InputError
 from prefsmith.schemas.io import read_table, shard_files
 from prefsmith.schemas.manifest import check_reference_lengths, read_score_transform
+from prefsmith.schemas.parquet_files import parquet_schema
 from prefsmith.schemas.quarantine import Rejected
-from prefsmith.schemas.tables import PAIRS, PAIRS_WITH_REFERENCE
+from prefsmith.schemas.tables import PAIRS_WITH_REFERENCE, pairs_schema
 from prefsmith.schemas.train_configs import TrainConfig
+from prefsmith.schemas.weights import INVALID_WEIGHT, check_some_weight, weight_problem
+
+NOT_PARQUET_FIX = (
+    "pass a pairs table in Parquet, as `prefsmith pairs` or `prefsmith import` write it "
+    "(`prefsmith import` reads JSONL and CSV pairs)"
+)
+
+
+def pairs_columns(pairs: Path) -> list[str]:
+    """The column names of the pairs table at `pairs` (a file or shard folder), after checking
+    that each of its files is whole Parquet; stops with one line otherwise."""
+    files = shard_files(pairs)
+    if not files:
+        raise InputError(f"pairs table not found: {pairs}")
+    schemas = [parquet_schema(f, what="pairs table", fix=NOT_PARQUET_FIX) for f in files]
+    return schemas[0].names
+
+
+def read_pair_rows(pairs: Path, *, columns: list[str], reference: bool) -> list[dict[str, Any]]:
+    """The rows of the pairs table in `pairs_schema(columns)` (its `weight` column kept); a data
+    page pyarrow cannot decode stops with one line."""
+    import pyarrow as pa
+
+    try:
+        table = read_table(pairs, pairs_schema(columns, reference=reference))
+    except (pa.ArrowException, OSError) as error:
+        reason = str(error).splitlines()[0]
+        message = f"pairs table {pairs}: cannot read it ({reason}); {NOT_PARQUET_FIX}"
+        raise InputError(message) from error
+    return table.to_pylist()
 
 
 def read_pairs(pairs: Path, *, config: TrainConfig) -> tuple[list[dict[str, Any]], bool]:
     """The pair rows, and whether they carry reference columns. Stops when a loss needs reference
     log-probs the table lacks, or when its reference pass used other lengths than `config`."""
-    import pyarrow.parquet as pq
-
     from prefsmith.training.guards import check_reference_columns
 
-    files = shard_files(pairs)
-    if not files:
-        raise InputError(f"pairs table not found: {pairs}")
-    columns = pq.read_schema(files[0]).names
+    columns = pairs_columns(pairs)
     check_reference_columns(columns, terms=config.terms())
     has_reference = set(PAIRS_WITH_REFERENCE.names) <= set(columns)
     if has_reference:
         check_reference_lengths(pairs, expected=TokenLengths.of(config))
-    table = read_table(pairs, PAIRS_WITH_REFERENCE if has_reference else PAIRS)
-    return table.to_pylist(), has_reference
+    rows = read_pair_rows(pairs, columns=columns, reference=has_reference)
+    check_some_weight(
+        [r["weight"] for r in rows if "weight" in r and not weight_problem(r["weight"])],
+        where=f"pairs table {pairs}",
+    )
+    return rows, has_reference
+
+
+def identical_pair(row: dict[str, Any]) -> Rejected | None:
+    """The quarantine record of a pair whose chosen text equals its rejected text, else None."""
+    if row["chosen"] != row["rejected"]:
+        return None
+    detail = "chosen and rejected are the same text: no preference to learn"
+    return Rejected(str(row["pair_id"]), "identical_pair", detail)
+
+
+def without_identical(rows, rendered: list) -> tuple[list, list[Rejected]]:
+    """`rendered` with None for the identical pairs of `rows`, and their quarantine records."""
+    marks = [
+        identical_pair(row) if pair is not None else None
+        for row, pair in zip(rows, rendered, strict=True)
+    ]
+    kept = [None if mark else pair for pair, mark in zip(rendered, marks, strict=True)]
+    return kept, [mark for mark in marks if mark is not None]
+
+
+def row_problem(row: dict[str, Any], *, reference: bool, scores: bool) -> Rejected | None:
+    """Why a rendered pair cannot be trained on (identical texts, an invalid weight, a value
+    its loss reads missing), as its quarantine record, or None."""
+    from prefsmith.training.collate import missing_values
+
+    if (identical := identical_pair(row)) is not None:
+        return identical
+    if "weight" in row and (problem := weight_problem(row["weight"])):
+        return Rejected(str(row["pair_id"]), INVALID_WEIGHT, problem)
+    if reason := missing_values(row, reference=reference, scores=scores):
+        detail = f"a loss term reads {reason.removeprefix('missing_')} values the row lacks"
+        return Rejected(str(row["pair_id"]), reason, detail)
+    return None
 
 
 def _reference_mismatch(row: dict[str, Any], pair) -> str | None:
@@ -56,7 +125,8 @@ def _reference_mismatch(row: dict[str, Any], pair) -> str | None:
 
 def build_examples(rows, *, tokenizer, config: TrainConfig, pairs: Path, has_reference: bool):
     """Render, filter and normalize pairs: (examples, rejected)."""
-    from prefsmith.training.collate import missing_values, pair_example
+    from prefsmith.generation.turn_end import end_of_turn_ids
+    from prefsmith.training.collate import pair_example
     from prefsmith.training.guards import check_reference_tokens
     from prefsmith.training.losses import needs_reference, needs_scores
     from prefsmith.training.render import render_pairs
@@ -67,6 +137,7 @@ def build_examples(rows, *, tokenizer, config: TrainConfig, pairs: Path, has_ref
     rendered, rejected = render_pairs(
         rows,
         tokenizer=tokenizer,
+        end_ids=end_of_turn_ids(config.policy, tokenizer),
         max_length=config.max_length,
         max_prompt_length=config.max_prompt_length,
     )
@@ -74,12 +145,8 @@ def build_examples(rows, *, tokenizer, config: TrainConfig, pairs: Path, has_ref
     for row, pair in zip(rows, rendered, strict=True):
         if pair is None:
             continue
-        if row["chosen"] == row["rejected"]:
-            detail = "chosen and rejected are the same text: no preference to learn"
-            rejected.append(Rejected(str(row["pair_id"]), "identical_pair", detail))
-        elif reason := missing_values(row, reference=use_ref, scores=use_scores):
-            detail = f"a loss term reads {reason.removeprefix('missing_')} values the row lacks"
-            rejected.append(Rejected(str(row["pair_id"]), reason, detail))
+        if problem := row_problem(row, reference=use_ref, scores=use_scores):
+            rejected.append(problem)
         elif use_ref and (mismatch := _reference_mismatch(row, pair)):
             mismatches.append(mismatch)
         else:
@@ -89,4 +156,5 @@ def build_examples(rows, *, tokenizer, config: TrainConfig, pairs: Path, has_ref
                 )
             )
     check_reference_tokens(len(mismatches), total=len(rows), example=next(iter(mismatches), ""))
+    check_some_weight([e["weight"] for e in examples], where=f"pairs table {pairs}")
     return examples, rejected

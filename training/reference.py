@@ -18,7 +18,10 @@ model revision, chat template hash, max_length, max_prompt_length, dtype): a sec
 same key reuses the existing output without loading the model (manifest `extra.reused: true`).
 The manifest declares the lengths (`lengths`, which the trainer checks against its own) and
 carries the pairs manifest's `score_transform` (prefsmith.schemas.manifest.read_score_transform).
-Quarantine reasons: template_error, prompt_too_long, empty_completion, nonfinite_ref_logp.
+Quarantine reasons: template_error, prompt_too_long, empty_completion, identical_pair (chosen
+text == rejected text, as train quarantines it: prefsmith.training.pair_examples), nonfinite_ref_logp.
+A `weight` column of the input is carried to the output. Input that is not Parquet (a CSV, JSONL,
+other bytes, a truncated file) stops with one line naming the file.
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from prefsmith.generation.turn_end import end_of_turn_ids
 from prefsmith.schemas.contracts import ScoreTransform, TokenLengths
 from prefsmith.schemas.errors import InputError
 from prefsmith.schemas.ids import content_hash, file_sha256, model_revision
-from prefsmith.schemas.io import read_table, write_table
+from prefsmith.schemas.io import write_table
 from prefsmith.schemas.manifest import (
     Inputs,
     Manifest,
@@ -45,9 +49,10 @@ from prefsmith.schemas.manifest import (
     read_score_transform,
 )
 from prefsmith.schemas.quarantine import Rejected, write_quarantine
-from prefsmith.schemas.tables import PAIRS, PAIRS_WITH_REFERENCE
+from prefsmith.schemas.tables import pairs_schema
 from prefsmith.schemas.train_configs import ReferenceConfig
 from prefsmith.scoring.batching import token_budget_batches
+from prefsmith.training.pair_examples import pairs_columns, read_pair_rows, without_identical
 from prefsmith.training.render import RenderedPair, render_pairs, template_hash
 
 logger = logging.getLogger(__name__)
@@ -69,6 +74,7 @@ def cache_key(pairs: Path, *, config: ReferenceConfig, tokenizer) -> dict[str, A
         "pairs_sha256": input_ref(pairs).sha256,
         "model_revision": reference_revision(config),
         "template_hash": template_hash(tokenizer),
+        "end_of_turn_ids": list(end_of_turn_ids(config.model, tokenizer)),
         "max_length": config.max_length,
         "max_prompt_length": config.max_prompt_length,
         "dtype": config.dtype,
@@ -181,7 +187,8 @@ def _rows_out(rows, rendered, values, *, ref_model: str) -> tuple[list[dict], li
 def _write(
     pairs: Path, out_dir: Path, rows, out_rows, rejected, *, config, extra, transform, start
 ) -> StageResult:
-    output = write_table(out_rows, out_dir / OUTPUT_NAME, PAIRS_WITH_REFERENCE)
+    schema = pairs_schema(rows[0] if rows else {}, reference=True)  # keeps a `weight` column
+    output = write_table(out_rows, out_dir / OUTPUT_NAME, schema)
     quarantine = write_quarantine(rejected, out_dir / QUARANTINE_NAME, stage="reference")
     extra = {**extra, "reused": False, "output_sha256": file_sha256(str(output))}
     manifest = Manifest(
@@ -216,19 +223,22 @@ def reference_pass(inputs: Inputs, *, config: ReferenceConfig, out_dir: str | Pa
     pairs, out_dir = input_path(inputs, "pairs"), Path(out_dir)
     if not pairs.exists():
         raise InputError(f"pairs table not found: {pairs}")
+    columns = pairs_columns(pairs)  # whole Parquet files, checked before any model loads
     transform = read_score_transform(pairs)  # carried on; read first: a bad manifest stops here
     remote = config.trust_remote_code
     tokenizer = AutoTokenizer.from_pretrained(config.model, trust_remote_code=remote)
     key = cache_key(pairs, config=config, tokenizer=tokenizer)
     if (reused := _reuse(out_dir, key, transform=transform, start=start)) is not None:
         return reused
-    rows = read_table(pairs, PAIRS).to_pylist()
+    rows = read_pair_rows(pairs, columns=columns, reference=False)
     rendered, rejected = render_pairs(
         rows,
         tokenizer=tokenizer,
+        end_ids=key["end_of_turn_ids"],
         max_length=config.max_length,
         max_prompt_length=config.max_prompt_length,
     )
+    rendered, identical = without_identical(rows, rendered)
     model = load_reference_model(config)
     check_tokenizer_model(tokenizer, model.config, model_name=config.model)
     pad_id = (
@@ -244,7 +254,7 @@ def reference_pass(inputs: Inputs, *, config: ReferenceConfig, out_dir: str | Pa
         out_dir,
         rows,
         out_rows,
-        rejected + nonfinite,
+        rejected + identical + nonfinite,
         config=config,
         extra=extra,
         transform=transform,

@@ -5,9 +5,13 @@ pass and the trainer, so the reference log-probs and the policy's are over the s
   special tokens (the template writes its own BOS; a tokenizer whose post-processor also adds one
   would give a double BOS, which is collapsed).
 - completion ids: the ids of the whole conversation (`messages` + the assistant `response`) after
-  the prompt prefix, up to and including the first EOS the template writes after the response;
-  what a template adds after that EOS (e.g. a newline) is not trained. A template that writes
-  no EOS gets one appended: the model must learn to stop.
+  the prompt's, up to and including the first end-of-turn token (`generation.turn_end`: the
+  generation config's EOS list, then the tokenizer's), the token generation stops on; what a
+  template writes after it (a newline, a trailing EOS) is never generated, so never trained. A
+  template that writes no end of turn gets the tokenizer's EOS appended: the model must stop.
+- a row whose prompt, rendered alone, is not a text prefix of the rendered conversation (a
+  template that is not prefix-stable) is quarantined as `template_not_prefix_stable`; generation
+  refuses the same prompts (`generation.render`), so what was sampled is what is trained.
 - truncation, only if prompt + longest completion > max_length: the prompt is cut from the LEFT
   to max_prompt_length (its first token, usually BOS, is kept), then each completion from the
   right to what is left. Chosen and rejected keep the same prompt.
@@ -22,7 +26,7 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from prefsmith.schemas.errors import StageError
+from prefsmith.generation.turn_end import closing_token, cut_at_turn_end
 from prefsmith.schemas.quarantine import Rejected
 
 
@@ -56,22 +60,6 @@ def _chat_text(tokenizer, messages: Sequence[Mapping[str, str]], *, generation_p
     )
 
 
-def completion_after(
-    prompt_ids: list[int], full_ids: list[int], *, eos_id: int, template: str
-) -> list[int]:
-    """The completion part of `full_ids`: after the prompt prefix, up to and including EOS."""
-    if full_ids[: len(prompt_ids)] != prompt_ids:
-        raise StageError(
-            f"chat template {template!r}: the rendered prompt (add_generation_prompt=True) is not "
-            "a token prefix of the rendered conversation; use a template that renders the prompt "
-            "the same way in both cases"
-        )
-    completion = full_ids[len(prompt_ids) :]
-    if eos_id in completion:
-        return completion[: completion.index(eos_id) + 1]
-    return [*completion, eos_id]
-
-
 def truncate(
     prompt: list[int], completions: Sequence[list[int]], *, max_length: int, max_prompt_length: int
 ) -> tuple[list[int], list[list[int]]] | str:
@@ -94,67 +82,96 @@ def truncate(
 
 
 def render_pairs(
-    rows: Sequence[Mapping[str, Any]], *, tokenizer, max_length: int, max_prompt_length: int
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    tokenizer,
+    end_ids: Sequence[int],
+    max_length: int,
+    max_prompt_length: int,
 ) -> tuple[list[RenderedPair | None], list[Rejected]]:
     """Render pair rows (`pair_id, messages, chosen, rejected`) to ids, in the rows' order.
 
-    Returns one `RenderedPair` per row (None where the row was rejected) and the rejections,
-    with reasons `template_error` (the template refused the messages), `prompt_too_long` or
-    `empty_completion`. Raises StageError when the template's prompt is not a prefix.
+    `end_ids` are the end-of-turn ids (`generation.turn_end.end_of_turn_ids`). Returns one
+    `RenderedPair` per row (None where the row was rejected) and the rejections, with reasons
+    `template_error` (the template refused the messages), `template_not_prefix_stable`,
+    `prompt_too_long` or `empty_completion`. No row stops the stage.
     """
     texts, rejected, ok = [], [], []
     for row in rows:
-        try:
-            messages = list(row["messages"])
-            prompt = _chat_text(tokenizer, messages, generation_prompt=True)
-            chosen, rejected_text = (
-                _chat_text(
-                    tokenizer,
-                    [*messages, {"role": "assistant", "content": row[side]}],
-                    generation_prompt=False,
-                )
-                for side in ("chosen", "rejected")
-            )
-        # a template may refuse a conversation (e.g. roles must alternate): quarantine that row
-        except (TemplateError, ValueError, TypeError, KeyError) as error:
-            rejected.append(Rejected(str(row["pair_id"]), "template_error", str(error)[:300]))
+        rendered = _row_texts(row, tokenizer)
+        if isinstance(rendered, Rejected):
+            rejected.append(rendered)
             ok.append(False)
             continue
-        texts.extend([prompt, chosen, rejected_text])
+        texts.extend(rendered)
         ok.append(True)
     ids = _tokenize(tokenizer, texts) if texts else []
-    return _assemble(
-        rows,
-        ok,
-        ids,
-        rejected,
-        tokenizer=tokenizer,
-        max_length=max_length,
-        max_prompt_length=max_prompt_length,
-    )
-
-
-def _assemble(rows, ok, ids, rejected, *, tokenizer, max_length, max_prompt_length):
-    name = getattr(tokenizer, "name_or_path", "") or "<unnamed>"
     out: list[RenderedPair | None] = []
-    cursor = 0
+    cursor, closing = 0, closing_token(end_ids, tokenizer)
     for row, good in zip(rows, ok, strict=True):
         if not good:
             out.append(None)
             continue
-        prompt, full_chosen, full_rejected = ids[cursor : cursor + 3]
-        cursor += 3
+        prompt = ids[cursor]
         completions = [
-            completion_after(prompt, full, eos_id=tokenizer.eos_token_id, template=name)
-            for full in (full_chosen, full_rejected)
+            cut_at_turn_end(
+                _completion(prompt, texts[cursor], ids[k], texts[k], tokenizer=tokenizer),
+                end_ids,
+                append=closing,
+            )
+            for k in (cursor + 1, cursor + 2)
         ]
-        cut = truncate(
-            prompt, completions, max_length=max_length, max_prompt_length=max_prompt_length
-        )
-        if isinstance(cut, str):
-            detail = f"prompt {len(prompt)} tokens, completions {[len(c) for c in completions]}"
-            rejected.append(Rejected(str(row["pair_id"]), cut, detail))
-            out.append(None)
-            continue
-        out.append(RenderedPair(cut[0], cut[1][0], cut[1][1]))
+        cursor += 3
+        out.append(_fit(row, prompt, completions, rejected, max_length, max_prompt_length))
     return out, rejected
+
+
+def _row_texts(row: Mapping[str, Any], tokenizer) -> tuple[str, str, str] | Rejected:
+    """(prompt, prompt + chosen, prompt + rejected) as the template renders them, or why not."""
+    pair_id = str(row["pair_id"])
+    try:
+        messages = list(row["messages"])
+        prompt = _chat_text(tokenizer, messages, generation_prompt=True)
+        chosen, rejected = (
+            _chat_text(
+                tokenizer,
+                [*messages, {"role": "assistant", "content": row[side]}],
+                generation_prompt=False,
+            )
+            for side in ("chosen", "rejected")
+        )
+    # a template may refuse a conversation (e.g. roles must alternate): quarantine that row
+    except (TemplateError, ValueError, TypeError, KeyError) as error:
+        return Rejected(pair_id, "template_error", str(error)[:300])
+    if not (chosen.startswith(prompt) and rejected.startswith(prompt)):
+        return Rejected(pair_id, "template_not_prefix_stable", NOT_PREFIX_STABLE)
+    return prompt, chosen, rejected
+
+
+NOT_PREFIX_STABLE = (
+    "the template renders this prompt differently once an assistant turn follows (e.g. "
+    "Mistral v0.3 drops a system message unless it precedes the last user turn), so what was "
+    "sampled cannot be what is trained; fold the system text into the first user turn"
+)
+
+
+def _completion(prompt_ids, prompt_text, full_ids, full_text, *, tokenizer) -> list[int]:
+    """The completion ids after the prompt, the prompt's ids being exactly generation's.
+
+    Usually the prompt's ids are a prefix of the conversation's; where tokens merge across the
+    boundary they are not, and the text after the prompt is tokenized on its own instead (TRL
+    would shorten the prompt there; prefsmith keeps the context the response was sampled in).
+    """
+    if full_ids[: len(prompt_ids)] == prompt_ids:
+        return full_ids[len(prompt_ids) :]
+    rest = full_text[len(prompt_text) :]
+    return list(tokenizer(rest, add_special_tokens=False)["input_ids"])
+
+
+def _fit(row, prompt, completions, rejected, max_length, max_prompt_length):
+    cut = truncate(prompt, completions, max_length=max_length, max_prompt_length=max_prompt_length)
+    if isinstance(cut, str):
+        detail = f"prompt {len(prompt)} tokens, completions {[len(c) for c in completions]}"
+        rejected.append(Rejected(str(row["pair_id"]), cut, detail))
+        return None
+    return RenderedPair(cut[0], cut[1][0], cut[1][1])

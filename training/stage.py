@@ -10,6 +10,7 @@ Output in `out_dir`:
 | checkpoints/checkpoint-N/     | HF Trainer checkpoints (resume from the last with `resume: true`) |
 
 Quarantine reasons: template_error, prompt_too_long, empty_completion (rendering),
+identical_pair, invalid_weight (a `weight` that is missing, non-finite or negative),
 missing_reference, missing_score (a loss reads a value the row lacks).
 
 Launchers (torchrun, `deepspeed`) run `python -m prefsmith.training.stage --pairs P --config C.yaml --out D`
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from prefsmith.schemas.config_base import load_config
-from prefsmith.schemas.errors import ConfigError, InputError, PrefsmithError
+from prefsmith.schemas.errors import InputError, PrefsmithError
 from prefsmith.schemas.ids import content_hash, model_file_hashes
 from prefsmith.schemas.manifest import (
     Inputs,
@@ -44,6 +45,8 @@ from prefsmith.schemas.manifest import (
 )
 from prefsmith.schemas.quarantine import Rejected, write_quarantine
 from prefsmith.schemas.train_configs import TrainConfig
+from prefsmith.training.checkpoints import is_finished, restore_finished, resume_checkpoint
+from prefsmith.training.guards import warn_if_loss_cannot_move
 from prefsmith.training.pair_examples import build_examples, read_pairs
 
 logger = logging.getLogger(__name__)
@@ -94,23 +97,6 @@ def training_arguments(config: TrainConfig, *, out_dir: Path):
         dataloader_pin_memory=torch.cuda.is_available(),  # pinning warns and does nothing on CPU
         **cpu_process_group(deepspeed=config.deepspeed is not None),  # several CPU ranks: one job
     )
-
-
-def resume_checkpoint(config: TrainConfig, *, out_dir: Path) -> str | None:
-    """The checkpoint to resume from: the last in out_dir (resume: true) or the given path."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    if config.resume is False:
-        return None
-    if isinstance(config.resume, str):
-        if not Path(config.resume).is_dir():
-            raise ConfigError(f"resume: checkpoint folder not found: {config.resume}")
-        return config.resume
-    folder = out_dir / "checkpoints"
-    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
-    if last is None:
-        logger.warning("resume: true but no checkpoint in %s; starting from the policy", folder)
-    return last
 
 
 def load_policy(config: TrainConfig):
@@ -267,8 +253,8 @@ def train(inputs: Inputs, *, config: TrainConfig, out_dir: str | Path) -> StageR
     trainer = make_trainer(
         model, tokenizer, datasets.Dataset.from_list(examples), config=config, args=args
     )
-    result = trainer.train(resume_from_checkpoint=resume_checkpoint(config, out_dir=out_dir))
-    run = TrainedRun(trainer, result.metrics, global_batch)
+    warn_if_loss_cannot_move(config, model=model, n_pairs=len(examples), global_batch=global_batch)
+    run = TrainedRun(trainer, _train_or_restore(trainer, config, out_dir), global_batch)
     return _finish(
         run,
         tokenizer,
@@ -280,6 +266,16 @@ def train(inputs: Inputs, *, config: TrainConfig, out_dir: str | Path) -> StageR
         rejected=rejected,
         start=start,
     )
+
+
+def _train_or_restore(trainer, config: TrainConfig, out_dir: Path) -> dict[str, Any]:
+    """Train (resuming where asked), or load a checkpoint that already holds every step: HF
+    would take one step more from it. Under DeepSpeed the engine restores inside `train`."""
+    resume = resume_checkpoint(config, out_dir=out_dir)
+    if is_finished(resume, config=config) and not trainer.is_deepspeed_enabled:
+        return restore_finished(trainer, resume)
+    resume_from = str(resume) if resume is not None else None
+    return trainer.train(resume_from_checkpoint=resume_from).metrics
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 DeepSpeed, checkpoints, resume, `report_to` logging) is the Trainer's own.
 
 `compute_loss` is the whole algorithm: one forward over chosen and rejected, summed completion
-log-probs (`prefsmith.training.logprobs`), a `PairBatch`, `prefsmith.training.losses.combined_loss`, the plain mean
-over pairs (`reduce_loss`), a finite-loss guard, and the loss's metrics kept for logging. `log`
+log-probs (`prefsmith.training.logprobs`), a `PairBatch`, `prefsmith.training.losses.combined_loss`, the
+mean over pairs weighted by the pairs' `weight` column (`reduce_loss`), a finite-loss guard, and the loss's metrics kept for logging. `log`
 only folds the mean of those metrics since the last log into the Trainer's own log line, so every
 `report_to` integration and `state.log_history` receive them.
 
@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from transformers import Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from prefsmith.training.collate import PER_PAIR_KEYS
 from prefsmith.training.guards import check_finite_loss
@@ -41,6 +42,26 @@ def pair_batch(logps: torch.Tensor, tokens: torch.Tensor, inputs: dict[str, Any]
         rejected_tokens=n_rejected,
         **optional,
     )
+
+
+class EpochSeededLengthSampler(LengthGroupedSampler):
+    """HF's length-grouped order, shuffled by a generator seeded from (seed, epoch).
+
+    HF's own sampler shuffles from the global RNG when an epoch starts; a run resumed partway
+    through a later epoch restores the RNG state of its checkpoint, not of that epoch's start,
+    and so sees another order (other batches, other weights) than an uninterrupted run.
+    """
+
+    def __init__(self, batch_size: int, *, lengths: list[int], seed: int) -> None:
+        super().__init__(batch_size, lengths=lengths)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:  # called by HF (and accelerate) at each epoch
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return super().__iter__()
 
 
 class PreferenceTrainer(Trainer):
@@ -68,13 +89,21 @@ class PreferenceTrainer(Trainer):
         self.logprob_chunk_tokens = logprob_chunk_tokens
         self._pending: dict[str, list[float]] = defaultdict(list)
 
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, LengthGroupedSampler):
+            return EpochSeededLengthSampler(
+                sampler.batch_size, lengths=list(sampler.lengths), seed=self.args.seed
+            )
+        return sampler
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """forward → log-probs → combined loss → mean over pairs → guard → metrics."""
+        """forward → log-probs → combined loss → weighted mean over pairs → guard → metrics."""
         chunk = self.logprob_chunk_tokens
         logps, tokens = pair_logps(model, inputs, chunk_tokens=chunk)  # (2B,), (2B,)
         batch = pair_batch(logps, tokens, inputs)
         per_pair, metrics = combined_loss(batch, terms=self.loss_terms, nll_weight=self.nll_weight)
-        loss = reduce_loss(per_pair)  # 0-d
+        loss = reduce_loss(per_pair, weights=batch.weight)  # 0-d
         metrics["logps/chosen"] = batch.policy_chosen_logps.detach().mean()
         metrics["logps/rejected"] = batch.policy_rejected_logps.detach().mean()
         metrics["tokens/completion"] = (batch.chosen_tokens + batch.rejected_tokens).mean()

@@ -18,7 +18,7 @@ def load_backend(config: GenerateConfig, *, tokenizer: Any) -> Backend:
     if config.backend == "vllm":
         from prefsmith.generation.backends.vllm_offline import VllmBackend
 
-        return VllmBackend(config)
+        return VllmBackend(config, tokenizer=tokenizer)
     if config.backend == "transformers":
         from prefsmith.generation.backends.hf import TransformersBackend
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from prefsmith.schemas.data_configs import SamplingConfig
 from prefsmith.schemas.errors import StageError
@@ -74,3 +74,11 @@ def finish_reason(raw: str | None, *, backend: str) -> FinishReason:
     if raw in ("stop", "length"):
         return raw  # type: ignore[return-value]
     raise StageError(f"{backend}: a request ended with finish_reason={raw!r} (aborted or failed)")
+
+
+def completion_text(tokenizer: Any, token_ids: Sequence[int]) -> str:
+    """The stored response text of generated ids: their decoding on their own, without special
+    tokens, by the policy's tokenizer. Every backend uses this one decoding (an engine's
+    incremental detokenizer would keep, e.g., the sentencepiece space Mistral's template writes
+    before a reply), so the backends' texts agree and re-render to the same completion."""
+    return tokenizer.decode(list(token_ids), skip_special_tokens=True)

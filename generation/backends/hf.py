@@ -14,7 +14,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from prefsmith.generation.backends.base import Completion, per_prompt_max_tokens
+from prefsmith.generation.backends.base import Completion, completion_text, per_prompt_max_tokens
+from prefsmith.generation.turn_end import end_of_turn_ids
 from prefsmith.schemas.data_configs import GenerateConfig, SamplingConfig
 from prefsmith.schemas.ids import content_hash
 
@@ -101,7 +102,7 @@ class TransformersBackend:
         self.model.eval()
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device)
-        self.eos_ids = eos_token_ids(self.model, tokenizer)
+        self.eos_ids = list(end_of_turn_ids(config.model, tokenizer))
         self.pad_id = (
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
         )
@@ -173,8 +174,7 @@ class TransformersBackend:
             if token in self.eos_ids:
                 ids, reason = ids[: position + 1], "stop"
                 break
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        return Completion(text, tuple(ids), reason)  # type: ignore[arg-type]
+        return Completion(completion_text(self.tokenizer, ids), tuple(ids), reason)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.model = None
@@ -192,19 +192,3 @@ def left_pad(prompts: Sequence[Sequence[int]], *, pad_id: int, device: Any) -> t
         input_ids[row, width - len(ids) :] = torch.tensor(list(ids), dtype=torch.long)
         attention_mask[row, width - len(ids) :] = 1
     return input_ids.to(device), attention_mask.to(device)
-
-
-def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
-    """Every token that ends a completion: the generation config's EOS ids and the tokenizer's."""
-    configured = model.generation_config.eos_token_id
-    ids = configured if isinstance(configured, list) else [configured]
-    ids = [i for i in ids if i is not None]
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.append(tokenizer.eos_token_id)
-    if not ids:
-        from prefsmith.schemas.errors import StageError
-
-        raise StageError(
-            "the model and tokenizer declare no EOS token: generation would never stop"
-        )
-    return ids

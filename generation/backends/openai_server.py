@@ -42,7 +42,13 @@ from typing import Any
 
 import httpx
 
-from prefsmith.generation.backends.base import Completion, finish_reason, per_prompt_max_tokens
+from prefsmith.generation.backends.base import (
+    Completion,
+    completion_text,
+    finish_reason,
+    per_prompt_max_tokens,
+)
+from prefsmith.generation.turn_end import end_of_turn_ids
 from prefsmith.schemas.data_configs import GenerateConfig, SamplingConfig
 from prefsmith.schemas.errors import ServerUnavailable, StageError
 from prefsmith.schemas.secrets import redact_text, redact_url
@@ -147,6 +153,7 @@ class OpenAIServerBackend:
         self.model = config.served_model_name or config.model
         self.api_key_env = config.api_key_env
         self.tokenizer = tokenizer
+        self.end_ids = list(end_of_turn_ids(config.model, tokenizer))
         self.attempts = max(3, 2 * len(self.servers))
         self.pool = ServerPool(self.servers)
         # no connection cap: concurrency is bounded by the shard threads, and a pool timeout would
@@ -168,7 +175,14 @@ class OpenAIServerBackend:
             prompt_token_ids, sampling=sampling, seeds=seeds, max_tokens=max_tokens
         )
         bodies = [
-            request_body(ids, model=self.model, sampling=sampling, seed=seed, max_tokens=cap)
+            request_body(
+                ids,
+                model=self.model,
+                sampling=sampling,
+                seed=seed,
+                max_tokens=cap,
+                end_ids=self.end_ids,
+            )
             for ids, seed, cap in zip(prompt_token_ids, seeds, caps, strict=True)
         ]
         workers = min(MAX_IN_FLIGHT, max(1, len(bodies)))
@@ -230,10 +244,11 @@ class OpenAIServerBackend:
         return [self._completion(choice) for choice in choices]
 
     def _completion(self, choice: dict[str, Any]) -> Completion:
-        text = choice.get("text") or ""
-        ids = choice.get("token_ids")
+        text, ids = choice.get("text") or "", choice.get("token_ids")
         if ids is None:  # a server without return_token_ids: count with our tokenizer
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        else:
+            text = completion_text(self.tokenizer, ids)
         return Completion(
             text, tuple(ids), finish_reason(choice.get("finish_reason"), backend="openai")
         )
@@ -249,9 +264,16 @@ def one_line(text: str) -> str:
 
 
 def request_body(
-    ids: Sequence[int], *, model: str, sampling: SamplingConfig, seed: int, max_tokens: int
+    ids: Sequence[int],
+    *,
+    model: str,
+    sampling: SamplingConfig,
+    seed: int,
+    max_tokens: int,
+    end_ids: Sequence[int] = (),
 ) -> dict[str, Any]:
-    """The `/v1/completions` JSON for one prompt given as token ids."""
+    """The `/v1/completions` JSON for one prompt given as token ids; `stop_token_ids` (a vLLM
+    extension) makes the server stop where the trainer ends a completion."""
     return {
         "model": model,
         "prompt": list(ids),
@@ -262,6 +284,7 @@ def request_body(
         "max_tokens": max_tokens,
         "return_token_ids": True,
         "skip_special_tokens": True,
+        "stop_token_ids": list(end_ids),
     }
 
 

@@ -7,7 +7,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from prefsmith.generation.backends.base import Completion, finish_reason, per_prompt_max_tokens
+from prefsmith.generation.backends.base import (
+    Completion,
+    completion_text,
+    finish_reason,
+    per_prompt_max_tokens,
+)
+from prefsmith.generation.turn_end import end_of_turn_ids
 from prefsmith.generation.vllm_env import configure_cpu_defaults
 from prefsmith.schemas.data_configs import GenerateConfig, SamplingConfig
 
@@ -46,9 +52,14 @@ def _has_cuda() -> bool:
 class VllmBackend:
     """Generate with an in-process `vllm.LLM`; each prompt gets its own seeded `SamplingParams`."""
 
-    def __init__(self, config: GenerateConfig) -> None:
+    def __init__(self, config: GenerateConfig, *, tokenizer: Any) -> None:
         configure_cpu_defaults()  # before the first `import vllm`
         from vllm import LLM
+
+        # Stated, not left to vLLM's own reading of generation_config.json: the reference pass
+        # and the trainer cut completions at exactly these ids.
+        self.end_ids = list(end_of_turn_ids(config.model, tokenizer))
+        self.tokenizer = tokenizer
 
         arguments = engine_arguments(config)
         logger.debug("starting vLLM: %s", arguments)
@@ -75,6 +86,7 @@ class VllmBackend:
                 top_p=sampling.top_p,
                 max_tokens=cap,
                 seed=seed,
+                stop_token_ids=self.end_ids,
             )
             for seed, cap in zip(seeds, caps, strict=True)
         ]
@@ -83,7 +95,9 @@ class VllmBackend:
         return [
             [
                 Completion(
-                    o.text, tuple(o.token_ids), finish_reason(o.finish_reason, backend="vllm")
+                    completion_text(self.tokenizer, o.token_ids),
+                    tuple(o.token_ids),
+                    finish_reason(o.finish_reason, backend="vllm"),
                 )
                 for o in sorted(request.outputs, key=lambda o: o.index)
             ]

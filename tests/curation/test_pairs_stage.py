@@ -11,7 +11,7 @@ import pytest
 
 from prefsmith.curation.pairs import build_pairs, pair_ids, rank_key
 from prefsmith.schemas.data_configs import PairsConfig
-from prefsmith.schemas.errors import ConfigError, SchemaError
+from prefsmith.schemas.errors import ConfigError, InputError, SchemaError
 from prefsmith.schemas.ids import pair_id
 from prefsmith.schemas.io import read_frame, shard_name, write_table
 from prefsmith.schemas.tables import PAIRS, PROMPTS, RESPONSES, SCORES
@@ -126,6 +126,17 @@ def test_schema_problems_are_reported_before_work(tmp_path):
     )
     with pytest.raises(SchemaError, match="missing column 'scorer'.*column 'score' is float"):
         run({**paths, "scores": bad}, tmp_path / "out")
+
+
+def test_a_csv_input_is_named_in_one_line(tmp_path):
+    paths = write_sharded(synthetic(3, 2, seed=3), tmp_path, order_seed=0, shards=1)
+    csv = tmp_path / "scores.csv"
+    csv.write_text("response_id,score\nr1,0.5\n")
+    with pytest.raises(
+        InputError, match=r"^scores .*scores\.csv: a CSV file, not Parquet; "
+    ) as error:
+        run({**paths, "scores": csv}, tmp_path / "out")
+    assert "\n" not in str(error.value)
 
 
 def test_manifest_is_json_with_inputs_and_outputs(tmp_path):

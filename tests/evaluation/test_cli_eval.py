@@ -18,7 +18,7 @@ from prefsmith.flows.quickstart import quickstart_config
 
 REPORT = {
     "n_prompts": 40,
-    "lc_win_rate": 0.7,
+    "length_adjusted_win_rate": {"rate": 0.7, "low": 0.55, "high": 0.82, "status": "ok"},
     "win_rate": {
         "rate": 0.75,
         "low": 0.62,
@@ -95,7 +95,10 @@ def test_run_dir_supplies_inputs_and_headline_is_printed(run_dir, monkeypatch):
     assert (
         ev.lm_eval_tasks == ["arc_easy"] and ev.n_boot == 2000
     )  # the YAML's evaluate section, plus the option
-    assert "win rate 75.0% (95% CI 62.0%–86.0%, n=40), length-controlled 70.0%" in done.output
+    assert (
+        "win rate 75.0% (95% CI 62.0%–86.0%, n=40), length-adjusted 70.0% (95% CI 55.0%–82.0%)"
+        in done.output
+    )
     assert "KL(tuned ‖ reference): 3.500 nats per sample" in done.output
     assert "held-out pairs: accuracy 90.0% of 30" in done.output
     assert "lm-eval is not installed; skipped tasks: arc_easy" in done.output

@@ -138,10 +138,15 @@ def test_markdown_says_every_part(report):
     result, _ = report
     md = (result.output.parent / "eval_report.md").read_text()
     data = json.loads(result.output.read_text())
-    assert f"{data['win_rate']['rate']:.1%}" in md and f"{data['lc_win_rate']:.1%}" in md
+    la = data["length_adjusted_win_rate"]
+    assert la["status"] == "ok" and la["low"] < la["rate"] < la["high"]
+    assert f"{data['win_rate']['rate']:.1%}" in md
+    assert f"Length-adjusted win rate: {la['rate']:.1%} (95% CI {la['low']:.1%}" in md
     assert f"{data['heldout_pairs']['accuracy']:.1%} over 40 pairs" in md
     assert (
-        "logistic regression" in md and "lm-eval is not installed; skipped tasks: hellaswag" in md
+        "binomial GLM" in md
+        and "not that method" in md  # named length-adjusted, not AlpacaEval's LC
+        and "lm-eval is not installed; skipped tasks: hellaswag" in md
     )
 
 

@@ -68,7 +68,7 @@ def test_with_the_key_the_server_equals_offline_vllm(tiny, keyed_server, monkeyp
     ]
     sampling = SamplingConfig(n=2, temperature=0.7, top_p=0.9, max_new_tokens=12, seed=1)
     config = GenerateConfig(model=str(tiny.policy), dtype="float32", max_model_len=512)
-    offline = VllmBackend(config)
+    offline = VllmBackend(config, tokenizer=tokenizer)
     try:
         expected = offline.generate(prompts, sampling=sampling, seeds=[0, 1, 2, 3])
     finally:

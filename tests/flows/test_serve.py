@@ -132,3 +132,22 @@ def test_served_rebuild_runs_into_a_new_dated_folder(served):
         max(pairs.column("margin").to_pylist()), abs=1e-6
     )
     assert found["build-progress"] == 100.0
+
+    # The run the schedule started carries the run summary and is named after its build folder;
+    # so is the build subflow under it.
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        summary = artifacts_by_key(client, ["run-summary"])["run-summary"]
+        named = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                name=FlowRunFilterName(any_=[f"rebuild-{run_dir.name}", f"{run_dir.name}-build"])
+            )
+        )
+        summary_runs = {a.flow_run_id for a in client.read_artifacts() if a.key == "run-summary"}
+    assert flow_run.name == f"rebuild-{run_dir.name}"
+    assert {run.name for run in named} == {f"rebuild-{run_dir.name}", f"{run_dir.name}-build"}
+    assert flow_run.id in summary_runs  # on the top-level run's own page
+    assert str(run_dir.resolve()) in summary and "## Pair scores" in summary
+    assert f"| pairs | {counts['pairs']['rows_in']} | {counts['pairs']['rows_out']} |" in summary
+    assert not (run_dir / "INCOMPLETE").exists()

@@ -34,7 +34,7 @@ def test_vllm_and_transformers_greedy_ids_match(vllm_policy, prompt_texts):
     )
     hf = TransformersBackend(config, tokenizer=tokenizer)
     expected = hf.generate(prompts, sampling=GREEDY, seeds=[0] * 6)
-    vllm = VllmBackend(config)
+    vllm = VllmBackend(config, tokenizer=tokenizer)
     try:
         got = vllm.generate(prompts, sampling=GREEDY, seeds=[0] * 6)
     finally:

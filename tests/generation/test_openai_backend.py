@@ -58,11 +58,21 @@ def fake_server(
     return httpx.MockTransport(handle)
 
 
+TOKENIZER = {}  # the tiny policy's tokenizer: replies' ids are decoded by it
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _tokenizer(tiny):
+    from transformers import AutoTokenizer
+
+    TOKENIZER["tiny"] = AutoTokenizer.from_pretrained(str(tiny.policy))
+
+
 def backend(transport, servers=("http://a/v1", "http://b/v1")):
     config = GenerateConfig(
         model="m", backend="openai", servers=list(servers), served_model_name="tiny"
     )
-    return OpenAIServerBackend(config, tokenizer=None, transport=transport)
+    return OpenAIServerBackend(config, tokenizer=TOKENIZER["tiny"], transport=transport)
 
 
 def run_shard(client, shard: int, *, size: int = 2) -> None:
@@ -91,9 +101,15 @@ def test_request_carries_our_token_ids_and_sampling():
         "max_tokens": 5,
         "return_token_ids": True,
         "skip_special_tokens": True,
+        "stop_token_ids": [TOKENIZER["tiny"].eos_token_id],  # where the trainer ends a turn
     }
     assert bodies[1]["prompt"] == [1, 7] and bodies[1]["max_tokens"] == 3
-    assert [c.text for c in out[0]] == ["s0", "s1"]  # ordered by choice index
+    assert [c.token_ids[1] for c in out[0]] == [0, 1]  # ordered by choice index
+    # the text is our own decoding of the ids, as with the other backends, not the server's
+    assert [c.text for c in out[0]] == [
+        TOKENIZER["tiny"].decode(c.token_ids, skip_special_tokens=True) for c in out[0]
+    ]
+    assert out[0][0].text != "s0"
     assert out[1][1].token_ids == (42, 1, 2) and out[1][1].finish_reason == "stop"
 
 
@@ -298,7 +314,7 @@ def test_vllm_server_matches_offline_vllm(vllm_policy, tmp_path, prompt_texts):
         ]
         greedy = SamplingConfig(n=1, temperature=0.0, max_new_tokens=24)
         config = GenerateConfig(model=str(vllm_policy), dtype="float32", max_model_len=512)
-        offline = VllmBackend(config)  # while the server starts
+        offline = VllmBackend(config, tokenizer=tokenizer)  # while the server starts
         try:
             expected = offline.generate(prompts, sampling=greedy, seeds=[0] * 6)
             expected_sampled = offline.generate(prompts, sampling=SAMPLING, seeds=list(range(6)))

@@ -10,7 +10,14 @@ import logging
 
 import httpx
 import pytest
-from test_openai_backend import MODULE, SAMPLING, backend, fake_server
+from test_openai_backend import (  # noqa: F401  (_tokenizer: the module fixture)
+    MODULE,
+    SAMPLING,
+    TOKENIZER,
+    _tokenizer,
+    backend,
+    fake_server,
+)
 
 from prefsmith.generation.backends.openai_server import OpenAIServerBackend
 from prefsmith.schemas.data_configs import GenerateConfig
@@ -49,9 +56,9 @@ def test_the_key_is_read_from_the_named_variable_at_request_time(monkeypatch):
     config = GenerateConfig(
         model="m", backend="openai", servers=["http://a/v1"], api_key_env="MY_VLLM_KEY"
     )
-    OpenAIServerBackend(config, tokenizer=None, transport=recording_server(seen)).generate(
-        [[1]], sampling=SAMPLING, seeds=[0]
-    )
+    OpenAIServerBackend(
+        config, tokenizer=TOKENIZER["tiny"], transport=recording_server(seen)
+    ).generate([[1]], sampling=SAMPLING, seeds=[0])
     assert seen[-1] == "Bearer sk-other"
 
 
@@ -78,7 +85,9 @@ def test_url_credentials_never_reach_logs_errors_or_dumps(monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger=MODULE)
     servers = ["http://bob:hunter2@a/v1", "http://b/v1?api_key=hunter3"]
     config = GenerateConfig(model="m", backend="openai", servers=servers)
-    client = OpenAIServerBackend(config, tokenizer=None, transport=fake_server([], down={"a", "b"}))
+    client = OpenAIServerBackend(
+        config, tokenizer=TOKENIZER["tiny"], transport=fake_server([], down={"a", "b"})
+    )
     with pytest.raises(ServerUnavailable) as error:
         client.generate([[1]], sampling=SAMPLING, seeds=[0])
     written = [str(error.value), *(r.getMessage() for r in caplog.records)]
@@ -97,7 +106,7 @@ def test_basic_auth_from_the_url_is_still_sent():
 
     seen = []
     config = GenerateConfig(model="m", backend="openai", servers=["http://bob:hunter2@a/v1"])
-    OpenAIServerBackend(config, tokenizer=None, transport=recording_server(seen)).generate(
-        [[1]], sampling=SAMPLING, seeds=[0]
-    )
+    OpenAIServerBackend(
+        config, tokenizer=TOKENIZER["tiny"], transport=recording_server(seen)
+    ).generate([[1]], sampling=SAMPLING, seeds=[0])
     assert seen == ["Basic " + base64.b64encode(b"bob:hunter2").decode()]

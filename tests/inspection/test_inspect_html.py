@@ -130,6 +130,8 @@ def test_report_is_self_contained_and_every_chart_has_data(report):
     assert sum(c["title"].startswith(OBJECTIVE_NAMES[0]) for c in charts) == 1
     assert page.index('class="warnings') < page.index("<h2>Summary")  # warnings box at the top
     assert "drift in score_chosen" in page and report.stats["drift"]["score_chosen"]["ks"] > 0.2
+    assert "scored by: armo (current) · armo (against) — same scorer" in page
+    assert report.stats["drift_scorers"] == {"current": ["armo"], "against": ["armo"], "same": True}
 
 
 def test_empty_chart_reports_zero_points():

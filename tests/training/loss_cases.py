@@ -27,7 +27,10 @@ def _t(values) -> torch.Tensor:
     return torch.tensor(values, dtype=F64)
 
 
-def make_batch(pairs=PAIRS, *, ref: bool = True, scores: bool = True, grad: bool = False):
+def make_batch(
+    pairs=PAIRS, *, ref: bool = True, scores: bool = True, grad: bool = False, weights=None
+):
+    """A PairBatch of `pairs`; `weights` default to all 1 (every field set, as the trainer sets)."""
     lw, ll, rw, rl, n_w, n_l, s_w, s_l = (list(column) for column in zip(*pairs, strict=True))
     return PairBatch(
         policy_chosen_logps=_t(lw).requires_grad_(grad),
@@ -38,6 +41,7 @@ def make_batch(pairs=PAIRS, *, ref: bool = True, scores: bool = True, grad: bool
         ref_rejected_logps=_t(rl) if ref else None,
         score_chosen=_t(s_w) if scores else None,
         score_rejected=_t(s_l) if scores else None,
+        weight=_t([1.0] * len(lw) if weights is None else weights),
     )
 
 

@@ -22,7 +22,13 @@ def examples(tiny_tokenizer):
         }
         for i in range(3)
     ]
-    rendered, _ = render_pairs(rows, tokenizer=tiny_tokenizer, max_length=128, max_prompt_length=64)
+    rendered, _ = render_pairs(
+        rows,
+        tokenizer=tiny_tokenizer,
+        end_ids=[tiny_tokenizer.eos_token_id],
+        max_length=128,
+        max_prompt_length=64,
+    )
     return [
         {"prompt_ids": r.prompt_ids, "chosen_ids": r.chosen_ids, "rejected_ids": r.rejected_ids}
         for r in rendered

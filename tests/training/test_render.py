@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import copy
 
-import pytest
-
-from prefsmith.schemas.errors import StageError
 from prefsmith.training.render import render_pairs, template_hash, truncate
 
 MESSAGES = [{"role": "user", "content": "tell me about the cat"}]
@@ -18,7 +15,11 @@ def _row(chosen="the dog runs", rejected="no", messages=MESSAGES, pair_id="p0"):
 
 def _render(tokenizer, rows, *, max_length=128, max_prompt_length=64):
     return render_pairs(
-        rows, tokenizer=tokenizer, max_length=max_length, max_prompt_length=max_prompt_length
+        rows,
+        tokenizer=tokenizer,
+        end_ids=[tokenizer.eos_token_id],
+        max_length=max_length,
+        max_prompt_length=max_prompt_length,
     )
 
 
@@ -116,14 +117,21 @@ def test_template_errors_are_quarantined_with_a_reason(tiny_tokenizer):
     assert "no system role" in rejected[0].detail
 
 
-def test_prompt_that_is_not_a_prefix_stops_naming_the_template(tiny_tokenizer):
+def test_prompt_that_is_not_a_prefix_is_quarantined_and_the_rest_render(tiny_tokenizer):
     tok = copy.deepcopy(tiny_tokenizer)
+    # a generation prompt the conversation never writes: not prefix-stable, for every row
     tok.chat_template = (
         "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}"
         "{% endfor %}{% if add_generation_prompt %}<|system|>\n{% endif %}"
     )
-    with pytest.raises(StageError, match="not a token prefix"):
-        _render(tok, [_row()])
+    rendered, rejected = _render(tok, [_row(pair_id="a"), _row(pair_id="b")])
+    assert rendered == [None, None]
+    assert [(r.row_ref, r.reason) for r in rejected] == [
+        ("a", "template_not_prefix_stable"),
+        ("b", "template_not_prefix_stable"),
+    ]
+    # control: the tiny template itself is prefix-stable
+    assert _render(tiny_tokenizer, [_row(pair_id="a")])[1] == []
 
 
 def test_template_hash_changes_with_the_template(tiny_tokenizer):

@@ -53,7 +53,13 @@ def dpo_on_pairs(model_dir, pairs) -> tuple[float, float]:
     model = AutoModelForCausalLM.from_pretrained(str(model_dir))
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     rows = read_table(pairs, PAIRS_WITH_REFERENCE).to_pylist()
-    rendered, _ = render_pairs(rows, tokenizer=tokenizer, max_length=128, max_prompt_length=64)
+    rendered, _ = render_pairs(
+        rows,
+        tokenizer=tokenizer,
+        end_ids=[tokenizer.eos_token_id],
+        max_length=128,
+        max_prompt_length=64,
+    )
     examples = [
         {"prompt_ids": r.prompt_ids, "chosen_ids": r.chosen_ids, "rejected_ids": r.rejected_ids}
         for r in rendered
