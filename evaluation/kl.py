@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from tqdm.auto import tqdm
 
 from prefsmith.generation.turn_end import end_of_turn_ids
 from prefsmith.schemas.errors import StageError
@@ -42,6 +41,7 @@ from prefsmith.schemas.manifest import (
     input_ref,
     manifest_path,
 )
+from prefsmith.schemas.progress import track
 from prefsmith.schemas.quarantine import Rejected, write_quarantine
 from prefsmith.schemas.tables import PROMPTS, RESPONSES
 from prefsmith.schemas.train_configs import ReferenceConfig
@@ -104,11 +104,10 @@ def per_token_logps(
 
     device = next(model.parameters()).device
     out: list[np.ndarray] = [np.zeros(0)] * len(sequences)
-    for batch in tqdm(
+    for batch in track(
         token_budget_batches([len(s[0]) for s in sequences], budget=token_budget),
         desc="KL log-probs",
         unit="batch",
-        leave=False,
     ):
         ids = right_pad([sequences[i][0] for i in batch], pad_id, multiple=None).to(
             device

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from prefsmith.flows.cli_checks import parquet_arguments, stage_checks
 from prefsmith.flows.cli_flags import plain_flags
 from prefsmith.flows.prefect_setup import prefect_server_errors
 from prefsmith.schemas.config_base import StrictModel, parse_config, read_yaml
@@ -145,6 +146,7 @@ def prompts(
         prompt_field=prompt_field,
         system_prompt=system_prompt,
     )
+    stage_checks(out=out)
     report(load_prompts({}, config=cfg, out_dir=out))
 
 
@@ -164,6 +166,7 @@ def generate(
     from prefsmith.schemas.data_configs import GenerateConfig
 
     cfg = stage_config(GenerateConfig, config, "generate", model=model, backend=backend)
+    stage_checks(out=out, models=(cfg.model if cfg.backend != "openai" else None,))
     report(run({"prompts": prompts_table}, config=cfg, out_dir=out))
 
 
@@ -181,6 +184,7 @@ def score(
     from prefsmith.scoring.stage import score as run
 
     cfg = stage_config(ScoreConfig, config, "score", model=model)
+    stage_checks(out=out, models=(cfg.model,))
     report(run({"responses": responses, "prompts": prompts_table}, config=cfg, out_dir=out))
 
 
@@ -202,6 +206,7 @@ def pairs(
     from prefsmith.schemas.data_configs import PairsConfig
 
     cfg = stage_config(PairsConfig, config, "pairs", strategy=strategy)
+    stage_checks(out=out)
     inputs = {"scores": scores, "responses": responses, "prompts": prompts_table}
     report(build_pairs(inputs, config=cfg, out_dir=out))
 
@@ -242,6 +247,7 @@ def reference(
     from prefsmith.training.reference import reference_pass
 
     cfg = reference_stage_config(config, model=model)
+    stage_checks(out=out, models=(cfg.model,))
     report(reference_pass({"pairs": pairs_table}, config=cfg, out_dir=out))
 
 
@@ -273,6 +279,7 @@ def train(
     from prefsmith.training.launch import launch_train as run
 
     cfg = stage_config(TrainConfig, config, "train", policy=policy)
+    stage_checks(out=out, models=(cfg.policy,))
     report(run({"pairs": pairs_table}, config=cfg, out_dir=out))
 
 
@@ -294,6 +301,7 @@ def import_command(
     from prefsmith.schemas.import_config import ImportConfig
 
     cfg = stage_config(ImportConfig, config, "import", path=str(path), shape=shape)
+    stage_checks(out=out)
     result = import_preferences({}, config=cfg, out_dir=out)
     report(result)
     for name, table in result.more.items():
@@ -316,7 +324,11 @@ from prefsmith.flows.cli_eval import eval_command  # noqa: E402
 from prefsmith.flows.cli_inspect import inspect as inspect_command  # noqa: E402
 from prefsmith.flows.cli_serve import serve as serve_command  # noqa: E402
 
-app.command("inspect")(friendly_errors(inspect_command))
+app.command("inspect")(
+    friendly_errors(
+        parquet_arguments(inspect_command, "pairs", "against", "scores", "against_scores")
+    )
+)
 app.command("eval")(friendly_errors(eval_command))
 app.command("serve")(friendly_errors(serve_command))
 

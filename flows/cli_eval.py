@@ -2,7 +2,10 @@
 
 Pipeline work, so it runs the `evaluate` flow (Prefect's temporary server unless PREFECT_API_URL
 is set). Given a pipeline run folder it finds the held-out prompts (`prompts.heldout.parquet`) and
-the checkpoint (`checkpoint/final`) there; either can be given explicitly instead.
+the checkpoint (`checkpoint/final`) there; either can be given explicitly instead. The config's
+`prompts:` section is not needed (eval samples the held-out table). Prefect's run records go to
+`<out>/logs/prefect.log` while the flow runs (prefsmith.flows.console.prefect_runs_to_log), so a
+failed eval prints one `error:` line.
 """
 
 from __future__ import annotations
@@ -31,6 +34,14 @@ def resolve_inputs(
         if not path.exists():
             raise InputError(f"eval: {name} not found: {path}")
     return checkpoint, heldout, out or run_dir
+
+
+def eval_sections(data: dict, *, heldout: Path) -> dict:
+    """The YAML's sections for eval: the evaluate flow never reads `prompts:` (it samples the
+    held-out table), so a config without one gets the held-out table there, only to parse."""
+    if "prompts" in data:
+        return data
+    return {**data, "prompts": {"path": str(heldout)}}
 
 
 def headline(report: dict) -> str:
@@ -101,17 +112,20 @@ def eval_command(
     from prefsmith.schemas.config_base import parse_config, read_yaml
     from prefsmith.schemas.pipeline_config import EvalConfig, PipelineConfig
 
-    cfg = parse_config(PipelineConfig, read_yaml(config))
     ckpt, prompts, folder = resolve_inputs(
         run_dir=run_dir, checkpoint=checkpoint, heldout=heldout, out=out
     )
+    cfg = parse_config(PipelineConfig, eval_sections(read_yaml(config), heldout=prompts))
     ev = cfg.evaluate or EvalConfig()
     if lm_eval_task:
         ev = ev.model_copy(update={"lm_eval_tasks": [*ev.lm_eval_tasks, *lm_eval_task]})
     cfg = cfg.model_copy(update={"evaluate": ev})
+    from prefsmith.flows.console import log_runs_in, prefect_runs_to_log
     from prefsmith.flows.evaluate import evaluate  # imports Prefect: only once the inputs are valid
 
-    report_path = Path(evaluate(cfg, str(ckpt), str(prompts), str(folder)))
+    with prefect_runs_to_log():  # a failure is our one `error:` line, its traceback in the log
+        log_runs_in(folder)  # <folder>/logs/prefect.log, beside the build's own records
+        report_path = Path(evaluate(cfg, str(ckpt), str(prompts), str(folder)))
     console = Console()
     console.print(headline(json.loads(report_path.read_text())), highlight=False, soft_wrap=True)
     for suffix in (".json", ".md", ".html"):

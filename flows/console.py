@@ -49,6 +49,8 @@ def configure(*, verbose: bool) -> None:
     os.environ[VERBOSE_ENV] = "1" if verbose else "0"
     if not verbose:  # before Prefect and vLLM are imported: they read their levels once
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        # transformers' and datasets' bars ("Loading weights"): frames in a pipe; ours replaces them
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         if "VLLM_LOGGING_LEVEL" not in os.environ:  # a stage run in this process (CLI commands)
             os.environ["VLLM_LOGGING_LEVEL"] = "ERROR"
             os.environ[QUIETED_VLLM_ENV] = "1"

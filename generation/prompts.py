@@ -14,7 +14,12 @@ A row holds chat messages, an Anthropic HH transcript, several fields to join, o
 stripped and counted as `extra.trailing_assistant_stripped`, or quarantined). Bad rows are
 quarantined with a reason: malformed_json, not_utf8, missing_field, bad_messages, bad_transcript,
 empty_prompt, ends_with_assistant, no_final_user_turn. Exact duplicates (same prompt_id) are
-merged into the first and counted as duplicate_merged.
+merged into the first and counted as duplicate_merged. A row with a lone surrogate (a JSON
+`\\ud800` escape) is quarantined as not_utf8, the other rows kept.
+
+The stage stops with one line (InputError) for a file that cannot hold prompts at all: empty,
+not whole Parquet, or a field mapping that matches no row (the line names the fields looked for
+and the columns the file has; some rows lacking the field is quarantine, not a stop).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from prefsmith.schemas.manifest import (
     input_ref,
     manifest_path,
 )
+from prefsmith.schemas.parquet_files import parquet_schema
 from prefsmith.schemas.quarantine import Rejected, write_quarantine
 from prefsmith.schemas.sources import detect_format, iter_raw_rows
 from prefsmith.schemas.tables import PROMPTS
@@ -75,6 +81,19 @@ class PromptRows:
     total: int = 0
     merged: int = 0  # exact duplicates merged into the first (dropped as duplicate_merged)
     stripped: int = 0  # rows whose trailing assistant turns were removed (kept, counted)
+    columns: set[str] = field(default_factory=set)  # every column seen, for a wrong field mapping
+
+
+SURROGATE = "a lone surrogate (an unpaired \\ud800-\\udfff escape) cannot be written as UTF-8"
+
+
+def is_utf8(text: str) -> bool:
+    """Whether `text` can be written as UTF-8 (a lone surrogate cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_prompts(config: PromptsConfig, source_path: Path) -> PromptRows:
@@ -89,9 +108,14 @@ def read_prompts(config: PromptsConfig, source_path: Path) -> PromptRows:
         if isinstance(row, Rejected):
             out.rejected.append(row)
             continue
+        out.columns.update(row)
+        raw = json.dumps(row, ensure_ascii=False, default=str)
+        if not is_utf8(raw):  # JSON's "\ud800" escape decodes to a lone surrogate: not text
+            raw = json.dumps(row, default=str)  # escaped, so the quarantine can hold it
+            out.rejected.append(Rejected(ref, "not_utf8", SURROGATE, raw))
+            continue
         shaped = row_to_messages(row, config)
         if isinstance(shaped, str):
-            raw = json.dumps(row, ensure_ascii=False, default=str)
             out.rejected.append(Rejected(ref, shaped, REASON_DETAIL[shaped], raw))
             continue
         messages, stripped = shaped
@@ -110,6 +134,40 @@ def read_prompts(config: PromptsConfig, source_path: Path) -> PromptRows:
     return out
 
 
+def check_source(path: Path, *, config: PromptsConfig) -> None:
+    """One line for a file that cannot hold prompts at all: empty, or not whole Parquet."""
+    if path.is_dir():
+        return
+    fix = "give a JSONL, Parquet or CSV file of prompts"
+    if path.is_file() and path.stat().st_size == 0:  # a named pipe reads 0 too: not empty
+        raise InputError(f"prompts file {path}: the file is empty (0 bytes); {fix}")
+    if detect_format(path, config.format) == "parquet":
+        parquet_schema(path, what="prompts file", fix=fix)
+
+
+def looked_for(config: PromptsConfig) -> list[str]:
+    """The columns the config reads a prompt from, in the order prompt_shapes tries them."""
+    fields = [
+        config.messages_field,
+        *([config.transcript_field] if config.transcript_field else []),
+    ]
+    return fields + (config.prompt_fields or [config.prompt_field])
+
+
+def check_field_mapping(read: PromptRows, *, config: PromptsConfig, source_path: Path) -> None:
+    """Stop when no row has any field the config names (a wrong mapping, not bad rows): the
+    stage would write 0 prompts and the run fail later. Some rows missing it is quarantine."""
+    missing = [r for r in read.rejected if r.reason == "missing_field"]
+    if read.rows or not missing or len(missing) != len(read.rejected):
+        return
+    fields = ", ".join(repr(f) for f in looked_for(config))
+    columns = ", ".join(repr(c) for c in sorted(read.columns)) or "none"
+    raise InputError(
+        f"prompts: no row of {source_path} has a column the config names ({fields}); its "
+        f"columns are {columns}: set prompt_field, prompt_fields or transcript_field"
+    )
+
+
 def load_prompts(_inputs: Inputs, *, config: PromptsConfig, out_dir: str | Path) -> StageResult:
     """The prompts stage: read `config.path` (it takes no input table), write `prompts.parquet`,
     its quarantine and its manifest."""
@@ -117,7 +175,9 @@ def load_prompts(_inputs: Inputs, *, config: PromptsConfig, out_dir: str | Path)
     source_path = Path(config.path)
     if not source_path.exists():
         raise InputError(f"prompts file not found: {source_path}")
+    check_source(source_path, config=config)
     read = read_prompts(config, source_path)
+    check_field_mapping(read, config=config, source_path=source_path)
     out_dir = Path(out_dir)
     output = write_table(read.rows, out_dir / "prompts.parquet", PROMPTS)
     quarantine = write_quarantine(

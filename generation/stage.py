@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from prefsmith.generation.backends import Backend, load_backend
 from prefsmith.generation.render import render_or_reject, require_chat_template
@@ -52,6 +51,7 @@ from prefsmith.schemas.manifest import (
     input_ref,
     manifest_path,
 )
+from prefsmith.schemas.progress import Progress
 from prefsmith.schemas.quarantine import Rejected, write_quarantine
 from prefsmith.schemas.shard_plan import ShardPlan, settle_plan
 from prefsmith.schemas.tables import PROMPTS, RESPONSES
@@ -256,7 +256,7 @@ def run_plan(
     lazy = LazyBackend(config, tokenizer=tokenizer)
     total = len(plan.kept) if only is None else sum(len(plan.shards[i]) for i in only)
     try:
-        with tqdm(total=total, unit="prompt", desc="generate", disable=None) as bar:
+        with Progress(total=total, unit="prompt", desc="generate") as bar:
             return run_shards(
                 plan.shards,
                 plan.output,

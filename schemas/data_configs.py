@@ -50,7 +50,9 @@ class SplitConfig(StrictModel):
 
 class SamplingConfig(StrictModel):
     n: int = Field(4, ge=1, le=1024, description="responses sampled per prompt")
-    temperature: float = Field(0.8, ge=0.0, description="0 means greedy (then use n=1)")
+    temperature: float = Field(
+        0.8, ge=0.0, allow_inf_nan=False, description="0 means greedy (then use n=1)"
+    )
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_new_tokens: int = Field(128, ge=1)
     seed: int = Field(0, description="base seed; each prompt's seed derives from it and its id")

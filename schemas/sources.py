@@ -61,6 +61,10 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any] | Rejected]]:
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             ref = f"{path.name}:{number}"
+            if number == 1:
+                raw = raw.removeprefix(
+                    b"\xef\xbb\xbf"
+                )  # a UTF-8 BOM (Windows editors) is not row 1's text
             if not raw.strip():
                 continue  # blank lines are layout, not rows
             try:

@@ -41,7 +41,6 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from prefsmith.schemas.data_configs import ScoreConfig
 from prefsmith.schemas.ids import content_hash, model_revision
@@ -56,6 +55,7 @@ from prefsmith.schemas.manifest import (
     input_ref,
     manifest_path,
 )
+from prefsmith.schemas.progress import Progress
 from prefsmith.schemas.quarantine import Rejected, write_quarantine
 from prefsmith.schemas.shard_plan import ShardPlan, settle_plan
 from prefsmith.schemas.tables import PROMPTS, QUARANTINE, RESPONSES, SCORES
@@ -282,7 +282,7 @@ def run_plan(
     )
     total = plan.joined.height if only is None else sum(plan.shards[i].height for i in only)
     try:
-        with tqdm(total=total, unit="response", desc="score", disable=None) as bar:
+        with Progress(total=total, unit="response", desc="score") as bar:
             return run_shards(
                 plan.shards,
                 Path(out_dir) / "scores",

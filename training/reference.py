@@ -31,8 +31,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from prefsmith.generation.turn_end import end_of_turn_ids
 from prefsmith.schemas.contracts import ScoreTransform, TokenLengths
 from prefsmith.schemas.errors import InputError
@@ -48,6 +46,7 @@ from prefsmith.schemas.manifest import (
     manifest_path,
     read_score_transform,
 )
+from prefsmith.schemas.progress import track
 from prefsmith.schemas.quarantine import Rejected, write_quarantine
 from prefsmith.schemas.tables import pairs_schema
 from prefsmith.schemas.train_configs import ReferenceConfig
@@ -107,7 +106,7 @@ def sequence_logps(
     device = next(model.parameters()).device
     results: list[tuple[float, int]] = [(0.0, 0)] * len(sequences)
     batches = token_budget_batches([len(ids) for ids, _ in sequences], budget=token_budget)
-    for batch in tqdm(batches, desc="reference log-probs", unit="batch", leave=False):
+    for batch in track(batches, desc="reference log-probs", unit="batch"):
         ids = right_pad([sequences[i][0] for i in batch], pad_id, multiple=None)  # (N, T)
         lengths = torch.tensor([len(sequences[i][0]) for i in batch])  # (N,)
         prompts = torch.tensor([sequences[i][1] for i in batch])  # (N,)
@@ -212,6 +211,20 @@ def _write(
     return StageResult(output, quarantine, manifest.write(manifest_path(output)))
 
 
+def _render(rows, *, tokenizer, key: dict[str, Any], config: ReferenceConfig):
+    """The trainer's rendering of the rows (at the key's end-of-turn ids), identical pairs out:
+    (one RenderedPair or None per row, the rejections)."""
+    rendered, rejected = render_pairs(
+        rows,
+        tokenizer=tokenizer,
+        end_ids=key["end_of_turn_ids"],
+        max_length=config.max_length,
+        max_prompt_length=config.max_prompt_length,
+    )
+    rendered, identical = without_identical(rows, rendered)
+    return rendered, rejected + identical
+
+
 def reference_pass(inputs: Inputs, *, config: ReferenceConfig, out_dir: str | Path) -> StageResult:
     """Add reference log-probs to `inputs["pairs"]`; write `pairs_ref.parquet`, quarantine and
     manifest."""
@@ -231,14 +244,7 @@ def reference_pass(inputs: Inputs, *, config: ReferenceConfig, out_dir: str | Pa
     if (reused := _reuse(out_dir, key, transform=transform, start=start)) is not None:
         return reused
     rows = read_pair_rows(pairs, columns=columns, reference=False)
-    rendered, rejected = render_pairs(
-        rows,
-        tokenizer=tokenizer,
-        end_ids=key["end_of_turn_ids"],
-        max_length=config.max_length,
-        max_prompt_length=config.max_prompt_length,
-    )
-    rendered, identical = without_identical(rows, rendered)
+    rendered, rejected = _render(rows, tokenizer=tokenizer, key=key, config=config)
     model = load_reference_model(config)
     check_tokenizer_model(tokenizer, model.config, model_name=config.model)
     pad_id = (
@@ -254,7 +260,7 @@ def reference_pass(inputs: Inputs, *, config: ReferenceConfig, out_dir: str | Pa
         out_dir,
         rows,
         out_rows,
-        rejected + identical + nonfinite,
+        rejected + nonfinite,
         config=config,
         extra=extra,
         transform=transform,
