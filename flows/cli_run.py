@@ -57,12 +57,22 @@ def show_outputs(outputs: dict[str, str]) -> None:
 
     from prefsmith.flows.cli_eval import headline
 
-    table = Table(title="outputs", show_header=False)
+    run_dir = outputs.get("run_dir")
+    table = Table(
+        title="outputs", show_header=False, caption=f"under {run_dir}" if run_dir else None
+    )
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")  # a path is only useful whole
     for name, path in outputs.items():
-        table.add_row(name, path)
+        table.add_row(name, _under(path, run_dir) if name != "run_dir" else path)
     Console().print(table)
     if "eval_report" in outputs:
         report = json.loads(Path(outputs["eval_report"]).read_text())
         Console().print(headline(report), highlight=False)
+
+
+def _under(path: str, run_dir: str | None) -> str:
+    """`path` relative to the run folder when inside it: one short line per output."""
+    if run_dir and Path(path).is_relative_to(run_dir):
+        return str(Path(path).relative_to(run_dir))
+    return path
