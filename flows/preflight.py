@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from prefsmith.schemas.config_base import did_you_mean, error_lines
 from prefsmith.schemas.errors import ConfigError
+from prefsmith.schemas.parquet_files import parquet_problem
 from prefsmith.schemas.pipeline_config import PipelineConfig
 from prefsmith.schemas.sources import SUFFIX_FORMATS
 
@@ -126,16 +127,9 @@ def prompts_problems(prompts: dict[str, Any]) -> list[str]:
         return [f"prompts.path: not readable: {path}"]
     if path.stat().st_size == 0:
         return [f"prompts.path: empty file: {path}"]
-    if fmt == "parquet" and not _parquet_magic(path):
+    if fmt == "parquet" and parquet_problem(path) is not None:
         return [f"prompts.path: not a Parquet file (no PAR1 header and footer): {path}"]
     return []
-
-
-def _parquet_magic(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        head = handle.read(4)
-        handle.seek(max(path.stat().st_size - 4, 0))
-        return head == b"PAR1" and handle.read(4) == b"PAR1"
 
 
 def model_folders(data: dict[str, Any]) -> list[tuple[str, str]]:
