@@ -20,8 +20,8 @@ quickstart: $(STAMP)
 	$(VENV)/bin/prefsmith quickstart
 
 test: $(STAMP) lint
-	# The HTML-report tests open the page in a real headless Chromium (Debian's package).
-	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	# The HTML-report tests open the page in a real headless Chromium, driven by chromium-driver (Debian's packages).
+	command -v chromedriver >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null)
 	$(PY) -m pytest
 
 # Lint and format are part of the tests: a change that ruff rejects fails CI.
