@@ -95,6 +95,16 @@ def died(stage: str, returncode: int, *, log: Path | None = None) -> errors.Pref
     )
 
 
+def error_payload(error: Exception) -> dict[str, Any]:
+    """A library's error (not a PrefsmithError) as JSON: its class, its message on one line, and
+    whether a retry may succeed."""
+    return {
+        "error": type(error).__name__,
+        "message": " ".join(str(error).split()),
+        "transient": errors.is_transient(error),
+    }
+
+
 def rebuilt_error(payload: dict[str, Any]) -> errors.PrefsmithError:
     """The child's error as the same PrefsmithError class, or as transient / not transient."""
     cls = getattr(errors, payload["error"], None) or getattr(locks, payload["error"], None)
@@ -142,11 +152,7 @@ def _child(spec_path: str) -> None:
         payload = {"error": type(error).__name__, "message": str(error)}
     except Exception as error:  # a bug or a library's error: the traceback goes to stderr too
         logging.getLogger(__name__).exception("stage %s failed", spec["stage"])
-        payload = {
-            "error": type(error).__name__,
-            "message": " ".join(str(error).split()),
-            "transient": errors.is_transient(error),
-        }
+        payload = error_payload(error)
     Path(spec["result"]).write_text(json.dumps(payload))
 
 

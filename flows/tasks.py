@@ -34,9 +34,9 @@ from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel
 
-from prefsmith.flows.isolate import run_isolated
+from prefsmith.flows.isolate import error_payload, rebuilt_error, run_isolated
 from prefsmith.flows.stages import STAGES, Stage, get_stage
-from prefsmith.schemas.errors import is_transient
+from prefsmith.schemas.errors import PrefsmithError, is_transient
 from prefsmith.schemas.ids import content_hash, model_revision
 from prefsmith.schemas.manifest import Inputs, input_ref, unverified_reason
 
@@ -165,7 +165,13 @@ def call_stage(
     folders hold their own (generate, score, train), and the pipeline holds its run folder's."""
     if isolated:
         return run_isolated(name, inputs, config=config, out_dir=out_dir)
-    return get_stage(name).fn(inputs, config=config, out_dir=out_dir).paths()
+    try:
+        return get_stage(name).fn(inputs, config=config, out_dir=out_dir).paths()
+    except PrefsmithError:
+        raise
+    except Exception as error:  # as in a stage process: traceback to the log, one line out
+        logger.exception("stage %s failed", name)
+        raise rebuilt_error(error_payload(error)) from error
 
 
 def stage_task(stage: Stage) -> Task:

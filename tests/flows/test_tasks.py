@@ -11,7 +11,7 @@ from prefsmith.flows.artifacts import QUANTILES, pair_quantiles
 from prefsmith.flows.tasks import StageInputs, retry_if_transient
 from prefsmith.flows.tasks import stage_model_revision as model_revision
 from prefsmith.schemas import errors
-from prefsmith.schemas.data_configs import ScoreConfig
+from prefsmith.schemas.data_configs import ScoreConfig, SplitConfig
 
 
 def key(table, *, config, out_dir, name="score") -> str:
@@ -107,3 +107,47 @@ def test_pair_quantiles_of_no_pairs_are_empty(tmp_path):
         path,
     )
     assert all(r["margin"] is None for r in pair_quantiles(path))
+
+
+class _Raises:
+    """A registered stage's stand-in whose function raises a library's multi-line error."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def fn(self, inputs, *, config, out_dir):
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (
+            ValueError("Repo id must be in the form 'repo_name'\n  or 'namespace/repo_name'"),
+            "Stage",
+        ),
+        (ConnectionResetError("peer reset\nthe connection"), "Transient"),
+    ],
+)
+def test_in_process_library_error_is_one_line(monkeypatch, tmp_path, caplog, error, expected):
+    """isolate_stages: false stops like a stage process does: one line of the same class, the
+    traceback in the log (issue 12: an in-process model-load failure was a traceback, exit 1)."""
+    from prefsmith.flows import tasks
+
+    monkeypatch.setattr(tasks, "get_stage", lambda name: _Raises(error))
+    with pytest.raises(errors.PrefsmithError) as raised:
+        tasks.call_stage("train", {}, SplitConfig(), tmp_path, False)
+    assert type(raised.value).__name__ == f"{expected}Error"
+    assert "\n" not in str(raised.value)
+    assert str(raised.value).startswith(type(error).__name__ + ": ")
+    assert any(record.exc_info for record in caplog.records)
+
+
+def test_in_process_prefsmith_error_passes_unchanged(monkeypatch, tmp_path):
+    from prefsmith.flows import tasks
+
+    error = errors.ConfigError("train.policy: no such folder")
+    monkeypatch.setattr(tasks, "get_stage", lambda name: _Raises(error))
+    with pytest.raises(errors.ConfigError) as raised:
+        tasks.call_stage("train", {}, SplitConfig(), tmp_path, False)
+    assert raised.value is error

@@ -33,7 +33,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _run(pairs, policy, out, *, deepspeed: str | None) -> dict:
+def _run(pairs, policy, out, *, deepspeed: str | None, more: tuple[str, ...] = ()) -> dict:
     lines = [
         f"policy: {policy}",
         "max_length: 128",
@@ -45,10 +45,11 @@ def _run(pairs, policy, out, *, deepspeed: str | None) -> dict:
         "warmup_ratio: 0.0",
         "logging_steps: 1",
         "save_steps: 0",
+        *more,
     ]
     if deepspeed:
         lines.append(f"deepspeed: {deepspeed}")
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "train.yaml").write_text("\n".join(lines) + "\n")
     env = dict(
         os.environ,
@@ -107,3 +108,23 @@ def test_zero_on_cpu_trains_like_the_plain_run(tiny, baseline, preset):
     worst = max((ours[k] - reference[k]).abs().max().item() for k in ours)
     print(f"{preset}: losses {losses}, max |param - plain run| {worst:.2e}")
     assert worst <= TOLERANCE[preset]
+
+
+@pytest.mark.slow
+def test_zero2_resume_of_a_finished_run_takes_no_step(tiny, baseline):
+    """Killed after its last checkpoint but before `final/` (issue 13, defect 1, under DeepSpeed):
+    the rerun with `resume: true` restores checkpoint-4 and steps no further."""
+    import shutil
+
+    root, pairs_ref, _ = baseline
+    out = root / "zero2-resumed"
+    first = _run(pairs_ref, tiny.policy, out, deepspeed="zero2", more=("save_steps: 4",))
+    assert (out / "checkpoints" / "checkpoint-4").is_dir()
+    weights = _params(out)
+    shutil.rmtree(out / "final")  # the kill: the last checkpoint is written, final/ is not
+    again = _run(
+        pairs_ref, tiny.policy, out, deepspeed="zero2", more=("save_steps: 4", "resume: true")
+    )
+    assert first["global_step"] == again["global_step"] == 4
+    resumed = _params(out)
+    assert max((resumed[k] - weights[k]).abs().max().item() for k in weights) == 0.0
