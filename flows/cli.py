@@ -21,7 +21,13 @@ from prefsmith.flows.cli_checks import parquet_arguments, stage_checks
 from prefsmith.flows.cli_flags import plain_flags
 from prefsmith.flows.prefect_setup import prefect_server_errors
 from prefsmith.schemas.config_base import StrictModel, parse_config, read_yaml
-from prefsmith.schemas.data_configs import GenerateConfig, PairsConfig, PromptsConfig, ScoreConfig
+from prefsmith.schemas.data_configs import (
+    GenerateConfig,
+    PairsConfig,
+    PromptsConfig,
+    ScoreConfig,
+    SplitConfig,
+)
 from prefsmith.schemas.errors import PrefsmithError
 from prefsmith.schemas.train_configs import ReferenceConfig, TrainConfig
 
@@ -148,6 +154,28 @@ def prompts(
     )
     stage_checks(out=out)
     report(load_prompts({}, config=cfg, out_dir=out))
+
+
+@app.command()
+@friendly_errors
+def split(
+    prompts_table: Annotated[Path, typer.Argument(metavar="PROMPTS", help="prompts table")],
+    out: OutOpt,
+    heldout_fraction: Annotated[
+        float | None, typer.Option(help=field_help(SplitConfig, "heldout_fraction"))
+    ] = None,
+) -> None:
+    """Split prompts into train and held-out tables by id hash (a prompt keeps its side)."""
+    from prefsmith.generation.split import split_prompts
+    from prefsmith.schemas.manifest import Manifest
+
+    cfg = stage_config(SplitConfig, None, "split", heldout_fraction=heldout_fraction)
+    stage_checks(out=out)
+    result = split_prompts({"prompts": prompts_table}, config=cfg, out_dir=out)
+    sides = Manifest.read(result.manifest).rows_written
+    console.print(f"split: {sides['prompts_train']} train, {sides['prompts_heldout']} held out")
+    report(result)
+    console.print(f"      held out   {result.more['prompts_heldout']}")
 
 
 @app.command()

@@ -11,6 +11,7 @@ failed eval prints one `error:` line.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -109,6 +110,7 @@ def eval_command(
     """Evaluate a tuned checkpoint against its base on held-out prompts (win rate, KL, accuracy)."""
     from rich.console import Console
 
+    from prefsmith.evaluation.leakage import heldout_leak_warning
     from prefsmith.schemas.config_base import parse_config, read_yaml
     from prefsmith.schemas.pipeline_config import EvalConfig, PipelineConfig
 
@@ -116,6 +118,8 @@ def eval_command(
         run_dir=run_dir, checkpoint=checkpoint, heldout=heldout, out=out
     )
     cfg = parse_config(PipelineConfig, eval_sections(read_yaml(config), heldout=prompts))
+    if leak := heldout_leak_warning(ckpt, prompts):
+        logging.getLogger(__name__).warning(leak)
     ev = cfg.evaluate or EvalConfig()
     if lm_eval_task:
         ev = ev.model_copy(update={"lm_eval_tasks": [*ev.lm_eval_tasks, *lm_eval_task]})

@@ -100,7 +100,7 @@ def error_payload(error: Exception) -> dict[str, Any]:
     whether a retry may succeed."""
     return {
         "error": type(error).__name__,
-        "message": " ".join(str(error).split()),
+        "message": errors.one_line(error),
         "transient": errors.is_transient(error),
     }
 

@@ -12,9 +12,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
+
+if __name__ == "__main__":  # `python -m`: prefsmith's Prefect defaults before Prefect loads
+    from prefsmith.flows.prefect_setup import use_prefect_defaults
+
+    use_prefect_defaults()
 
 from prefect import flow
 from pydantic import BaseModel
@@ -23,13 +29,14 @@ from prefsmith.flows.artifacts import StageProgress, publish_run_summary, publis
 from prefsmith.flows.console import log_runs_in
 from prefsmith.flows.evaluate import evaluate
 from prefsmith.flows.incomplete import clear_incomplete, mark_incomplete, refuse_incomplete
+from prefsmith.flows.prefect_setup import prefect_server_errors
 from prefsmith.flows.run_names import rename_this_run, stage_run_name
 from prefsmith.flows.shards import sharded_stage, task_runner
 from prefsmith.flows.stages import get_stage
 from prefsmith.flows.tasks import RESULT_SERIALIZER, home_results, results_in, run_stage
 from prefsmith.schemas.config_base import parse_config, read_yaml
 from prefsmith.schemas.data_configs import SplitConfig
-from prefsmith.schemas.errors import ConfigError
+from prefsmith.schemas.errors import ConfigError, PrefsmithError, one_line
 from prefsmith.schemas.locks import folder_lock
 from prefsmith.schemas.pipeline_config import PipelineConfig
 
@@ -167,22 +174,34 @@ def pipeline(config: PipelineConfig, run_dir: str | None = None) -> dict[str, st
     with folder_lock(run_path, "run"), results_in(run_path):
         mark_incomplete(run_path)  # removed only on success: a killed build stays marked
         rename_this_run(run_path.name)
-        build = build_dataset.with_options(
-            task_runner=task_runner(config.scale), flow_run_name=stage_run_name("build")
-        )
-        outputs = build(config, str(run_path))
-        if config.train is not None:
-            trainer = train.with_options(flow_run_name=stage_run_name("train"))
-            outputs["checkpoint"] = trainer(config, outputs["pairs_ref"], str(run_path))
-            if config.evaluate is not None:
-                evaluator = evaluate.with_options(flow_run_name=stage_run_name("evaluate"))
-                outputs["eval_report"] = evaluator(
-                    config, outputs["checkpoint"], outputs["prompts_heldout"], str(run_path)
-                )
+        try:
+            outputs = _all_stages(config, run_path)
+        except Exception as error:  # the marker says why, for whoever finds the folder
+            mark_incomplete(
+                run_path, reason=f"the build failed: {type(error).__name__}: {one_line(error)}"
+            )
+            raise
         outputs["run_dir"] = str(run_path)
         clear_incomplete(run_path)
         outputs["latest"] = str(point_latest(run_path))
         publish_run_summary(outputs)
+    return outputs
+
+
+def _all_stages(config: PipelineConfig, run_path: Path) -> dict[str, str]:
+    """build_dataset, then train and evaluate when configured, as subflows named per stage."""
+    build = build_dataset.with_options(
+        task_runner=task_runner(config.scale), flow_run_name=stage_run_name("build")
+    )
+    outputs = build(config, str(run_path))
+    if config.train is not None:
+        trainer = train.with_options(flow_run_name=stage_run_name("train"))
+        outputs["checkpoint"] = trainer(config, outputs["pairs_ref"], str(run_path))
+        if config.evaluate is not None:
+            evaluator = evaluate.with_options(flow_run_name=stage_run_name("evaluate"))
+            outputs["eval_report"] = evaluator(
+                config, outputs["checkpoint"], outputs["prompts_heldout"], str(run_path)
+            )
     return outputs
 
 
@@ -199,7 +218,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("config", type=Path, help="pipeline YAML")
     parser.add_argument("--run-dir", type=Path, default=None, help="default: a new dated folder")
     args = parser.parse_args(argv)
-    print(run_config_file(args.config, run_dir=args.run_dir))
+    try:
+        with prefect_server_errors():
+            print(run_config_file(args.config, run_dir=args.run_dir))
+    except PrefsmithError as error:  # one line and exit 2, as `prefsmith run` stops
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

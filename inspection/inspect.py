@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prefsmith.inspection import stats as st
+from prefsmith.inspection.pair_browser import browser_html, browser_rows
 from prefsmith.inspection.report import render_html
 from prefsmith.inspection.warnings import warnings as find_warnings
 from prefsmith.schemas.errors import InputError
@@ -89,6 +90,11 @@ def _load(pairs: Path, *, scores: Path | None) -> _Loaded:
     return _Loaded(columns, counts, transform.label(), scorers)
 
 
+def _browser(pairs: Path, *, scale: float, unidpo, madpo) -> str:
+    rows, total = browser_rows(pairs, scale=scale, unidpo=unidpo, madpo=madpo)
+    return browser_html(rows, total=total)
+
+
 def inspect_pairs(
     pairs: Path,
     *,
@@ -134,6 +140,7 @@ def inspect_pairs(
             objectives=current.columns.objectives,
             against=older_arrays,
             sources=sources,
+            pair_browser=_browser(pairs, scale=current.columns.scale, **weights),
         )
         html_path = write_text(page, Path(out_html))
     return InspectResult(stats=stats, warnings=found, html_path=html_path)

@@ -353,8 +353,10 @@ def render_html(
     objectives: pl.DataFrame | None = None,
     against: Mapping[str, np.ndarray] | None = None,
     sources: Mapping[str, str] | None = None,
+    pair_browser: str = "",
 ) -> str:
-    """The whole report as one HTML string (no external resources)."""
+    """The whole report as one HTML string (no external resources); `pair_browser` is the
+    section of `inspection.pair_browser.browser_html`."""
     sources = dict(sources or {})
     meta = " · ".join(f"{k}: {v}" for k, v in sources.items())
     charts = "".join(_figure(c) for c in _main_charts(stats, arrays))
@@ -377,6 +379,7 @@ def render_html(
         parts.append(f"<section><h2>Per objective</h2><div class='grid2'>{per}</div></section>")
     if against is not None and stats.get("drift"):
         parts.append(_drift_section(stats, arrays, against, label=sources.get("against", "older")))
+    parts.append(pair_browser)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     parts.append(
         f"<footer class='meta'><p>prefsmith inspect · {stamp}</p></footer>"

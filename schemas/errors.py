@@ -46,6 +46,11 @@ PERMANENT_OS_ERRORS = (
 )
 
 
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (a library's may span several)."""
+    return " ".join(str(error).split())
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether a retry may succeed: a TransientError, or an OSError on I/O that is not about a
     path. Every other PrefsmithError (bad config, bad input, NaN loss) fails the same way again."""

@@ -92,3 +92,24 @@ def test_a_failed_run_prints_one_error_line_and_logs_the_traceback(pipeline_yaml
     log = (run_dir / "logs" / "prefect.log").read_text()
     assert "Traceback" in log and "Encountered exception during execution" in log
     assert (run_dir / "INCOMPLETE").is_file()  # the failed build says so
+
+
+def test_python_dash_m_pipeline_gets_the_defaults_and_stops_in_one_line(tmp_path):
+    """`python -m prefsmith.flows.pipeline` sets the defaults before Prefect loads (Prefect reads
+    its settings at import): the flow module, run as a script, sees the raised start-up wait."""
+    probe = (
+        "import runpy, sys; sys.argv = ['pipeline', sys.argv[1]]\n"
+        "try:\n    runpy.run_module('prefsmith.flows.pipeline', run_name='__main__')\n"
+        "except SystemExit as stop:\n"
+        "    import prefect.settings as s\n"
+        "    print(s.get_current_settings().server.ephemeral.startup_timeout_seconds, stop.code)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != STARTUP_TIMEOUT_ENV}
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "missing.yaml")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.stdout.split() == [str(STARTUP_TIMEOUT_S), "2"], done.stderr[-2000:]
+    assert done.stderr.strip().splitlines() == [
+        f"error: config file not found: {tmp_path / 'missing.yaml'}"
+    ]

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).parents[2]
 SECTION = "## A worked example, stage by stage"
-FILES = {"generate": "gen.yaml", "train": "train.yaml"}  # a block's top key -> the file it is
+FILES = {"generate": "gen.yaml", "train": "train.yaml", "eval": "eval.yaml"}
 
 
 def worked_example() -> tuple[list[str], list[str]]:
@@ -28,11 +28,19 @@ def worked_example() -> tuple[list[str], list[str]]:
     return lines, [b for kind, b in blocks if kind == "yaml"]
 
 
+def config_file(block: str) -> str:
+    """The file a YAML block is: gen.yaml and train.yaml by their one section, eval.yaml is the
+    block with an `evaluate:` section."""
+    keys = re.findall(r"^(\w+):", block, flags=re.M)
+    return FILES["eval"] if "evaluate" in keys else FILES[keys[0]]
+
+
 def test_the_section_shows_every_config_its_commands_name():
     lines, yamls = worked_example()
     named = sorted({m for line in lines for m in re.findall(r"-c (\S+\.yaml)", line)})
-    shown = sorted(FILES[block.split(":", 1)[0]] for block in yamls)
-    assert named == shown == ["gen.yaml", "train.yaml"]
+    shown = sorted(config_file(block) for block in yamls)
+    named += [m for line in lines for m in re.findall(r"eval (\S+\.yaml)", line)]
+    assert sorted(named) == shown == ["eval.yaml", "gen.yaml", "train.yaml"]
 
 
 @pytest.mark.slow
@@ -41,7 +49,7 @@ def test_the_worked_example_runs_as_written(tmp_path):
     (tmp_path / "flows" / "data").mkdir(parents=True)
     shutil.copy(ROOT / "flows/data/quickstart_prompts.jsonl", tmp_path / "flows/data")
     for block in yamls:
-        (tmp_path / FILES[block.split(":", 1)[0]]).write_text(block)
+        (tmp_path / config_file(block)).write_text(block)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     for line in lines:
         done = subprocess.run(
@@ -49,6 +57,7 @@ def test_the_worked_example_runs_as_written(tmp_path):
         )
         assert done.returncode == 0, f"{line}\n{done.stdout}\n{done.stderr}"
         assert "Traceback" not in done.stderr
+        assert "were trained on" not in done.stderr + done.stdout  # split before generate
     run = tmp_path / "run"
     for table in ("prompts", "responses", "scores", "pairs", "pairs_ref"):
         manifest = json.loads((run / f"{table}.manifest.json").read_text())
@@ -58,3 +67,6 @@ def test_the_worked_example_runs_as_written(tmp_path):
     assert final["extra"]["global_step"] == 20
     exported = (run / "pairs.trl.jsonl").read_text().splitlines()
     assert len(exported) == json.loads((run / "pairs.manifest.json").read_text())["rows_out"]
+    report = json.loads((run / "eval" / "eval_report.json").read_text())
+    heldout = json.loads((run / "prompts.split.manifest.json").read_text())["rows_written"]
+    assert report["win_rate"]["n"] == heldout["prompts_heldout"] > 0
