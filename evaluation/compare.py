@@ -11,7 +11,9 @@ self-contained `eval_report.html`.
 `n_prompts`, `win_rate` {rate, low, high, n, wins, ties, losses}, `length_adjusted_win_rate`
 {rate, low, high, n, length_coef, length_sd, status, method} (prefsmith.evaluation.length_adjusted),
 `tuned` / `base` {mean_reward, mean_tokens, n_prompts}, `kl` (prefsmith.evaluation.kl.summarize_kl),
-`heldout_pairs` {n_pairs, accuracy, mean_margin, ties}, `lm_eval` {status, tasks, message, results}.
+`heldout_pairs` {n_pairs, accuracy, mean_margin, ties}, `lm_eval` {status, tasks, message, results},
+`examples` {best_wins, worst_losses, random: [{prompt_id, prompt, tuned, base, reward_tuned,
+reward_base}]} (prefsmith.evaluation.examples; `prompt` is null without the optional `prompts`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
+from prefsmith.evaluation.examples import example_table, pick_examples
 from prefsmith.evaluation.kl import KL_SAMPLES, summarize_kl
 from prefsmith.evaluation.length_adjusted import LENGTH_ADJUSTED_NOTE, length_adjusted_win_rate
 from prefsmith.evaluation.preference_accuracy import MARGINS, preference_accuracy
@@ -49,6 +52,7 @@ REPORT_KEYS = (
     "kl",
     "heldout_pairs",
     "lm_eval",
+    "examples",
 )
 
 
@@ -145,6 +149,13 @@ def compare_policies(inputs: Inputs, *, config: CompareConfig, out_dir: Path) ->
     optional = {name: optional_path(inputs, name) for name in ("kl", "heldout", "lm_eval")}
     kl_samples, margins, parts = _optional(**optional)
     report = {**headline(paired, config=config), **parts}
+    examples = example_table(
+        paired,
+        tuned=input_path(inputs, "tuned_responses"),
+        base=input_path(inputs, "base_responses"),
+        prompts=optional_path(inputs, "prompts"),
+    )
+    report["examples"] = pick_examples(examples, seed=config.seed)
     out_dir = Path(out_dir)
     outputs = write_reports(
         report,
@@ -239,5 +250,19 @@ def markdown_report(report: dict) -> str:
             f"| base | {report['base']['mean_reward']:.4f} | {report['base']['mean_tokens']:.1f} |",
             "",
             *_extra_lines(report),
+            *_example_lines(report.get("examples")),
         ]
     )
+
+
+def _example_lines(examples: dict | None) -> list[str]:
+    """The examples' prompts and rewards (their texts are in the HTML report and the JSON)."""
+    if not examples:
+        return []
+    lines = ["", "## Examples (texts in eval_report.html)"]
+    for kind in ("best_wins", "worst_losses"):
+        lines.append(f"- {kind.replace('_', ' ')}:")
+        for item in examples[kind]:
+            prompt = " ".join((item["prompt"] or item["prompt_id"]).split())[:80]
+            lines.append(f"  - {item['reward_tuned']:.3f} vs {item['reward_base']:.3f} — {prompt}")
+    return lines

@@ -35,6 +35,8 @@ from prefsmith.inspection.charts import (  # chart helpers shared with `prefsmit
 EXTRA_STYLE = """<style>
 .headline{font-size:18px;background:#fff;border:1px solid #e5e7eb;border-left:6px solid #2563eb;border-radius:6px;padding:10px 16px;margin:14px 0}
 .headline.good{border-left-color:#059669}.headline.bad{border-left-color:#dc2626}.note{color:#4b5563;font-size:12px;max-width:900px}
+.ex{background:#fff;border:1px solid #e5e7eb;border-radius:6px;padding:8px 12px;margin:10px 0}
+.ex .side{display:grid;grid-template-columns:1fr 1fr;gap:12px}.ex pre{white-space:pre-wrap;margin:4px 0;font:13px/1.4 ui-monospace,monospace}
 .cat{font-size:12px;fill:#111827;text-anchor:middle}.value{font-size:12px;fill:#111827;text-anchor:middle;font-weight:600}
 </style>"""
 
@@ -198,6 +200,39 @@ def charts(
     return out
 
 
+EXAMPLE_TITLES = {
+    "best_wins": "Largest wins of the tuned policy",
+    "worst_losses": "Worst losses",
+    "random": "Other prompts (seeded draw)",
+}
+
+
+def _example_card(item: Mapping) -> str:
+    prompt = item.get("prompt")
+    head = escape(prompt) if prompt is not None else f"prompt {escape(item['prompt_id'])}"
+    sides = "".join(
+        f"<div><b>{label}</b> · reward {_num(item[f'reward_{side}'])}"
+        f"<pre>{escape(item[side] or '')}</pre></div>"
+        for side, label in (("tuned", "tuned"), ("base", "base"))
+    )
+    return (
+        f"<div class='ex' data-prompt='{escape(item['prompt_id'])}'><p><b>{head}</b></p>"
+        f"<div class='side'>{sides}</div></div>"
+    )
+
+
+def examples_section(examples: Mapping | None) -> str:
+    """Side-by-side tuned and base generations (prefsmith.evaluation.examples), by kind."""
+    if not examples:
+        return ""
+    parts = ["<section id='examples'><h2>Examples: tuned vs base on held-out prompts</h2>"]
+    for kind, title in EXAMPLE_TITLES.items():
+        items = examples.get(kind) or []
+        parts.append(f"<h3>{title} ({len(items)})</h3>")
+        parts.extend(_example_card(item) for item in items)
+    return "".join(parts) + "</section>"
+
+
 def render_eval_html(
     report: Mapping,
     *,
@@ -225,6 +260,7 @@ def render_eval_html(
             _headline(report),
             f"<section><h2>Summary</h2>{summary_tables(report)}<p class='note'>{escape(LENGTH_ADJUSTED_NOTE)}</p></section>",
             f"<section><h2>Charts</h2><div class='grid2'>{figures}</div></section>",
+            examples_section(report.get("examples")),
             f"<footer class='meta'><p>prefsmith eval · {stamp}</p></footer>",
             "<pre id='console-errors' data-count='0'></pre></body></html>",
         ]

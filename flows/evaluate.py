@@ -93,7 +93,7 @@ def evaluate(config: PipelineConfig, checkpoint: str, heldout: str, run_dir: str
     tables = {f"{side}_{kind}": path for side, t in sides.items() for kind, path in t.items()}
     report = run_stage(
         "compare",
-        {**tables, **extra, "lm_eval": lm_eval["output"]},
+        {**tables, **extra, "lm_eval": lm_eval["output"], "prompts": heldout},
         config=CompareConfig(n_boot=ev.n_boot, seed=ev.seed),
         out_dir=out,
     )

@@ -196,7 +196,7 @@ _STAGES = (
         CompareConfig,
         reads=("tuned_scores", "tuned_responses", "base_scores", "base_responses"),
         writes=("eval_report",),
-        optional=("kl", "heldout", "lm_eval"),
+        optional=("kl", "heldout", "lm_eval", "prompts"),
     ),
     # Shape pairs/hh: the output is the pairs table; shape responses: the responses table, with
     # the prompts and scores tables in StageResult.more.

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from prefsmith.inspection import stats as st
 from prefsmith.inspection.pair_browser import browser_html, browser_rows
+from prefsmith.inspection.pair_charts import write_plotly_js
 from prefsmith.inspection.report import render_html
 from prefsmith.inspection.warnings import warnings as find_warnings
 from prefsmith.schemas.errors import InputError
@@ -143,4 +144,5 @@ def inspect_pairs(
             pair_browser=_browser(pairs, scale=current.columns.scale, **weights),
         )
         html_path = write_text(page, Path(out_html))
+        write_plotly_js(html_path.parent)
     return InspectResult(stats=stats, warnings=found, html_path=html_path)

@@ -1,4 +1,5 @@
-"""The pair browser of the inspect report: the pairs themselves, filterable, sortable, paged.
+"""The pair browser of the inspect report: the pairs themselves, filterable, sortable, paged,
+under two interactive charts whose points link to their rows (prefsmith.inspection.pair_charts).
 
 A distribution says a dataset is skewed; only the texts say why. The browser embeds the pairs as
 one JSON array (`<script type="application/json" id="pair-data">`) and a few dozen lines of plain
@@ -22,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from prefsmith.inspection.columns import word_counts
+from prefsmith.inspection.pair_charts import chart_divs
 from prefsmith.inspection.weights import preview_weights
 from prefsmith.schemas.io import shard_files
 from prefsmith.schemas.losses import MADPOParams, UniDPOParams
@@ -131,12 +133,13 @@ def browser_html(rows: pl.DataFrame, *, total: int) -> str:
         "<section id='pair-browser'><h2>Pairs</h2>"
         f"<p class='meta'>{shown}; texts cut at {TEXT_CHARS} characters. Examples by margin: "
         f"{links}</p>"
+        f"{chart_divs(rows)}"
         "<p><input id='pair-filter' type='search' size='40' "
         "placeholder='filter: text or pair_id'> "
         "margin ≥ <input id='pair-min-margin' type='number' step='any' size='8'> "
         "<button id='pair-prev'>‹ prev</button> <span id='pair-count'></span> "
         "<button id='pair-next'>next ›</button></p>"
-        "<style>#pair-browser .scroll{overflow-x:auto}#pair-table td{max-width:320px;"
+        "<style>#pair-browser .scroll{overflow-x:auto}#pair-table td{max-width:320px;text-align:left;"
         "vertical-align:top;white-space:pre-wrap}#pair-table th{cursor:pointer}</style>"
         f"<div class='scroll'><table id='pair-table'><thead><tr>{head}</tr></thead>"
         "<tbody></tbody></table></div>"
@@ -195,6 +198,9 @@ BROWSER_JS = """
     a.addEventListener('click', function (e) {
       document.getElementById('pair-filter').value = a.getAttribute('data-pair'); apply(); });
   });
+  var scatter = document.getElementById('pair-scatter');
+  if (scatter && scatter.on) scatter.on('plotly_click', function (event) {
+    document.getElementById('pair-filter').value = event.points[0].customdata; apply(); });
   apply();
   window.prefsmithReady = true;
 })();

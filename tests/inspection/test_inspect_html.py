@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 from pathlib import Path
 
 import armorm_fixture as _fixture  # shared test helper (tests/ is on sys.path: tests/conftest.py)
@@ -123,7 +124,9 @@ def report(tmp_path_factory):
 
 def test_report_is_self_contained_and_every_chart_has_data(report):
     page = report.html_path.read_text(encoding="utf-8")
-    assert not re.search(r"\b(src|href)\s*=|@import|url\(|<link\b", page)  # nothing fetched
+    local = page.replace("<script src='plotly.min.js'>", "")  # written beside the report
+    assert not re.search(r"\b(src|href)\s*=|@import|url\(|<link\b", local)  # nothing fetched
+    assert (report.html_path.parent / "plotly.min.js").stat().st_size > 1_000_000
     charts = parse(page).charts
     assert len(charts) == 8 + len(OBJECTIVE_NAMES) + len(DRIFT_NAMES)
     assert [c for c in charts if c["points"] == 0 or c["marks"] == 0] == []
@@ -149,6 +152,7 @@ def test_report_in_headless_chromium(report, chromium):
 def test_chromium_check_catches_console_errors(report, chromium, tmp_path):
     """Negative control: the same report with a failing script is caught by both detectors."""
     broken = tmp_path / "broken.html"
+    shutil.copy(report.html_path.parent / "plotly.min.js", tmp_path)  # as beside the report
     broken.write_text(
         report.html_path.read_text(encoding="utf-8").replace(
             "</body>", "<script>console.error('boom'); notDefined();</script></body>"

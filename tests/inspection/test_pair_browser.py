@@ -6,6 +6,7 @@ run on a page whose browser script is broken, to show it can fail."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 import numpy as np
@@ -156,3 +157,61 @@ def test_each_check_fails_on_a_broken_browser(driver, page, tmp_path):
     assert seen["filtered"] != [f"pair{i:03d}" for i in range(0, N, 7)]
     assert seen["example"] != ["pair030"]
     assert seen["errors"] != []
+
+
+def _drive_charts(driver, path, *, bar: int, point: int) -> dict:
+    """Hover one chosen-score bar and read plotly's hover label; click one scatter point."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    driver.get(path.as_uri())
+    bars = driver.find_elements(By.CSS_SELECTOR, "#pair-hist .trace.bars")[0]
+    target = bars.find_elements(By.CSS_SELECTOR, ".point path")[bar]
+    ActionChains(driver).move_to_element(target).perform()
+    label = driver.execute_script(
+        "var t = document.querySelector('#pair-hist .hoverlayer .hovertext');"
+        "return t ? t.textContent : null;"
+    )
+    dots = driver.find_elements(By.CSS_SELECTOR, "#pair-scatter .scatterlayer .point")
+    ActionChains(driver).move_to_element(dots[point]).click().perform()
+    rows = driver.find_elements(By.CSS_SELECTOR, "#pair-table tbody tr")
+    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    return {"label": label, "rows": [r.get_attribute("data-pair") for r in rows], "errors": errors}
+
+
+def _tallest_chosen_bin(page) -> tuple[int, int]:
+    from prefsmith.inspection.pair_charts import histogram_bins
+
+    rows, _ = pb.browser_rows(page.parent / "pairs.parquet")
+    sides = {s: rows[f"score_{s}"].to_numpy() for s in ("chosen", "rejected")}
+    _, counts = histogram_bins(sides)
+    index = int(np.argmax(counts["chosen"]))
+    return index, int(counts["chosen"][index])
+
+
+@pytest.mark.slow
+def test_hover_shows_the_bins_count_and_a_click_selects_the_pair(driver, page):
+    index, count = _tallest_chosen_bin(page)
+    seen = _drive_charts(driver, page, bar=index, point=10)
+    assert seen["label"] is not None and re.search(rf"count {count}\b", seen["label"]), seen[
+        "label"
+    ]
+    assert seen["rows"] == ["pair010"]  # the point's pair, alone in the table
+    assert seen["errors"] == []
+
+
+@pytest.mark.slow
+def test_the_chart_checks_fail_on_a_broken_page(driver, page, tmp_path):
+    """Negative control: a hover label that shows the bin centre instead of the count, and a
+    scatter whose click handler was never attached."""
+    shutil.copy(page.parent / "plotly.min.js", tmp_path)
+    html = page.read_text(encoding="utf-8")
+    broken = html.replace("count %{y}", "count %{x}", 1).replace(
+        "if (scatter && scatter.on)", "if (false)", 1
+    )
+    assert broken.count("count %{x}") == 1 and "if (false)" in broken
+    (tmp_path / "broken.html").write_text(broken, encoding="utf-8")
+    index, count = _tallest_chosen_bin(page)
+    seen = _drive_charts(driver, tmp_path / "broken.html", bar=index, point=10)
+    assert seen["label"] is None or not re.search(rf"count {count}\b", seen["label"])
+    assert seen["rows"] != ["pair010"]
