@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from prefsmith.inspection import stats as st
 from prefsmith.inspection.pair_browser import browser_html, browser_rows
 from prefsmith.inspection.pair_charts import write_plotly_js
+from prefsmith.inspection.quality import quality_signals, quality_warnings
 from prefsmith.inspection.report import render_html
 from prefsmith.inspection.warnings import warnings as find_warnings
 from prefsmith.schemas.errors import InputError
@@ -53,6 +54,8 @@ class _Loaded:
     manifest: dict | None
     method: str
     scorers: tuple[str, ...]  # pairs.scorer values: which scorer made the table's scores
+    frame: pl.DataFrame  # the pairs' columns but messages (texts, ids) for the quality signals
+    responses: Path | None  # the responses table the pairs manifest names, when it exists
 
 
 def _scan(path: Path, *, schema, columns: tuple[str, ...], what: str) -> pl.DataFrame:
@@ -88,7 +91,16 @@ def _load(pairs: Path, *, scores: Path | None) -> _Loaded:
     columns = st.pair_columns(frame, scores=score_frame, transform=scale_shift)
     counts = manifest.model_dump(include={"rows_in", "rows_out", "dropped"}) if manifest else None
     scorers = tuple(frame["scorer"].drop_nulls().unique().sort())
-    return _Loaded(columns, counts, transform.label(), scorers)
+    return _Loaded(columns, counts, transform.label(), scorers, frame, _responses_of(manifest))
+
+
+def _responses_of(manifest: Manifest | None) -> Path | None:
+    """The responses table among the pairs stage's inputs (for finish reasons), if still there."""
+    for ref in manifest.inputs if manifest else []:
+        path = Path(ref.path)
+        if path.name.removesuffix(".parquet") == "responses" and path.exists():
+            return path
+    return None
 
 
 def _browser(pairs: Path, *, scale: float, unidpo, madpo) -> str:
@@ -105,6 +117,7 @@ def inspect_pairs(
     out_html: Path | None = None,
     unidpo: UniDPOParams | None = None,
     madpo: MADPOParams | None = None,
+    responses: Path | None = None,
 ) -> InspectResult:
     """Statistics, warnings and (if `out_html`) the HTML report of the pairs table `pairs`.
 
@@ -113,6 +126,7 @@ def inspect_pairs(
     measure them in the same unit, so pass `against_scores` when `scores` is given). `unidpo`
     and `madpo` are the loss parameters the weights are previewed with: the train config's
     terms (`TrainConfig.loss_params`); None: the defaults of `prefsmith.schemas.losses`.
+    `responses` (default: the one the pairs manifest names) gives the truncation signal.
     """
     pairs, weights = Path(pairs), {"unidpo": unidpo, "madpo": madpo}
     current = _load(pairs, scores=scores)
@@ -127,7 +141,10 @@ def inspect_pairs(
         same_unit = older.columns.length_unit == current.columns.length_unit
         stats["drift"] = st.drift(arrays, older_arrays, same_length_unit=same_unit)
         stats["drift_scorers"] = st.scorer_comparison(current.scorers, older.scorers)
-    found = find_warnings(stats)
+    stats["quality"] = quality_signals(
+        current.frame, manifest=current.manifest, responses=responses or current.responses
+    )
+    found = find_warnings(stats) + quality_warnings(stats)
     for text in found:
         logger.info("inspect warning: %s", text)
     html_path = None

@@ -27,6 +27,7 @@ from prefsmith.inspection.charts import (
     line_svg,
     scatter_svg,
 )
+from prefsmith.inspection.quality import QUALITY_HEADER, quality_rows
 from prefsmith.inspection.summary import QUANTILE_KEYS
 from prefsmith.inspection.weights import madpo_weight, w_qual
 
@@ -224,6 +225,8 @@ def render_terminal(stats: Mapping, *, warnings: Sequence[str], console: Console
         console.print(_objective_table(stats["objectives"]))
     if stats.get("drift"):
         console.print(_drift_table(stats))
+    if stats.get("quality"):
+        console.print(_rich_table(QUALITY_HEADER, quality_rows(stats), title="Data quality"))
     if warnings:
         console.print(
             Panel("\n".join(f"• {w}" for w in warnings), title="Warnings", border_style="yellow")
@@ -374,6 +377,9 @@ def render_html(
         html_table(QUANTILE_HEADER, _quantile_rows(stats)) + "</section>",
         f"<section><h2>Scores, margins, lengths and weights</h2><div class='grid2'>{charts}</div></section>",
     ]
+    if stats.get("quality"):
+        quality = html_table(QUALITY_HEADER, quality_rows(stats))
+        parts.append(f"<section id='quality'><h2>Data quality</h2>{quality}</section>")
     if objectives is not None and objectives.height:
         per = "".join(_figure(c) for c in _objective_charts(stats, objectives))
         parts.append(f"<section><h2>Per objective</h2><div class='grid2'>{per}</div></section>")
