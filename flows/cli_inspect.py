@@ -57,6 +57,13 @@ def inspect(
         Path | None,
         typer.Option("--against-scores", help="scores table of OLDER_PAIRS (token lengths)"),
     ] = None,
+    responses: Annotated[
+        Path | None,
+        typer.Option(
+            "--responses",
+            help="responses table (finish reasons) [default: the one the pairs manifest names]",
+        ),
+    ] = None,
     html: Annotated[
         Path | None,
         typer.Option(
@@ -112,6 +119,7 @@ def inspect(
         against=against,
         scores=scores,
         against_scores=against_scores,
+        responses=responses,
         out_html=out_html,
         unidpo=unidpo,
         madpo=madpo,
