@@ -34,6 +34,7 @@ from typing import Any
 from prefsmith.schemas.config_base import load_config
 from prefsmith.schemas.errors import InputError, PrefsmithError
 from prefsmith.schemas.ids import content_hash, model_file_hashes
+from prefsmith.schemas.io import remove_stale_temporaries
 from prefsmith.schemas.manifest import (
     Inputs,
     Manifest,
@@ -236,6 +237,9 @@ def train(inputs: Inputs, *, config: TrainConfig, out_dir: str | Path) -> StageR
 
     start = time.perf_counter()
     pairs, out_dir = input_path(inputs, "pairs"), Path(out_dir)
+    # A run killed while writing final/'s records left their temporaries (the caller holds the
+    # folder's train lock, so none is a live writer's).
+    remove_stale_temporaries(out_dir, prefix="final")
     if (done := finished_run(pairs, config=config, out_dir=out_dir)) is not None:
         return done
     rows, has_reference = read_pairs(pairs, config=config)
