@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from prefsmith.inspection.columns import word_counts
-from prefsmith.inspection.pair_charts import chart_divs
+from prefsmith.inspection.pair_charts import chart_divs, sampled
 from prefsmith.inspection.weights import preview_weights
 from prefsmith.schemas.io import shard_files
 from prefsmith.schemas.losses import MADPOParams, UniDPOParams
@@ -60,7 +60,7 @@ def browser_rows(
     )
     frame = frame.collect()
     total = frame.height
-    frame = _sample(frame)
+    frame = sampled(frame, limit=MAX_ROWS, seed=SEED)
     weights = preview_weights(
         scale * frame["margin"].fill_null(np.nan).to_numpy(),
         unidpo=unidpo or UniDPOParams(),
@@ -74,18 +74,6 @@ def browser_rows(
         madpo_weight=pl.Series(weights["madpo_weight"]),
     ).with_columns(pl.col("prompt", "chosen", "rejected").str.slice(0, TEXT_CHARS))
     return rows.select(COLUMNS), total
-
-
-def _sample(frame: pl.DataFrame) -> pl.DataFrame:
-    """At most MAX_ROWS pairs, seeded, always with the smallest and largest margins."""
-    if frame.height <= MAX_ROWS:
-        return frame
-    order = frame["margin"].fill_null(np.nan).fill_nan(None).arg_sort(nulls_last=True)
-    keep = {int(order[0]), int(order[frame["margin"].drop_nulls().len() - 1])}
-    others = np.setdiff1d(np.arange(frame.height), list(keep))
-    rng = np.random.default_rng(SEED)
-    keep.update(rng.choice(others, size=MAX_ROWS - len(keep), replace=False).tolist())
-    return frame[sorted(keep)]
 
 
 def example_pairs(rows: pl.DataFrame) -> dict[str, str]:
