@@ -103,7 +103,8 @@ def _examples(model_dir: Path, pairs_ref: Path, config) -> list[dict]:
 def _our_trainer(config, examples: list[dict], out: Path):
     import datasets
 
-    from prefsmith.training.stage import load_policy, make_trainer, training_arguments
+    from prefsmith.training.policy import load_policy
+    from prefsmith.training.stage import make_trainer, training_arguments
 
     args = training_arguments(config, out_dir=out)
     args.disable_tqdm = True

@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from prefsmith.generation.checkpoints import inference_folder
 from prefsmith.generation.turn_end import end_of_turn_ids
 from prefsmith.schemas.errors import StageError
 from prefsmith.schemas.eval_configs import PolicyReferenceConfig
@@ -231,6 +232,7 @@ def kl_estimate(
     start = time.perf_counter()
     responses, prompts = input_path(inputs, "responses"), input_path(inputs, "prompts")
     policy, reference, out_dir = config.policy, config.reference, Path(out_dir)
+    policy = inference_folder(policy, trust_remote_code=reference.trust_remote_code)
     tokenizer = _check_same_tokens(policy, reference)
     end_ids = end_of_turn_ids(policy, tokenizer)  # where the policy's generation stopped
     rows, sequences, rejected, n_in = _render(

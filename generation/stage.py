@@ -36,6 +36,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from prefsmith.generation.backends import Backend, load_backend
+from prefsmith.generation.checkpoints import inference_folder
 from prefsmith.generation.render import render_or_reject, require_chat_template
 from prefsmith.schemas.data_configs import GenerateConfig
 from prefsmith.schemas.errors import StageError
@@ -83,6 +84,12 @@ def prompt_seed(base_seed: int, prompt_id: str) -> int:
 
 def generator_name(config: GenerateConfig) -> str:
     return f"{Path(config.model.rstrip('/')).name}@{model_revision(config.model, revision=config.revision)}"
+
+
+def plain_model(config: GenerateConfig) -> GenerateConfig:
+    """`config` with an adapter checkpoint (a LoRA run's final/) replaced by its merged model."""
+    model = inference_folder(config.model, trust_remote_code=config.trust_remote_code)
+    return config if model == config.model else config.model_copy(update={"model": model})
 
 
 def load_tokenizer(config: GenerateConfig) -> Any:
@@ -305,6 +312,7 @@ def generate(inputs: Inputs, *, config: GenerateConfig, out_dir: Path) -> StageR
 
 def _generate(inputs: Inputs, *, config: GenerateConfig, out_dir: Path) -> StageResult:
     start = time.perf_counter()
+    config = plain_model(config)
     prompts, out_dir = input_path(inputs, "prompts"), Path(out_dir)
     tokenizer = load_tokenizer(config)
     plan = make_plan(prompts, config=config, out_dir=out_dir, tokenizer=tokenizer)

@@ -17,6 +17,36 @@ from prefsmith.schemas.data_configs import Dtype
 from prefsmith.schemas.losses import DPOTerm, LossParams, LossTerm
 
 DEEPSPEED_PRESETS = ("zero2", "zero3")
+WeightsDtype = Literal["float32", "bfloat16", "float16"]
+
+
+class AdapterConfig(StrictModel):
+    """A LoRA adapter trained over the frozen policy (peft; Hu et al. 2021, arXiv:2106.09685).
+
+    The base weights never change, so the base *is* the reference: pairs without reference
+    log-probs get them in the train stage from the same model with its adapter disabled, and no
+    second copy is loaded. `final/` holds the adapter (prefsmith.training.adapters).
+    """
+
+    kind: Literal["lora"] = Field("lora", description="the adapter family (peft LoraConfig)")
+    r: int = Field(16, ge=1, description="rank of each low-rank update B·A")
+    alpha: float = Field(32.0, gt=0.0, description="LoRA alpha: the update is scaled by alpha / r")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the adapter's input")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear",
+        description="module names to adapt (e.g. [q_proj, v_proj]); all-linear: every linear "
+        "layer but the LM head",
+    )
+    save_merged: bool = Field(
+        False,
+        description="also write final/merged/: base + adapter merged into one plain model "
+        "(what vLLM and the next stages load; made on first use when false)",
+    )
+    load_in_4bit: bool = Field(
+        False,
+        description="QLoRA: load the frozen base in 4-bit NF4 (bitsandbytes, CUDA only; refused "
+        "on a machine without a GPU)",
+    )
 
 
 class ReferenceConfig(StrictModel):
@@ -171,7 +201,15 @@ class TrainConfig(StrictModel):
     deepspeed: str | None = Field(
         None, description="'zero2', 'zero3' (shipped configs) or a DeepSpeed JSON path; None: off"
     )
-    bf16: bool = Field(False, description="bf16 autocast (weights stay float32)")
+    bf16: bool = Field(False, description="bf16 autocast (weights stay in `dtype`)")
+    dtype: WeightsDtype = Field(
+        "float32",
+        description="dtype the policy's weights load in without DeepSpeed (bfloat16: half the "
+        "weight memory); under DeepSpeed the engine's own mixed precision decides (bf16: true)",
+    )
+    adapter: AdapterConfig | None = Field(
+        None, description="train a LoRA adapter instead of every weight; None: full fine-tuning"
+    )
     gradient_checkpointing: bool = Field(False, description="recompute activations: less memory")
     pair_layout: Literal["shared_prompt", "concatenated"] = Field(
         "shared_prompt",
@@ -219,6 +257,13 @@ class TrainConfig(StrictModel):
             )
         if not self.loss and self.nll_weight == 0.0:
             raise ValueError("nothing to train: give at least one loss term or nll_weight > 0")
+        if self.dtype != "float32" and self.deepspeed is not None:
+            raise ValueError(
+                f"dtype: {self.dtype} with deepspeed: the engine keeps float32 master weights and "
+                "casts them itself; set bf16: true and leave dtype float32"
+            )
+        if self.dtype == "float16" and self.bf16:
+            raise ValueError("dtype: float16 weights with bf16 autocast; pick one of the two")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"max_steps must be -1 (use epochs) or >= 1, got {self.max_steps}")
         return self

@@ -49,6 +49,7 @@ from prefsmith.schemas.train_configs import TrainConfig
 from prefsmith.training.checkpoints import is_finished, restore_finished, resume_checkpoint
 from prefsmith.training.guards import warn_if_loss_cannot_move
 from prefsmith.training.pair_examples import build_examples, read_pairs
+from prefsmith.training.policy import load_policy, pad_token_id
 
 logger = logging.getLogger(__name__)
 
@@ -100,22 +101,6 @@ def training_arguments(config: TrainConfig, *, out_dir: Path):
     )
 
 
-def load_policy(config: TrainConfig):
-    """Tokenizer and float32 policy from `config.policy`, checked against each other."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from prefsmith.training.guards import check_tokenizer_model
-
-    remote = config.trust_remote_code
-    tokenizer = AutoTokenizer.from_pretrained(config.policy, trust_remote_code=remote)
-    model = AutoModelForCausalLM.from_pretrained(
-        config.policy, dtype=torch.float32, trust_remote_code=remote
-    )
-    check_tokenizer_model(tokenizer, model.config, model_name=config.policy)
-    return tokenizer, model
-
-
 def pair_layout(config: TrainConfig, model) -> str:
     """The configured layout, or `concatenated` where the attention cannot take a 4D mask."""
     attention = getattr(model.config, "_attn_implementation", None)
@@ -134,10 +119,7 @@ def make_trainer(model, tokenizer, dataset, *, config: TrainConfig, args):
     from prefsmith.training.collate import PairCollator
     from prefsmith.training.trainer import PreferenceTrainer
 
-    pad_id = (
-        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    )
-    collator = PairCollator(pad_token_id=pad_id, layout=pair_layout(config, model))
+    collator = PairCollator(pad_token_id=pad_token_id(tokenizer), layout=pair_layout(config, model))
     return PreferenceTrainer(
         model=model,
         args=args,
@@ -153,10 +135,14 @@ def make_trainer(model, tokenizer, dataset, *, config: TrainConfig, args):
 def _save_final(
     trainer, tokenizer, *, config: TrainConfig, final: Path, metrics: dict, global_batch: int
 ) -> None:
-    """Every rank calls save_model (ZeRO-3 gathers shards from all); rank 0 writes the files."""
-    trainer.save_model(str(final))  # safetensors
+    """Every rank calls save_model (ZeRO-3 gathers shards from all); rank 0 writes the files.
+    With an adapter, `final/` holds the adapter, and the base's generation config (its
+    end-of-turn ids) is copied beside it."""
+    trainer.save_model(str(final))  # safetensors (the adapter alone under peft)
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(final))
+        if config.adapter is not None:
+            _save_adapter_extras(config, final)
         history = trainer.state.log_history
         logged = [e for e in history if "loss" in e]
         summary = {
@@ -170,6 +156,18 @@ def _save_final(
             "log_history": history,
         }
         (final / SUMMARY).write_text(json.dumps(summary, indent=2, default=float))
+
+
+def _save_adapter_extras(config: TrainConfig, final: Path) -> None:
+    import shutil
+
+    from prefsmith.generation.checkpoints import merged_folder
+
+    generation_config = Path(config.policy) / "generation_config.json"
+    if generation_config.is_file():
+        shutil.copyfile(generation_config, final / generation_config.name)
+    if config.adapter.save_merged:
+        merged_folder(final, trust_remote_code=config.trust_remote_code)
 
 
 def _write_records(
@@ -254,11 +252,17 @@ def train(inputs: Inputs, *, config: TrainConfig, out_dir: str | Path) -> StageR
         raise InputError(
             f"{pairs}: no pair left to train on ({count_reasons([r.reason for r in rejected])})"
         )
+    reference = "pairs table" if has_reference else "none"
+    if base_is_reference(config, has_reference=has_reference):
+        from prefsmith.training.adapters import add_base_reference
+
+        add_base_reference(model, examples, pad_id=pad_token_id(tokenizer))
+        reference = "base, adapter disabled"
     trainer = make_trainer(
         model, tokenizer, datasets.Dataset.from_list(examples), config=config, args=args
     )
     warn_if_loss_cannot_move(config, model=model, n_pairs=len(examples), global_batch=global_batch)
-    run = TrainedRun(trainer, _train_or_restore(trainer, config, out_dir), global_batch)
+    run = TrainedRun(trainer, _train_or_restore(trainer, config, out_dir), global_batch, reference)
     return _finish(
         run,
         tokenizer,
@@ -270,6 +274,15 @@ def train(inputs: Inputs, *, config: TrainConfig, out_dir: str | Path) -> StageR
         rejected=rejected,
         start=start,
     )
+
+
+def base_is_reference(config: TrainConfig, *, has_reference: bool) -> bool:
+    """An adapter run on pairs without reference log-probs whose loss needs them: they come from
+    the policy's own base, adapter disabled (prefsmith.training.adapters.add_base_reference)."""
+    from prefsmith.training.losses import needs_reference
+
+    wanted = any(needs_reference(name, **params) for name, _, params in config.terms())
+    return config.adapter is not None and not has_reference and wanted
 
 
 def _train_or_restore(trainer, config: TrainConfig, out_dir: Path) -> dict[str, Any]:
@@ -287,6 +300,7 @@ class TrainedRun:
     trainer: Any
     metrics: dict[str, Any]
     global_batch: int
+    reference: str  # where the reference log-probs came from: pairs table, base, none
 
 
 def _finish(
@@ -323,6 +337,7 @@ def _finish(
             "metrics": run.metrics,
             "world_size": trainer.args.world_size,
             "global_batch": run.global_batch,
+            "reference": run.reference,
         }
         _write_records(
             rows,

@@ -87,7 +87,7 @@ class PreferenceTrainer(Trainer):
         self.loss_terms = loss_terms
         self.nll_weight = nll_weight
         self.logprob_chunk_tokens = logprob_chunk_tokens
-        self._pending: dict[str, list[float]] = defaultdict(list)
+        self._pending: dict[str, list[torch.Tensor]] = defaultdict(list)  # 0-d, on the device
 
     def _get_train_sampler(self, train_dataset=None):
         sampler = super()._get_train_sampler(train_dataset)
@@ -107,26 +107,38 @@ class PreferenceTrainer(Trainer):
         metrics["logps/chosen"] = batch.policy_chosen_logps.detach().mean()
         metrics["logps/rejected"] = batch.policy_rejected_logps.detach().mean()
         metrics["tokens/completion"] = (batch.chosen_tokens + batch.rejected_tokens).mean()
+        self._check_finite(loss, metrics)  # the step's one host sync
+        for key, value in metrics.items():  # kept on the device until the next log
+            self._pending[key].append(
+                torch.as_tensor(value, dtype=torch.float32, device=loss.device).detach().reshape(())
+            )
+        return (loss, {"per_pair": per_pair.detach()}) if return_outputs else loss
+
+    def _check_finite(self, loss: torch.Tensor, metrics: dict[str, Any]) -> None:
+        """Stop on a NaN/inf loss; reads one bool from the device, the metrics only on failure."""
+        if bool(torch.isfinite(loss.detach())):
+            return
         values = {k: float(v) for k, v in metrics.items()}
         check_finite_loss(float(loss.detach()), step=self.state.global_step, metrics=values)
-        for key, value in values.items():
-            self._pending[key].append(value)
-        return (loss, {"per_pair": per_pair.detach()}) if return_outputs else loss
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         """Add the mean of each loss metric since the last log to the Trainer's log line."""
         prefix = "eval_" if any(k.startswith("eval_") for k in logs) else ""
-        means = {k: sum(v) / len(v) for k, v in self._pending.items() if v}
-        self._pending.clear()
-        logs.update({prefix + k: v for k, v in self._averaged_over_ranks(means).items()})
+        logs.update({prefix + k: v for k, v in self._pending_means().items()})
         super().log(logs, *args, **kwargs)
 
-    def _averaged_over_ranks(self, means: dict[str, float]) -> dict[str, float]:
-        """Each rank saw its own pairs: average the metrics over ranks, as the Trainer does for the
-        loss (every rank calls `log` at the same steps, with the same keys)."""
-        if self.args.world_size <= 1 or not means:
+    def _pending_means(self) -> dict[str, float]:
+        """Each metric's mean since the last log, averaged over ranks, read in one host sync."""
+        keys = sorted(k for k, v in self._pending.items() if v)
+        if not keys:
+            return {}
+        means = torch.stack([torch.stack(self._pending[k]).mean() for k in keys])  # (K,)
+        self._pending.clear()
+        return dict(zip(keys, self._averaged_over_ranks(means).tolist(), strict=True))
+
+    def _averaged_over_ranks(self, means: torch.Tensor) -> torch.Tensor:
+        """Each rank saw its own pairs: average the `(K,)` metrics over ranks, as the Trainer does
+        for the loss (every rank calls `log` at the same steps, with the same keys)."""
+        if self.args.world_size <= 1:
             return means
-        keys = sorted(means)
-        values = torch.tensor([means[k] for k in keys], device=self.args.device)  # (K,)
-        values = self.accelerator.reduce(values, reduction="mean")  # (K,)
-        return dict(zip(keys, values.tolist(), strict=True))
+        return self.accelerator.reduce(means.to(self.args.device), reduction="mean")  # (K,)

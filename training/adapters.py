@@ -1,0 +1,89 @@
+"""LoRA adapters (peft; Hu et al. 2021, arXiv:2106.09685) in the train stage: wrap the policy,
+refuse 4-bit loading where it cannot run, and take the reference log-probs from the base with
+the adapter disabled, so a LoRA run never loads a second copy of the model.
+
+What an adapter checkpoint holds, and how generation and the KL estimate load it (merged into a
+plain model folder), is `prefsmith.generation.checkpoints`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from prefsmith.schemas.errors import ConfigError
+from prefsmith.schemas.train_configs import AdapterConfig
+
+logger = logging.getLogger(__name__)
+
+
+def lora_config(adapter: AdapterConfig):
+    """peft's LoraConfig for a causal LM from our AdapterConfig."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        task_type="CAUSAL_LM",
+        r=adapter.r,
+        lora_alpha=adapter.alpha,
+        lora_dropout=adapter.dropout,
+        target_modules=adapter.target_modules,
+    )
+
+
+def with_adapter(model, adapter: AdapterConfig):
+    """`model` (frozen) with a fresh LoRA adapter; only the adapter's weights train."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if adapter.load_in_4bit:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    model = get_peft_model(model, lora_config(adapter))
+    trainable, total = model.get_nb_trainable_parameters()
+    logger.info(
+        "adapter: %d of %d parameters train (%.2f%%)", trainable, total, 100 * trainable / total
+    )
+    return model
+
+
+def quantization_config(adapter: AdapterConfig | None):
+    """The 4-bit (NF4) loading config where asked; refuses a machine without CUDA in one line."""
+    if adapter is None or not adapter.load_in_4bit:
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            "train.adapter.load_in_4bit: 4-bit loading (bitsandbytes) needs a CUDA GPU and this "
+            "machine has none; set load_in_4bit: false to train the adapter on the full base"
+        )
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as error:
+        raise ConfigError(
+            "train.adapter.load_in_4bit: bitsandbytes is not installed; "
+            "pip install bitsandbytes==0.50.2 on the GPU machine"
+        ) from error
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+    )
+
+
+def add_base_reference(model, examples: list[dict[str, Any]], *, pad_id: int) -> None:
+    """Set each example's reference log-probs from the base: `model` with its adapter disabled
+    (the frozen weights the adapter trains over), in eval mode, so no second copy is loaded."""
+    from prefsmith.training.reference import sequence_logps
+
+    sequences = [
+        (e["prompt_ids"] + e[side], len(e["prompt_ids"]))
+        for e in examples
+        for side in ("chosen_ids", "rejected_ids")
+    ]
+    was_training = model.training
+    model.eval()
+    with model.disable_adapter():
+        logps = sequence_logps(model, sequences, token_budget=16384, pad_id=pad_id)
+    model.train(was_training)
+    for i, example in enumerate(examples):
+        example["ref_chosen_logps"] = logps[2 * i][0]
+        example["ref_rejected_logps"] = logps[2 * i + 1][0]
