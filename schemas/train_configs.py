@@ -211,10 +211,17 @@ class TrainConfig(StrictModel):
         None, description="train a LoRA adapter instead of every weight; None: full fine-tuning"
     )
     gradient_checkpointing: bool = Field(False, description="recompute activations: less memory")
-    pair_layout: Literal["shared_prompt", "concatenated"] = Field(
+    pair_layout: Literal["shared_prompt", "packed", "concatenated"] = Field(
         "shared_prompt",
         description="shared_prompt: one row [prompt|chosen|rejected] per pair with a block mask "
-        "(prompt computed once, exact); concatenated: 2B rows [chosen; rejected], plain causal",
+        "(prompt computed once, exact); packed: several such blocks per row, block-diagonal "
+        "(no padding for short pairs); concatenated: 2B rows [chosen; rejected], plain causal",
+    )
+    pack_tokens: int | None = Field(
+        None,
+        ge=8,
+        description="packed layout: tokens per row; None: the batch's longest pair (rows never "
+        "wider than unpacked; larger values pack more at a quadratic attention cost per row)",
     )
     logprob_chunk_tokens: int = Field(
         2048, ge=1, description="completion positions per LM-head chunk (bounds the logits memory)"

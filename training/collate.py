@@ -12,6 +12,10 @@ sequence alone):
   rejected block. The prompt is computed once per pair and no row pads a short completion to
   its sibling's length: fewer tokens through the model (about 20% for 64-token prompts and
   100-token responses). It needs an attention that takes a 4D mask (eager, sdpa).
+- `packed`: the shared_prompt blocks of several pairs in one row, `[p1|c1|r1|p2|c2|r2|...]`,
+  rows filled first-fit decreasing up to `pack_tokens` (default: the batch's longest pair, so no
+  row is wider than unpacked); the mask is also block-diagonal over pairs and position ids restart
+  at every pair, so the values stay exact while the pads of short pairs disappear.
 
 Per-pair tensors ride along: reference log-probs, the pair's weight (the pairs table's `weight`
 column, 1 when it has none; see prefsmith.training.losses.reduce_loss) and scores, the scores
@@ -20,12 +24,13 @@ prefsmith.schemas.manifest.read_score_transform) before any loss turns them into
 
 | key                | concatenated | shared_prompt   | meaning                                    |
 |--------------------|--------------|-----------------|--------------------------------------------|
-| input_ids          | (2B, T)      | (B, L)          | token ids, pad id after the real tokens    |
+| input_ids          | (2B, T)      | (R, L)          | token ids, pad id after the real tokens (R = B rows unless packed) |
 | attention_mask     | (2B, T) int  | (B, 1, L, L) bool | 1/True where attention is allowed        |
 | completion_mask    | (2B, T) bool | (B, L) bool     | True on completion tokens (EOS in, prompt out) |
 | position_ids       | -            | (B, L)          | 0.. over prompt+chosen, restarting at the prompt length for rejected |
 | predictor          | -            | (B, L) int64    | position whose output predicts this token  |
 | rejected_mask      | -            | (B, L) bool     | True on rejected tokens                    |
+| pair_index         | -            | (R, L) int64    | the pair (0..B-1) a position belongs to, -1 on pads |
 | ref_chosen_logps   | (B,)         | (B,)            | reference summed log-prob (float32), if present |
 | ref_rejected_logps | (B,)         | (B,)            |                                            |
 | score_chosen       | (B,)         | (B,)            | normalized score (float32), if present     |
@@ -52,7 +57,7 @@ PER_PAIR_KEYS = (
     "score_rejected",
     "weight",
 )
-Layout = Literal["concatenated", "shared_prompt"]
+Layout = Literal["concatenated", "shared_prompt", "packed"]
 PROMPT, CHOSEN, REJECTED, PAD = 0, 1, 2, 3  # segment ids of the shared_prompt layout
 
 
@@ -61,7 +66,12 @@ def pair_length(rendered: RenderedPair, *, layout: Layout) -> int:
     prompt, chosen, rejected = (
         len(x) for x in (rendered.prompt_ids, rendered.chosen_ids, rendered.rejected_ids)
     )
-    return prompt + (chosen + rejected if layout == "shared_prompt" else max(chosen, rejected))
+    return prompt + (chosen + rejected if layout != "concatenated" else max(chosen, rejected))
+
+
+def pair_length_of(example: Mapping[str, Any]) -> int:
+    """Tokens of one `[prompt | chosen | rejected]` block of an example."""
+    return sum(len(example[k]) for k in ("prompt_ids", "chosen_ids", "rejected_ids"))
 
 
 def pair_example(
@@ -116,45 +126,97 @@ def right_pad(rows: Sequence[Sequence[int]], value: int, *, multiple: int | None
     return out
 
 
-def shared_prompt_mask(segments: torch.Tensor) -> torch.Tensor:
-    """`(B, 1, L, L)` boolean attention mask from segment ids `(B, L)` (PROMPT/CHOSEN/REJECTED/PAD).
+def shared_prompt_mask(segments: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
+    """`(R, 1, L, L)` boolean attention mask from segment ids `(R, L)` (PROMPT/CHOSEN/REJECTED/PAD)
+    and, for packed rows, each position's pair slot `(R, L)`.
 
-    A query sees earlier-or-same keys of the prompt and of its own block; pads see only
-    themselves (a row with no allowed key would give NaN that then leaks through 0 * NaN).
+    A query sees earlier-or-same keys of its own pair's prompt and of its own block; pads see
+    only themselves (a row with no allowed key would give NaN that then leaks through 0 * NaN).
     """
     length = segments.shape[1]
-    query, key = segments[:, :, None], segments[:, None, :]  # (B, L, 1), (B, 1, L)
+    query, key = segments[:, :, None], segments[:, None, :]  # (R, L, 1), (R, 1, L)
     causal = torch.ones(length, length, dtype=torch.bool).tril()  # (L, L)
     allowed = (
         causal & ((key == PROMPT) | (key == query)) & (query != PAD) & (key != PAD)
-    )  # (B, L, L)
-    return (allowed | torch.eye(length, dtype=torch.bool))[:, None]  # (B, 1, L, L)
+    )  # (R, L, L)
+    if slots is not None:
+        allowed &= slots[:, :, None] == slots[:, None, :]  # block-diagonal over pairs
+    return (allowed | torch.eye(length, dtype=torch.bool))[:, None]  # (R, 1, L, L)
 
 
-def _shared_prompt_batch(examples, pad_id: int, multiple: int | None) -> dict[str, torch.Tensor]:
-    rows = [[*e["prompt_ids"], *e["chosen_ids"], *e["rejected_ids"]] for e in examples]
-    batch_size, width = len(rows), _width(rows, multiple)
-    segments = torch.full((batch_size, width), PAD, dtype=torch.long)  # (B, L)
-    positions = torch.zeros(batch_size, width, dtype=torch.long)  # (B, L)
-    predictor = torch.zeros(batch_size, width, dtype=torch.long)  # (B, L)
-    for i, e in enumerate(examples):
-        p, c, r = len(e["prompt_ids"]), len(e["chosen_ids"]), len(e["rejected_ids"])
-        segments[i, :p], segments[i, p : p + c], segments[i, p + c : p + c + r] = (
-            PROMPT,
-            CHOSEN,
-            REJECTED,
-        )
-        positions[i, : p + c] = torch.arange(p + c)
-        positions[i, p + c : p + c + r] = torch.arange(p, p + r)
-        predictor[i, : p + c + r] = torch.arange(-1, p + c + r - 1).clamp(min=0)
-        predictor[i, p + c] = p - 1  # the first rejected token follows the prompt, not the chosen
+def pack_rows(lengths: Sequence[int], *, capacity: int | None) -> list[list[int]]:
+    """Pair indices per row, first-fit decreasing: each row holds pairs whose lengths sum to at
+    most `capacity` (None: the longest pair, so no row is wider than unpacked)."""
+    capacity = max(max(lengths), capacity or 0)
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for index in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        row = next((r for r, free in enumerate(room) if free >= lengths[index]), None)
+        if row is None:
+            rows.append([])
+            room.append(capacity)
+            row = len(rows) - 1
+        rows[row].append(index)
+        room[row] -= lengths[index]
+    return rows
+
+
+def _place_pair(
+    tensors: dict[str, torch.Tensor], e: Mapping[str, Any], row: int, at: int, slot: int
+):
+    """Write one pair's segments, position ids, predictors and slot at `tensors[...][row, at:]`."""
+    p, c, r = len(e["prompt_ids"]), len(e["chosen_ids"]), len(e["rejected_ids"])
+    end = at + p + c + r
+    segments = tensors["segments"][row]
+    segments[at : at + p], segments[at + p : at + p + c], segments[at + p + c : end] = (
+        PROMPT,
+        CHOSEN,
+        REJECTED,
+    )
+    tensors["position_ids"][row, at : at + p + c] = torch.arange(p + c)
+    tensors["position_ids"][row, at + p + c : end] = torch.arange(p, p + r)
+    tensors["predictor"][row, at:end] = torch.arange(at - 1, end - 1).clamp(min=at)
+    tensors["predictor"][row, at + p + c] = (
+        at + p - 1
+    )  # the first rejected token follows the prompt
+    tensors["pair_index"][row, at:end] = slot
+
+
+def _shared_prompt_batch(
+    examples, pad_id: int, multiple: int | None, rows: list[list[int]] | None = None
+) -> dict[str, torch.Tensor]:
+    """Rows of whole pairs `[prompt | chosen | rejected]...`: one pair per row, or `rows`' packing."""
+    rows = rows if rows is not None else [[i] for i in range(len(examples))]
+    ids = [
+        [
+            t
+            for i in row
+            for k in ("prompt_ids", "chosen_ids", "rejected_ids")
+            for t in examples[i][k]
+        ]
+        for row in rows
+    ]
+    shape = (len(rows), _width(ids, multiple))
+    tensors = {
+        "segments": torch.full(shape, PAD, dtype=torch.long),  # (R, L)
+        "position_ids": torch.zeros(shape, dtype=torch.long),  # (R, L)
+        "predictor": torch.zeros(shape, dtype=torch.long),  # (R, L)
+        "pair_index": torch.full(shape, -1, dtype=torch.long),  # (R, L)
+    }
+    for r, row in enumerate(rows):
+        at = 0
+        for i in row:
+            _place_pair(tensors, examples[i], r, at, i)
+            at += pair_length_of(examples[i])
+    segments, slots = tensors.pop("segments"), tensors["pair_index"]
     return {
-        "input_ids": right_pad(rows, pad_id, multiple=multiple),  # (B, L)
-        "attention_mask": shared_prompt_mask(segments),  # (B, 1, L, L)
-        "position_ids": positions,
-        "predictor": predictor,
-        "completion_mask": (segments == CHOSEN) | (segments == REJECTED),  # (B, L)
-        "rejected_mask": segments == REJECTED,  # (B, L)
+        "input_ids": right_pad(ids, pad_id, multiple=multiple),  # (R, L)
+        "attention_mask": shared_prompt_mask(
+            segments, slots if len(rows) < len(examples) else None
+        ),
+        **tensors,
+        "completion_mask": (segments == CHOSEN) | (segments == REJECTED),  # (R, L)
+        "rejected_mask": segments == REJECTED,  # (R, L)
     }
 
 
@@ -179,10 +241,19 @@ class PairCollator:
     pad_token_id: int
     layout: Layout = "concatenated"
     pad_to_multiple_of: int | None = None
+    pack_tokens: int | None = None  # packed: tokens per row (None: the batch's longest pair)
 
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        build = _shared_prompt_batch if self.layout == "shared_prompt" else _concatenated_batch
-        batch = build(examples, self.pad_token_id, self.pad_to_multiple_of)
+        pad, multiple = self.pad_token_id, self.pad_to_multiple_of
+        if self.layout == "packed":
+            lengths = [pair_length_of(e) for e in examples]
+            rows = pack_rows(lengths, capacity=self.pack_tokens)
+            batch = _shared_prompt_batch(examples, pad, multiple, rows)
+            batch["weight"] = torch.ones(len(examples))  # (B,) replaced by the pairs' weights below
+        elif self.layout == "shared_prompt":
+            batch = _shared_prompt_batch(examples, pad, multiple)
+        else:
+            batch = _concatenated_batch(examples, pad, multiple)
         for key in PER_PAIR_KEYS:
             if key in examples[0]:
                 batch[key] = torch.tensor([e[key] for e in examples], dtype=torch.float32)  # (B,)

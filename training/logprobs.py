@@ -203,15 +203,19 @@ def completion_logps(
 def shared_prompt_logps(
     model: nn.Module, batch: dict[str, Tensor], *, chunk_tokens: int
 ) -> tuple[Tensor, Tensor]:
-    """Summed log-probs of pairs packed as `[prompt | chosen | rejected]` rows (see
-    `prefsmith.training.collate`): the prompt runs once per pair, and the 4D mask keeps the rejected
-    tokens from seeing the chosen ones, so every value equals the unpacked computation.
+    """Summed log-probs of pairs laid out as `[prompt | chosen | rejected]` blocks, one or several
+    per row (see `prefsmith.training.collate`): the prompt runs once per pair, and the 4D mask keeps
+    the rejected tokens from seeing the chosen ones and every pair from seeing another, so every
+    value equals the unpacked computation.
 
     Returns `(2B,)` summed log-probs and `(2B,)` token counts, chosen rows first.
     """
-    input_ids, completion = batch["input_ids"], batch["completion_mask"]  # (B, L), (B, L)
+    input_ids, completion = batch["input_ids"], batch["completion_mask"]  # (R, L), (R, L)
+    # B pairs in R <= B rows (packed: several per row); the collator sets `weight` for packed rows
+    n_pairs = batch["weight"].shape[0] if "weight" in batch else input_ids.shape[0]
     rows, cols = completion.nonzero(as_tuple=True)  # (M,), (M,)
-    out = rows + input_ids.shape[0] * batch["rejected_mask"][rows, cols].long()  # (M,) in [0, 2B)
+    slot = batch["pair_index"][rows, cols]  # (M,) the pair each token belongs to
+    out = slot + n_pairs * batch["rejected_mask"][rows, cols].long()  # (M,) in [0, 2B)
     per_token = logps_at(
         model,
         input_ids,
@@ -222,7 +226,7 @@ def shared_prompt_logps(
         attention_mask=batch["attention_mask"],
         position_ids=batch["position_ids"],
     )  # (M,)
-    n_out = 2 * input_ids.shape[0]
+    n_out = 2 * n_pairs
     summed = per_token.new_zeros(n_out).index_add(0, out, per_token)  # (2B,)
     return summed, torch.bincount(out, minlength=n_out)
 

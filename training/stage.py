@@ -104,10 +104,10 @@ def training_arguments(config: TrainConfig, *, out_dir: Path):
 def pair_layout(config: TrainConfig, model) -> str:
     """The configured layout, or `concatenated` where the attention cannot take a 4D mask."""
     attention = getattr(model.config, "_attn_implementation", None)
-    if config.pair_layout == "shared_prompt" and attention not in ("sdpa", "eager"):
+    if config.pair_layout != "concatenated" and attention not in ("sdpa", "eager"):
         logger.warning(
-            "pair_layout shared_prompt needs sdpa or eager attention, the model uses %r: "
-            "using concatenated",
+            "pair_layout %s needs sdpa or eager attention, the model uses %r: using concatenated",
+            config.pair_layout,
             attention,
         )
         return "concatenated"
@@ -119,7 +119,11 @@ def make_trainer(model, tokenizer, dataset, *, config: TrainConfig, args):
     from prefsmith.training.collate import PairCollator
     from prefsmith.training.trainer import PreferenceTrainer
 
-    collator = PairCollator(pad_token_id=pad_token_id(tokenizer), layout=pair_layout(config, model))
+    collator = PairCollator(
+        pad_token_id=pad_token_id(tokenizer),
+        layout=pair_layout(config, model),
+        pack_tokens=config.pack_tokens,
+    )
     return PreferenceTrainer(
         model=model,
         args=args,
