@@ -30,6 +30,7 @@ from prefsmith.evaluation.length_adjusted import LENGTH_ADJUSTED_NOTE, length_ad
 from prefsmith.evaluation.preference_accuracy import MARGINS, preference_accuracy
 from prefsmith.evaluation.report_html import render_eval_html
 from prefsmith.evaluation.winrate import outcomes, win_rate
+from prefsmith.inspection.pair_charts import write_plotly_js
 from prefsmith.schemas.eval_configs import CompareConfig
 from prefsmith.schemas.io import read_frame, write_text
 from prefsmith.schemas.manifest import (
@@ -192,6 +193,7 @@ def write_reports(report: dict, *, out_dir: Path, page: str) -> dict[str, str]:
     write_text(json.dumps(report, indent=2, sort_keys=True), paths["json"])
     write_text(markdown_report(report), paths["md"])
     write_text(page, paths["html"])
+    write_plotly_js(out_dir)  # the page's charts load it from beside the page
     return {"report": str(paths["json"]), "markdown": str(paths["md"]), "html": str(paths["html"])}
 
 

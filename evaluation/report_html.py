@@ -1,79 +1,23 @@
-"""The evaluation report as one self-contained HTML page (`eval_report.html`).
+"""The evaluation report as one HTML page (`eval_report.html`).
 
-Charts come from `prefsmith.inspection.charts` (inline SVG, `<svg class="chart" data-points=N>`,
-data marks of class bar / dot), with its console-error hook and style, so a headless browser
-test reads both reports the same way. Nothing is fetched: no scripts, fonts or images from outside.
+Charts are the plotly figures of `prefsmith.inspection.figures` (`<div class="chart"
+data-points=N>`), inside the `eval.html.j2` skeleton of `prefsmith.inspection.page`, so a
+headless browser test reads both reports the same way. Nothing is fetched from outside: the
+only script is the `plotly.min.js` the caller writes beside the page (`write_plotly_js`).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
-import numpy as np
+import plotly.graph_objects as go
 import polars as pl
 
 from prefsmith.evaluation.length_adjusted import LENGTH_ADJUSTED_NOTE
-from prefsmith.inspection.charts import (  # chart helpers shared with `prefsmith inspect`
-    BOTTOM,
-    ERROR_HOOK,
-    HEIGHT,
-    LEFT,
-    RIGHT,
-    STYLE,
-    TOP,
-    WIDTH,
-    Plot,
-    escape,
-    histogram_svg,
-    html_table,
-    scatter_svg,
-    title_text,
-    wrap_svg,
-)
-
-EXTRA_STYLE = """<style>
-.headline{font-size:18px;background:#fff;border:1px solid #e5e7eb;border-left:6px solid #2563eb;border-radius:6px;padding:10px 16px;margin:14px 0}
-.headline.good{border-left-color:#059669}.headline.bad{border-left-color:#dc2626}.note{color:#4b5563;font-size:12px;max-width:900px}
-.ex{background:#fff;border:1px solid #e5e7eb;border-radius:6px;padding:8px 12px;margin:10px 0}
-.ex .side{display:grid;grid-template-columns:1fr 1fr;gap:12px}.ex pre{white-space:pre-wrap;margin:4px 0;font:13px/1.4 ui-monospace,monospace}
-.cat{font-size:12px;fill:#111827;text-anchor:middle}.value{font-size:12px;fill:#111827;text-anchor:middle;font-weight:600}
-</style>"""
-
-
-def _histogram(
-    series: Mapping[str, np.ndarray], *, title: str, xlabel: str, unit: str = "responses"
-) -> str:
-    """histogram_svg with the y label naming what is counted (it says pairs by default)."""
-    return histogram_svg(series, title=title, xlabel=xlabel).replace(
-        ">fraction of pairs<", f">fraction of {unit}<"
-    )
-
+from prefsmith.inspection import figures as fg  # the charts shared with `prefsmith inspect`
+from prefsmith.inspection.page import escape, html_table, render_page
 
 OUTCOME_COLORS = ("#059669", "#9ca3af", "#dc2626")  # tuned wins, tie, base wins
-
-
-def outcome_bars_svg(
-    counts: Mapping[str, int], *, title: str, colors: Sequence[str] = OUTCOME_COLORS
-) -> str:
-    """One bar per category (win / tie / loss), its count above it; N is the number of prompts."""
-    names, values = list(counts), np.array(list(counts.values()), dtype=np.float64)
-    plot = Plot((0.0, float(len(names))), (0.0, max(float(values.max(initial=0)) * 1.18, 1.0)))
-    bottom, right = HEIGHT - BOTTOM, WIDTH - RIGHT
-    parts = [title_text(title), *plot.y_grid()]
-    parts.append(
-        f'<rect class="axes" x="{LEFT}" y="{TOP}" width="{right - LEFT}" height="{bottom - TOP}"/>'
-        f'<text class="label" transform="translate(14 {(TOP + bottom) / 2}) rotate(-90)">prompts</text>'
-    )
-    for i, (name, value) in enumerate(zip(names, values, strict=True)):
-        x0, x1, y = plot.x(i + 0.2), plot.x(i + 0.8), plot.y(value)
-        parts.append(
-            f'<rect class="bar" x="{x0:.1f}" y="{y:.1f}" width="{x1 - x0:.1f}" height="{bottom - y:.1f}" '
-            f'fill="{colors[i % len(colors)]}" fill-opacity="0.75"><title>{escape(name)}: {int(value)}</title></rect>'
-            f'<text class="value" x="{(x0 + x1) / 2:.1f}" y="{y - 5:.1f}">{int(value)}</text>'
-            f'<text class="cat" x="{(x0 + x1) / 2:.1f}" y="{bottom + 16}">{escape(name)}</text>'
-        )
-    return wrap_svg(parts, points=int(values.sum()), title=title)
 
 
 def _pct(x: float | None) -> str:
@@ -139,31 +83,37 @@ def summary_tables(report: Mapping) -> str:
 
 def _policy_charts(
     tuned: pl.DataFrame, base: pl.DataFrame, paired: pl.DataFrame, report: Mapping
-) -> list[str]:
+) -> list[go.Figure]:
     """Rewards and lengths per response, mean reward per prompt, and the outcome counts."""
     wr = report["win_rate"]
     return [
-        _histogram(
+        fg.histogram(
             {"tuned": tuned["score"].to_numpy(), "base": base["score"].to_numpy()},
+            unit="responses",
             title="Reward per response, tuned vs base",
             xlabel="reward",
         ),
-        _histogram(
+        fg.histogram(
             {"tuned": tuned["tokens"].to_numpy(), "base": base["tokens"].to_numpy()},
+            unit="responses",
             title="Response length, tuned vs base",
             xlabel="completion tokens",
         ),
-        scatter_svg(
+        fg.scatter(
             paired["score_base"].to_numpy(),
             paired["score"].to_numpy(),
+            ids=paired["prompt_id"].to_list(),
+            id_name="prompt_id",
             diagonal=True,
             title="Mean reward per prompt",
             xlabel="base",
             ylabel="tuned (above the line: tuned wins)",
         ),
-        outcome_bars_svg(
+        fg.category_bars(
             {"tuned wins": wr["wins"], "tie": wr["ties"], "base wins": wr["losses"]},
             title="Outcome per held-out prompt",
+            ylabel="prompts",
+            colors=OUTCOME_COLORS,
         ),
     ]
 
@@ -176,12 +126,12 @@ def charts(
     *,
     kl_samples: pl.DataFrame | None = None,
     margins: pl.DataFrame | None = None,
-) -> list[str]:
-    """SVG charts: rewards and lengths (per response), per-prompt scatter, outcomes, KL, margins."""
+) -> list[go.Figure]:
+    """The charts: rewards and lengths (per response), per-prompt scatter, outcomes, KL, margins."""
     out = _policy_charts(tuned, base, paired, report)
     if kl_samples is not None and kl_samples.height:
         out.append(
-            _histogram(
+            fg.histogram(
                 {"k1": kl_samples["kl_seq"].to_numpy()},
                 unit="samples",
                 title="log π(y) − log π_ref(y) per tuned sample",
@@ -190,7 +140,7 @@ def charts(
         )
     if margins is not None and margins.height:
         out.append(
-            _histogram(
+            fg.histogram(
                 {"margin": margins["margin"].to_numpy()},
                 unit="pairs",
                 title="Implicit-reward margin per held-out pair",
@@ -243,25 +193,21 @@ def render_eval_html(
     margins: pl.DataFrame | None = None,
     sources: Mapping[str, str] | None = None,
 ) -> str:
-    """The whole page as one string; `tuned`/`base` per response (score, tokens), `paired` per prompt."""
-    meta = " · ".join(f"{k}: {v}" for k, v in (sources or {}).items())
-    figures = "".join(
-        f"<figure>{c}</figure>"
-        for c in charts(tuned, base, paired, report, kl_samples=kl_samples, margins=margins)
-    )
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    return "".join(
-        [
-            "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>prefsmith eval — tuned vs base</title>",
-            ERROR_HOOK,
-            STYLE,
-            EXTRA_STYLE,
-            f"</head><body><header><h1>Tuned vs base</h1><p class='meta'>{escape(meta)}</p></header>",
-            _headline(report),
-            f"<section><h2>Summary</h2>{summary_tables(report)}<p class='note'>{escape(LENGTH_ADJUSTED_NOTE)}</p></section>",
-            f"<section><h2>Charts</h2><div class='grid2'>{figures}</div></section>",
-            examples_section(report.get("examples")),
-            f"<footer class='meta'><p>prefsmith eval · {stamp}</p></footer>",
-            "<pre id='console-errors' data-count='0'></pre></body></html>",
-        ]
+    """The whole page as one string (`eval.html.j2`); `tuned`/`base` per response (score,
+    tokens), `paired` per prompt. Its charts need `plotly.min.js` beside it (`write_plotly_js`)."""
+    figures = charts(tuned, base, paired, report, kl_samples=kl_samples, margins=margins)
+    fragments = {
+        "headline": _headline(report),
+        "summary": summary_tables(report),
+        "note": escape(LENGTH_ADJUSTED_NOTE),
+        "charts": [fg.chart_html(f) for f in figures],
+        "examples": examples_section(report.get("examples")),
+    }
+    return render_page(
+        "eval.html.j2",
+        title="prefsmith eval — tuned vs base",
+        heading="Tuned vs base",
+        tool="eval",
+        sources=sources,
+        fragments=fragments,
     )

@@ -29,7 +29,8 @@ class PairColumns:
     non_finite: int = 0  # pairs left out: a null or non-finite score or margin
     margin_mismatch: int = 0  # pairs whose margin != score_chosen - score_rejected
     strategies: dict[str, int] = field(default_factory=dict)
-    objectives: pl.DataFrame | None = None  # long: name, chosen, rejected (one row per pair)
+    objectives: pl.DataFrame | None = None  # long: one row per pair and objective (_objectives)
+    pair_id: np.ndarray | None = None  # (P,) str: what names a pair in the charts' hovers
 
 
 def word_counts(texts: pl.Series) -> np.ndarray:
@@ -43,7 +44,8 @@ def word_counts(texts: pl.Series) -> np.ndarray:
 def _token_lengths(
     pairs: pl.DataFrame, scores: pl.DataFrame
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """scores.n_tokens of each pair's chosen and rejected response, joined on ids (None if any is missing)."""
+    """scores.n_tokens of each pair's chosen and rejected response, joined on ids (None if any is
+    missing or null)."""
     tokens = scores.filter(pl.col("scorer").is_in(pairs["scorer"].unique().implode()))
     tokens = tokens.select("response_id", "n_tokens").unique("response_id", keep="first")
     side = {}
@@ -58,7 +60,8 @@ def _token_lengths(
 
 
 def _objectives(pairs: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFrame | None:
-    """Long frame (name, chosen, rejected): each pair's per-objective values, joined on ids."""
+    """Long frame (pair, name, chosen, rejected, score_chosen, score_rejected): each pair's
+    per-objective values and its two overall scores, joined on ids; `pair` is its row in `pairs`."""
     scored = scores.filter(pl.col("scorer").is_in(pairs["scorer"].unique().implode()))
     long = (
         scored.select("response_id", "objectives")
@@ -69,7 +72,13 @@ def _objectives(pairs: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFrame | Non
     )
     if long.height == 0:
         return None
-    ids = pairs.select("chosen_response_id", "rejected_response_id")
+    ids = pairs.select(
+        pl.int_range(pl.len()).alias("pair"),
+        "chosen_response_id",
+        "rejected_response_id",
+        "score_chosen",
+        "score_rejected",
+    )
     chosen = ids.join(
         long.rename({"response_id": "chosen_response_id", "value": "chosen"}),
         on="chosen_response_id",
@@ -78,7 +87,8 @@ def _objectives(pairs: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFrame | Non
         long.rename({"response_id": "rejected_response_id", "value": "rejected"}),
         on=["rejected_response_id", "name"],
     )
-    return both.select("name", "chosen", "rejected").sort("name", maintain_order=True)
+    columns = ("pair", "name", "chosen", "rejected", "score_chosen", "score_rejected")
+    return both.select(columns).sort("name", "pair")
 
 
 def pair_columns(
@@ -90,9 +100,8 @@ def pair_columns(
     """Extract the per-pair numbers from a PAIRS frame (and optionally a SCORES frame).
 
     Pairs with a null or non-finite score or margin are left out and counted in `non_finite`.
-    Lengths are `scores.n_tokens` (prompt + response tokens the scorer saw; their difference is
-    the response-length difference) when every pair's two responses are found there, otherwise
-    whitespace word counts of the texts.
+    Lengths are `scores.n_tokens` (response tokens, the generator's count) when every pair's two
+    responses are found there with a count, otherwise whitespace word counts of the texts.
     """
     finite = pl.all_horizontal(
         pl.col(c).is_not_null() & pl.col(c).is_finite()
@@ -104,7 +113,7 @@ def pair_columns(
     mismatch = np.abs(margin - (sc - sr)) > 1e-9 * np.maximum(1.0, np.abs(margin))
     tokens = _token_lengths(kept, scores) if scores is not None else None
     if tokens is not None:
-        (lc, lr), unit = tokens, "tokens (scores.n_tokens: prompt + response)"
+        (lc, lr), unit = tokens, "tokens (scores.n_tokens: response tokens)"
     else:
         lc, lr, unit = word_counts(kept["chosen"]), word_counts(kept["rejected"]), "words"
     per_prompt = kept.group_by("prompt_id").len()["len"].to_numpy()  # (Q,)
@@ -123,4 +132,5 @@ def pair_columns(
         margin_mismatch=int(mismatch.sum()),
         strategies={str(k): int(v) for k, v in strategies.items()},
         objectives=_objectives(kept, scores) if scores is not None else None,
+        pair_id=kept["pair_id"].cast(pl.String).to_numpy() if "pair_id" in kept.columns else None,
     )

@@ -35,7 +35,7 @@ from prefsmith.schemas.tables import PAIRS, SCORES
 
 logger = logging.getLogger(__name__)
 
-SCORE_COLUMNS = ("response_id", "scorer", "n_tokens", "objectives")
+SCORE_COLUMNS = ("response_id", "prompt_id", "scorer", "score", "n_tokens", "objectives")
 PAIR_COLUMNS = tuple(name for name in PAIRS.names if name != "messages")  # texts: word counts
 
 
@@ -56,6 +56,7 @@ class _Loaded:
     scorers: tuple[str, ...]  # pairs.scorer values: which scorer made the table's scores
     frame: pl.DataFrame  # the pairs' columns but messages (texts, ids) for the quality signals
     responses: Path | None  # the responses table the pairs manifest names, when it exists
+    scores: pl.DataFrame | None  # the scores rows of the pairs' scorers, when --scores is given
 
 
 def _scan(path: Path, *, schema, columns: tuple[str, ...], what: str) -> pl.DataFrame:
@@ -91,7 +92,11 @@ def _load(pairs: Path, *, scores: Path | None) -> _Loaded:
     columns = st.pair_columns(frame, scores=score_frame, transform=scale_shift)
     counts = manifest.model_dump(include={"rows_in", "rows_out", "dropped"}) if manifest else None
     scorers = tuple(frame["scorer"].drop_nulls().unique().sort())
-    return _Loaded(columns, counts, transform.label(), scorers, frame, _responses_of(manifest))
+    if score_frame is not None:
+        score_frame = score_frame.filter(pl.col("scorer").is_in(list(scorers)))
+    return _Loaded(
+        columns, counts, transform.label(), scorers, frame, _responses_of(manifest), score_frame
+    )
 
 
 def _responses_of(manifest: Manifest | None) -> Path | None:
@@ -106,6 +111,12 @@ def _responses_of(manifest: Manifest | None) -> Path | None:
 def _browser(pairs: Path, *, scale: float, unidpo, madpo) -> str:
     rows, total = browser_rows(pairs, scale=scale, unidpo=unidpo, madpo=madpo)
     return browser_html(rows, total=total)
+
+
+def _with_ids(arrays: dict, columns) -> dict:
+    """The chart arrays plus the pair ids that name scatter points (not a distribution: drift
+    and statistics never see them)."""
+    return arrays if columns.pair_id is None else {**arrays, "pair_id": columns.pair_id}
 
 
 def inspect_pairs(
@@ -142,7 +153,10 @@ def inspect_pairs(
         stats["drift"] = st.drift(arrays, older_arrays, same_length_unit=same_unit)
         stats["drift_scorers"] = st.scorer_comparison(current.scorers, older.scorers)
     stats["quality"] = quality_signals(
-        current.frame, manifest=current.manifest, responses=responses or current.responses
+        current.frame,
+        manifest=current.manifest,
+        responses=responses or current.responses,
+        scores=current.scores,
     )
     found = find_warnings(stats) + quality_warnings(stats)
     for text in found:
@@ -154,7 +168,7 @@ def inspect_pairs(
         page = render_html(
             stats,
             warnings=found,
-            arrays=arrays,
+            arrays=_with_ids(arrays, current.columns),
             objectives=current.columns.objectives,
             against=older_arrays,
             sources=sources,

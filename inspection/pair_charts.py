@@ -10,11 +10,11 @@ scatter draws at most `MAX_POINTS` pairs (a seeded sample that keeps the margin 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
-import plotly.io as pio
 import polars as pl
 from plotly.offline import get_plotlyjs
 
@@ -41,9 +41,18 @@ def histogram_bins(values: dict[str, np.ndarray], *, bins: int = BINS):
     pooled = np.concatenate(list(finite.values())) if finite else np.array([])
     if pooled.size == 0:
         return np.array([0.0, 1.0]), {k: np.zeros(1, int) for k in finite}
-    lo, hi = float(pooled.min()), float(pooled.max())
-    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+    edges = _edges(pooled, bins=bins)
     return edges, {k: np.histogram(v, bins=edges)[0] for k, v in finite.items()}
+
+
+def _edges(pooled: np.ndarray, *, bins: int) -> np.ndarray:
+    """`bins` equal bins over the range; integer data (token or word counts) gets integer-centred
+    bins of integer width, so no bin is empty merely because it falls between two integers."""
+    lo, hi = float(pooled.min()), float(pooled.max())
+    if hi - lo < 1e6 and np.all(pooled == np.round(pooled)):
+        width = max(1, math.ceil((hi - lo + 1) / bins))
+        return lo - 0.5 + width * np.arange(math.ceil((hi - lo + 1) / width) + 1)
+    return np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
 
 
 def score_histogram(rows: pl.DataFrame) -> go.Figure:
@@ -59,7 +68,10 @@ def score_histogram(rows: pl.DataFrame) -> go.Figure:
             customdata=ranges, marker_color=SIDE_COLOURS[side], opacity=0.6,
             hovertemplate="%{customdata[0]:.4g} – %{customdata[1]:.4g}<br>count %{y}<extra>%{fullData.name}</extra>",
         )  # fmt: skip
-    return _layout(figure, title="Scores by side", x="score", y="pairs", barmode="overlay")
+    points = sum(int(c.sum()) for c in counts.values())
+    return _layout(
+        figure, title="Scores by side", x="score", y="pairs", points=points, barmode="overlay"
+    )
 
 
 def score_scatter(rows: pl.DataFrame, *, seed: int = 0) -> go.Figure:
@@ -72,8 +84,9 @@ def score_scatter(rows: pl.DataFrame, *, seed: int = 0) -> go.Figure:
         )
     )  # fmt: skip
     return _layout(
-        figure, title="Chosen vs rejected score (click a pair)", x="rejected", y="chosen"
-    )
+        figure, title="Chosen vs rejected score (click a pair)", x="rejected", y="chosen",
+        points=points.height,
+    )  # fmt: skip
 
 
 def sampled(rows: pl.DataFrame, *, limit: int, seed: int = 0) -> pl.DataFrame:
@@ -87,21 +100,21 @@ def sampled(rows: pl.DataFrame, *, limit: int, seed: int = 0) -> pl.DataFrame:
     return pl.concat([rows.filter(pl.col("pair_id").is_in(list(extremes))), others[np.sort(take)]])
 
 
-def _layout(figure: go.Figure, *, title: str, x: str, y: str, **more) -> go.Figure:
+def _layout(figure: go.Figure, *, title: str, x: str, y: str, points: int, **more) -> go.Figure:
     return figure.update_layout(
         template="none", title=title, xaxis_title=x, yaxis_title=y, height=360,
+        meta={"points": points},  # what `figures.chart_html` writes as data-points
         margin={"l": 56, "r": 16, "t": 48, "b": 48}, legend={"orientation": "h", "y": -0.2},
         **more,
     )  # fmt: skip
 
 
 def chart_divs(rows: pl.DataFrame) -> str:
-    """The two charts as divs with their `Plotly.newPlot` scripts (plotly.js loaded first)."""
+    """The two charts as `figures.chart_html` divs (the page's head loads plotly.js)."""
+    from prefsmith.inspection.figures import chart_html  # figures imports this module's bins
+
     figures = {"pair-hist": score_histogram(rows), "pair-scatter": score_scatter(rows)}
     divs = "".join(
-        "<div class='chart-box'>"
-        + pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=div, config={"displaylogo": False})
-        + "</div>"
-        for div, fig in figures.items()
-    )  # fmt: skip
-    return f"<script src='{PLOTLY_JS}'></script><div class='grid2'>{divs}</div>"
+        f"<figure>{chart_html(fig, div_id=div)}</figure>" for div, fig in figures.items()
+    )
+    return f"<div class='grid2'>{divs}</div>"

@@ -10,7 +10,8 @@ it adds one warning (`inspection.warnings`).
 - **length vs score** — Spearman correlation of response length (words) and score over both
   sides: a scorer that mostly counts words makes a policy that mostly writes more (or less).
 - **all-tied prompts** — prompts whose samples all scored the same, so no pair could be made
-  (the pairs manifest's `all_tied` drops over the prompts it read): generation paid for nothing.
+  (from the scores table when `--scores` is given, else the pairs manifest's `all_tied` drops
+  over the prompts it read): generation paid for nothing.
 """
 
 from __future__ import annotations
@@ -65,7 +66,20 @@ def length_vs_score(pairs: pl.DataFrame) -> dict:
     return _signal(rho, LENGTH_SCORE_MAX, "Spearman ρ of response length (words) and score")
 
 
-def all_tied(manifest: Mapping | None) -> dict:
+def all_tied(manifest: Mapping | None, scores: pl.DataFrame | None = None) -> dict:
+    """Share of prompts whose samples all scored the same: from the scores table where given
+    (every prompt with 2+ scored samples), else from the pairs manifest's `all_tied` drops."""
+    if scores is not None and scores.height:
+        per_prompt = (
+            scores.filter(pl.col("score").is_finite())
+            .group_by("prompt_id")
+            .agg(pl.len().alias("n"), pl.col("score").n_unique().alias("distinct"))
+            .filter(pl.col("n") >= 2)
+        )
+        tied, total = int((per_prompt["distinct"] == 1).sum()), per_prompt.height
+        if total:
+            message = f"{tied} of {total} prompts: all samples tied (scores table)"
+            return _signal(tied / total, ALL_TIED_MAX, message)
     if not manifest or not manifest.get("rows_in"):
         return _signal(None, ALL_TIED_MAX, "prompts whose samples all tied (no pairs manifest)")
     tied = int(manifest.get("dropped", {}).get("all_tied", 0))
@@ -93,14 +107,19 @@ def truncation(pairs: pl.DataFrame, responses: Path | None) -> dict:
 
 
 def quality_signals(
-    pairs: pl.DataFrame, *, manifest: Mapping | None, responses: Path | None
+    pairs: pl.DataFrame,
+    *,
+    manifest: Mapping | None,
+    responses: Path | None,
+    scores: pl.DataFrame | None = None,
 ) -> dict[str, dict]:
-    """Every signal by name: {value, threshold, warn, message[, by_side]}."""
+    """Every signal by name: {value, threshold, warn, message[, by_side]}; `scores` (the pairs'
+    scorers' rows) gives the all-tied share exactly, where the manifest only counts drops."""
     return {
         "truncation": truncation(pairs, responses),
         "near_duplicates": near_duplicates(pairs),
         "length_vs_score": length_vs_score(pairs),
-        "all_tied_prompts": all_tied(manifest),
+        "all_tied_prompts": all_tied(manifest, scores),
     }
 
 

@@ -1,32 +1,32 @@
-"""The inspection report: rich tables for the terminal, and one self-contained HTML file.
+"""The inspection report: rich tables for the terminal, and one HTML page.
 
 The HTML has no network dependency (it is opened from CI artifacts and air-gapped machines): the
-charts are the inline SVG of `prefsmith.inspection.charts` (`<svg class="chart" data-points=N>`,
-data marks of class bar, dot, curve or rug), with its inline style and console-error hook.
+charts are the plotly figures of `prefsmith.inspection.figures` (`<div class="chart"
+data-points=N>`), drawn by the `plotly.min.js` written beside the page, inside the
+`inspect.html.j2` skeleton of `prefsmith.inspection.page`.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+import plotly.graph_objects as go
 import polars as pl
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from prefsmith.inspection.charts import (
-    ERROR_HOOK,
-    STYLE,
-    escape,
-    finite,
-    histogram_svg,
-    html_table,
-    line_svg,
-    scatter_svg,
+from prefsmith.inspection import figures as fg
+from prefsmith.inspection.objectives_view import (
+    GATING_HEADER,
+    OBJECTIVE_HEADER,
+    gating_rows,
+    objective_charts,
+    objective_rows,
 )
+from prefsmith.inspection.page import escape, html_table, render_page
 from prefsmith.inspection.quality import QUALITY_HEADER, quality_rows
 from prefsmith.inspection.summary import QUANTILE_KEYS
 from prefsmith.inspection.weights import madpo_weight, w_qual
@@ -52,9 +52,9 @@ def _num(x: float | None, digits: int = 4) -> str:
     return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
 
 
-def weight_curves(arrays: Mapping[str, np.ndarray], settings: Mapping) -> str:
+def weight_curves(arrays: Mapping[str, np.ndarray], settings: Mapping) -> go.Figure:
     """w_qual(Δ) and MADPO w(Δ) over the range of the data's normalized margins, data as a rug."""
-    margin = finite(arrays["margin_norm"])
+    margin = fg.finite(arrays["margin_norm"])
     lo, hi = (float(margin.min()), float(margin.max())) if margin.size else (-1.0, 1.0)
     grid = np.linspace(min(lo, 0.0), hi if hi > lo else lo + 1.0, 200)  # (200,)
     curves = {
@@ -70,20 +70,13 @@ def weight_curves(arrays: Mapping[str, np.ndarray], settings: Mapping) -> str:
             ),
         ),
     }
-    return line_svg(
+    return fg.curves(
         curves,
+        rug=margin,
+        rug_name="pairs (normalized margin)",
         title="Weight curves over the data's margins",
         xlabel="normalized margin S_w − S_l (ticks: pairs)",
         ylabel="weight",
-        rug=margin,
-    )
-
-
-def _figure(svg: str, caption: str = "") -> str:
-    return (
-        f"<figure>{svg}<figcaption>{escape(caption)}</figcaption></figure>"
-        if caption
-        else f"<figure>{svg}</figure>"
     )
 
 
@@ -170,21 +163,6 @@ def _distribution_tables(stats: Mapping, *, wide: bool) -> list[Table]:
     return tables
 
 
-def _objective_table(objectives: Mapping) -> Table:
-    rows = [
-        [
-            name,
-            _num(o["chosen"]["mean"]),
-            _num(o["rejected"]["mean"]),
-            _num(o["margin"]["mean"]),
-            _num(o["agreement"], 3),
-        ]
-        for name, o in objectives.items()
-    ]
-    header = ["objective", "chosen mean", "rejected mean", "margin mean", "agreement"]
-    return _rich_table(header, rows, title="Per objective")
-
-
 DRIFT_HEADER = ["distribution", "quantity", "KS", "p-value", "n", "n (against)"]
 
 
@@ -222,7 +200,11 @@ def render_terminal(stats: Mapping, *, warnings: Sequence[str], console: Console
     for table in _distribution_tables(stats, wide=console.width >= 120):
         console.print(table)
     if stats["objectives"]:
-        console.print(_objective_table(stats["objectives"]))
+        rows = objective_rows(stats["objectives"])
+        console.print(_rich_table(OBJECTIVE_HEADER, rows, title="Per objective"))
+    if stats.get("gating"):
+        rows = gating_rows(stats["gating"])
+        console.print(_rich_table(GATING_HEADER, rows, title="Gating weights (ArmoRM)"))
     if stats.get("drift"):
         console.print(_drift_table(stats))
     if stats.get("quality"):
@@ -244,28 +226,39 @@ def _warnings_box(warnings: Sequence[str]) -> str:
     )
 
 
-def _score_charts(arrays: Mapping[str, np.ndarray]) -> list[str]:
+def _point_ids(arrays: Mapping[str, np.ndarray]) -> tuple[list[str], str]:
+    """What names a scatter point in its hover: the pair_id where `arrays` carries it, else the
+    pair's row number in the table (the distributions are all in table order)."""
+    if "pair_id" in arrays:
+        return [str(p) for p in arrays["pair_id"]], "pair_id"
+    return [str(i) for i in range(len(arrays["margin_raw"]))], "row"
+
+
+def _score_charts(arrays: Mapping[str, np.ndarray]) -> list[go.Figure]:
     """Chosen and rejected scores, and the margins between them (raw and normalized)."""
+    ids, id_name = _point_ids(arrays)
     return [
-        histogram_svg(
+        fg.histogram(
             {"chosen": arrays["score_chosen"], "rejected": arrays["score_rejected"]},
             title="Scores (raw)",
             xlabel="raw score",
         ),
-        scatter_svg(
+        fg.scatter(
             arrays["score_rejected"],
             arrays["score_chosen"],
+            ids=ids,
+            id_name=id_name,
             title="Chosen vs rejected score",
             xlabel="rejected score (raw)",
             ylabel="chosen score (raw)",
             diagonal=True,
         ),
-        histogram_svg(
+        fg.histogram(
             {"margin": arrays["margin_raw"]},
             title="Margin (raw)",
             xlabel="score_chosen − score_rejected",
         ),
-        histogram_svg(
+        fg.histogram(
             {"margin": arrays["margin_norm"]},
             title="Margin (normalized)",
             xlabel="scale · raw margin",
@@ -273,19 +266,22 @@ def _score_charts(arrays: Mapping[str, np.ndarray]) -> list[str]:
     ]
 
 
-def _length_charts(stats: Mapping, arrays: Mapping[str, np.ndarray]) -> list[str]:
+def _length_charts(stats: Mapping, arrays: Mapping[str, np.ndarray]) -> list[go.Figure]:
     """Chosen and rejected lengths, and the margin against their difference."""
     unit = stats["length"]["unit"].split(" ")[0]
+    ids, id_name = _point_ids(arrays)
     r = stats["length"]["corr_margin_len_diff"]
     return [
-        histogram_svg(
+        fg.histogram(
             {"chosen": arrays["len_chosen"], "rejected": arrays["len_rejected"]},
             title="Lengths",
             xlabel=f"length ({unit})",
         ),
-        scatter_svg(
+        fg.scatter(
             arrays["len_diff"],
             arrays["margin_raw"],
+            ids=ids,
+            id_name=id_name,
             title=f"Margin vs length difference (r = {_num(r, 3)})",
             xlabel=f"chosen − rejected length ({unit})",
             ylabel="margin (raw)",
@@ -293,9 +289,9 @@ def _length_charts(stats: Mapping, arrays: Mapping[str, np.ndarray]) -> list[str
     ]
 
 
-def _main_charts(stats: Mapping, arrays: Mapping[str, np.ndarray]) -> list[str]:
+def _main_charts(stats: Mapping, arrays: Mapping[str, np.ndarray]) -> list[go.Figure]:
     """Scores, margins, lengths and weights of the inspected table."""
-    weights = histogram_svg(
+    weights = fg.histogram(
         {"w_qual": arrays["w_qual"], "MADPO w": arrays["madpo_weight"]},
         title="Weights over the data",
         xlabel="per-pair weight",
@@ -308,26 +304,10 @@ def _main_charts(stats: Mapping, arrays: Mapping[str, np.ndarray]) -> list[str]:
     ]
 
 
-def _objective_charts(stats: Mapping, objectives: pl.DataFrame) -> list[str]:
-    """One chosen-vs-rejected histogram per objective (ArmoRM has 19)."""
-    charts = []
-    for (name,), group in objectives.group_by("name", maintain_order=True):
-        agreement = stats["objectives"].get(str(name), {}).get("agreement")
-        charts.append(
-            histogram_svg(
-                {"chosen": group["chosen"].to_numpy(), "rejected": group["rejected"].to_numpy()},
-                title=f"{name} (agrees: {_num(agreement, 2)})",
-                xlabel="objective value",
-                bins=30,
-            )
-        )
-    return charts
-
-
 def _drift_section(stats: Mapping, arrays: Mapping, against: Mapping, *, label: str) -> str:
     rows = _drift_rows(stats["drift"], label=lambda n: LABELS.get(n, n))
     charts = [
-        histogram_svg(
+        fg.histogram(
             {"current": arrays[n], "older": against[n]},
             title=f"{LABELS.get(n, n)}: KS = {_num(d['ks'], 3)}",
             xlabel=LABELS.get(n, n),
@@ -343,9 +323,19 @@ def _drift_section(stats: Mapping, arrays: Mapping, against: Mapping, *, label: 
             rows,
         )
         + '<div class="grid2">'
-        + "".join(_figure(c) for c in charts)
+        + "".join(f"<figure>{fg.chart_html(c)}</figure>" for c in charts)
         + "</div></section>"
     )
+
+
+def _objectives_html(stats: Mapping) -> str:
+    """The per-objective and gating tables of the HTML page ('' without objectives)."""
+    if not stats["objectives"]:
+        return ""
+    html = html_table(OBJECTIVE_HEADER, objective_rows(stats["objectives"]))
+    if stats.get("gating"):
+        html += "<h3>Gating weights</h3>" + html_table(GATING_HEADER, gating_rows(stats["gating"]))
+    return html
 
 
 def render_html(
@@ -358,37 +348,34 @@ def render_html(
     sources: Mapping[str, str] | None = None,
     pair_browser: str = "",
 ) -> str:
-    """The whole report as one HTML string (no external resources); `pair_browser` is the
+    """The whole report as one HTML string (`inspect.html.j2`; its charts need the
+    `plotly.min.js` that `pair_charts.write_plotly_js` writes beside it); `pair_browser` is the
     section of `inspection.pair_browser.browser_html`."""
     sources = dict(sources or {})
-    meta = " · ".join(f"{k}: {v}" for k, v in sources.items())
-    charts = "".join(_figure(c) for c in _main_charts(stats, arrays))
-    parts = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>prefsmith inspect — {escape(sources.get('pairs', 'pairs'))}</title>",
-        ERROR_HOOK,
-        STYLE,
-        f"</head><body><header><h1>Pair-score inspection</h1><p class='meta'>{escape(meta)}</p></header>",
-        _warnings_box(warnings),
-        "<section><h2>Summary</h2>"
-        + html_table(["summary", "value"], summary_rows(stats)).replace(
+    fragments = {
+        "warnings": _warnings_box(warnings),
+        "summary": html_table(["summary", "value"], summary_rows(stats)).replace(
             "<table>", "<table class='kv'>", 1
         ),
-        html_table(QUANTILE_HEADER, _quantile_rows(stats)) + "</section>",
-        f"<section><h2>Scores, margins, lengths and weights</h2><div class='grid2'>{charts}</div></section>",
-    ]
-    if stats.get("quality"):
-        quality = html_table(QUALITY_HEADER, quality_rows(stats))
-        parts.append(f"<section id='quality'><h2>Data quality</h2>{quality}</section>")
-    if objectives is not None and objectives.height:
-        per = "".join(_figure(c) for c in _objective_charts(stats, objectives))
-        parts.append(f"<section><h2>Per objective</h2><div class='grid2'>{per}</div></section>")
+        "quantiles": html_table(QUANTILE_HEADER, _quantile_rows(stats)),
+        "charts": [fg.chart_html(c) for c in _main_charts(stats, arrays)],
+        "quality": html_table(QUALITY_HEADER, quality_rows(stats)) if stats.get("quality") else "",
+        "objective_charts": [
+            fg.chart_html(c)
+            for c in (objective_charts(stats, objectives) if objectives is not None else [])
+        ],
+        "objective_table": _objectives_html(stats),
+        "drift": "",
+        "pair_browser": pair_browser,
+    }
     if against is not None and stats.get("drift"):
-        parts.append(_drift_section(stats, arrays, against, label=sources.get("against", "older")))
-    parts.append(pair_browser)
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    parts.append(
-        f"<footer class='meta'><p>prefsmith inspect · {stamp}</p></footer>"
-        "<pre id='console-errors' data-count='0'></pre></body></html>"
+        label = sources.get("against", "older")
+        fragments["drift"] = _drift_section(stats, arrays, against, label=label)
+    return render_page(
+        "inspect.html.j2",
+        title=f"prefsmith inspect — {sources.get('pairs', 'pairs')}",
+        heading="Pair-score inspection",
+        tool="inspect",
+        sources=sources,
+        fragments=fragments,
     )
-    return "".join(parts)

@@ -19,7 +19,8 @@ spread so it means the same on ArmoRM's 0.05–0.2 scale and on a z-scored one.
 
 `pair_statistics` returns a JSON-serializable dict with stable keys (missing values are None):
 counts, settings, distributions (each: n, mean, std, q0 q5 q25 q50 q75 q95 q100), ties,
-pairs_per_prompt, length, w_qual, madpo, c_nll, objectives, and (when compared) drift (per
+pairs_per_prompt, length, w_qual, madpo, c_nll, objectives (each with its Spearman ρ with the
+score), gating (ArmoRM gating weights: mean and dominant share), and (when compared) drift (per
 distribution, prefsmith.inspection.drift.drift) and drift_scorers (each table's scorers,
 prefsmith.inspection.drift.scorer_comparison).
 `settings` holds the previewed parameters: eta and tau_good (Uni-DPO η, τ_good), madpo_tau,
@@ -32,12 +33,15 @@ from collections.abc import Mapping
 
 import numpy as np
 import polars as pl
+from scipy.stats import spearmanr
 
 from prefsmith.inspection.columns import PairColumns, pair_columns
 from prefsmith.inspection.drift import DRIFT_NAMES, drift, scorer_comparison
 from prefsmith.inspection.summary import QUANTILE_KEYS, finite_or_none, summarize
 from prefsmith.inspection.weights import madpo_weight, preview_weights, w_qual
 from prefsmith.schemas.losses import MADPOParams, UniDPOParams
+
+GATE = "gate/"  # ArmoRM's gating weights ride in the objectives as gate/<objective>
 
 # Importers read these from here too (the report, the inspect stage, --against).
 __all__ = [
@@ -47,6 +51,7 @@ __all__ = [
     "distributions",
     "drift",
     "madpo_weight",
+    "gating_statistics",
     "objective_statistics",
     "pair_columns",
     "pair_statistics",
@@ -113,22 +118,60 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float | None:
     return finite_or_none(np.corrcoef(x, y)[0, 1])
 
 
+def _spearman(x: np.ndarray, y: np.ndarray) -> float | None:
+    keep = np.isfinite(x) & np.isfinite(y)
+    if keep.sum() < 3 or np.ptp(x[keep]) == 0 or np.ptp(y[keep]) == 0:
+        return None
+    return finite_or_none(spearmanr(x[keep], y[keep]).statistic)
+
+
 def objective_statistics(objectives: pl.DataFrame | None) -> dict[str, dict]:
-    """Per objective: chosen, rejected and margin distributions, and the fraction of pairs whose
-    objective margin is > 0 (the objective agrees with the overall preference)."""
+    """Per objective: chosen, rejected and margin distributions, the fraction of pairs whose
+    objective margin is > 0 (the objective agrees with the overall preference), and the Spearman
+    ρ of its values with the overall score over every response of the pairs (scipy)."""
     if objectives is None:
         return {}
     out = {}
     for (name,), group in objectives.group_by("name", maintain_order=True):
         chosen, rejected = group["chosen"].to_numpy(), group["rejected"].to_numpy()  # (P,)
         margin = chosen - rejected  # (P,)
+        values = np.concatenate([chosen, rejected])  # (2P,)
+        scores = np.concatenate(
+            [group["score_chosen"].to_numpy(), group["score_rejected"].to_numpy()]
+        )
         out[str(name)] = {
             "chosen": summarize(chosen),
             "rejected": summarize(rejected),
             "margin": summarize(margin),
             "agreement": _fraction(margin[np.isfinite(margin)] > 0),
+            "score_spearman": _spearman(values, scores),
         }
     return dict(sorted(out.items()))
+
+
+def gating_statistics(objectives: pl.DataFrame | None) -> dict[str, dict]:
+    """ArmoRM's gating weights (objectives named `gate/<objective>`): per objective, the mean
+    weight over every response of the pairs and the share of responses it weighs most."""
+    if objectives is None:
+        return {}
+    gates = objectives.filter(pl.col("name").str.starts_with(GATE))
+    if gates.height == 0:
+        return {}
+    long = pl.concat(
+        [gates.select("pair", "name", pl.col(side).alias("weight"), pl.lit(side).alias("side"))
+         for side in ("chosen", "rejected")]
+    )  # fmt: skip
+    top = long.sort("weight", descending=True).unique(["pair", "side"], keep="first")
+    responses = top.height
+    dominant = dict(top.group_by("name").len().iter_rows())
+    means = dict(long.group_by("name").agg(pl.col("weight").mean()).iter_rows())
+    return {
+        str(name).removeprefix(GATE): {
+            "mean_weight": finite_or_none(means[name]),
+            "dominant_share": dominant.get(name, 0) / responses,
+        }
+        for name in sorted(means)
+    }
 
 
 def _counts(columns: PairColumns, manifest: Mapping | None) -> dict:
@@ -210,6 +253,7 @@ def statistics_from_columns(
         },
         **_weight_statistics(dists, unidpo=unidpo, madpo=madpo),
         "objectives": objective_statistics(columns.objectives),
+        "gating": gating_statistics(columns.objectives),
     }
 
 

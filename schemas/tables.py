@@ -51,7 +51,7 @@ SCORES = pa.schema(
         ("scorer", pa.string()),  # name + revision
         ("score", pa.float64()),
         ("objectives", pa.list_(OBJECTIVE)),  # per-objective rewards (ArmoRM's 19); empty if none
-        ("n_tokens", pa.int32()),  # tokens the scorer saw for prompt + response
+        ("n_tokens", pa.int32()),  # response tokens (= responses.n_tokens; null where unknown)
     ]
 )
 

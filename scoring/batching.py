@@ -24,7 +24,7 @@ class ScoreRequest:
     messages: list[dict[str, str]]  # the prompt's chat messages, raw text
     response: str  # the raw completion text, never a rendered template
     metadata: dict[str, Any] = field(default_factory=dict)  # the prompt's parsed metadata JSON
-    n_tokens: int = 0  # completion tokens under the generator's tokenizer
+    n_tokens: int | None = None  # completion tokens under the generator's tokenizer (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,8 @@ class Scored:
     """A score for one request; `objectives` are (name, value) pairs where the scorer has them."""
 
     score: float
-    n_tokens: int  # tokens the scorer saw (prompt + response, as rendered by its template)
+    n_tokens: int  # tokens the scorer saw (prompt + response, as rendered by its template); for
+    # batching and throughput only: the scores table records the response's own n_tokens
     objectives: tuple[tuple[str, float], ...] = ()
 
 

@@ -196,7 +196,7 @@ class RuleScorer:
             except RuleRowError as error:
                 outcomes.append(Rejected(request.response_id, error.reason, error.detail))
                 continue
-            outcomes.append(Scored(float(value), request.n_tokens))
+            outcomes.append(Scored(float(value), request.n_tokens or 0))
         return outcomes
 
     def close(self) -> None:

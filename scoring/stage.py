@@ -9,7 +9,7 @@ Output `out_dir/scores/` — Parquet shards `shard-00000.parquet`, … (prefsmit
 | scorer      | string                 | config name, else model folder name or rule; "@rev"     |
 | score       | float64                | raw scorer output (finite; see quarantine)              |
 | objectives  | list<{name, value}>    | ArmoRM: K rewards, then K `gate/<name>`; else empty     |
-| n_tokens    | int32                  | tokens the scorer saw (rules: the generator's count)    |
+| n_tokens    | int32                  | response tokens, the generator's count (as responses.n_tokens; null where unknown) |
 
 Quarantine (`scores.quarantine.parquet`), reasons: unknown_prompt, duplicate_response_id,
 missing_response, template_error, too_long, non_finite_score, and whatever a rule raises
@@ -183,7 +183,7 @@ def to_item(row: dict[str, Any]) -> ScoreRequest | Rejected:
         list(row["messages"]),
         row["response"],
         _metadata(row["metadata"]),
-        int(row["n_tokens"] or 0),
+        row["n_tokens"],
     )
 
 
@@ -195,7 +195,7 @@ def score_row(request: ScoreRequest, scored: Scored, scorer: str) -> dict[str, A
         "scorer": scorer,
         "score": scored.score,
         "objectives": objectives,
-        "n_tokens": scored.n_tokens,
+        "n_tokens": request.n_tokens,  # one meaning everywhere: response tokens
     }
 
 
@@ -358,7 +358,7 @@ def _finish(
     quarantine_path = write_table(quarantine, out_dir / "scores.quarantine.parquet", QUARANTINE)
     n_tokens = [pq.read_table(p, columns=["n_tokens"]).column("n_tokens") for p in paths]
     rows_out = sum(len(column) for column in n_tokens)
-    facts["n_tokens_total"] = sum(int(pc.sum(c).as_py() or 0) for c in n_tokens)
+    facts["response_tokens_total"] = sum(int(pc.sum(c).as_py() or 0) for c in n_tokens)
     dropped = count_reasons(quarantine.column("reason").to_pylist())
     manifest = Manifest(
         stage=STAGE,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-MARK_CLASSES = {"bar", "dot", "curve", "rug"}
+MARK_CLASSES = {"point", "js-line"}  # plotly: a bar or marker is .point, a line path .js-line
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -30,6 +30,28 @@ CHROMIUM_FLAGS = [
     "--hide-scrollbars",
     "--virtual-time-budget=2000",
 ]
+
+
+@pytest.fixture(scope="session", name="driver")
+def chrome_driver():
+    """Headless Chromium driven by Debian's chromedriver (make test installs both)."""
+    if not (shutil.which("chromedriver") and shutil.which("chromium")):
+        message = "chromium + chromium-driver not installed (apt-get install chromium-driver)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    options.add_argument("--disable-background-networking")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    browser = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    yield browser
+    browser.quit()
 
 
 @pytest.fixture(scope="session")
@@ -74,34 +96,60 @@ def console_messages(stderr: str) -> list[str]:
 
 
 class ReportDom(HTMLParser):
-    """Collects each svg.chart (data-points, data-title, number of data marks) and #console-errors."""
+    """Collects each div.chart (data-points, data-title, whether plotly built it: class
+    js-plotly-plot, and how many traces and data marks it drew) and #console-errors."""
 
     def __init__(self):
         super().__init__()
         self.charts: list[dict] = []
         self.errors: dict | None = None
-        self._in_chart = self._in_errors = False
+        self._depth = 0  # open <div>s inside the current chart; 0: not in a chart
+        self._in_errors = False
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         classes = set((attrs.get("class") or "").split())
-        if tag == "svg" and "chart" in classes:
+        if tag == "div" and "chart" in classes and not self._depth:
             self.charts.append(
-                {"points": int(attrs["data-points"]), "title": attrs.get("data-title"), "marks": 0}
+                {
+                    "points": int(attrs["data-points"]),
+                    "title": attrs.get("data-title"),
+                    "plotly": "js-plotly-plot" in classes,
+                    "traces": 0,
+                    "marks": 0,
+                }
             )
-            self._in_chart = True
-        elif self._in_chart and classes & MARK_CLASSES:
-            self.charts[-1]["marks"] += 1
+        elif self._depth:
+            self.charts[-1]["traces"] += "trace" in classes
+            self.charts[-1]["marks"] += bool(classes & MARK_CLASSES)
+        if tag == "div" and (self._depth or "chart" in classes):
+            self._depth += 1
         if attrs.get("id") == "console-errors":
             self.errors, self._in_errors = {"count": int(attrs["data-count"]), "text": ""}, True
 
+    def handle_startendtag(self, tag, attrs):
+        self.handle_starttag(tag, attrs)  # `<path .../>`: no end tag to count
+
     def handle_endtag(self, tag):
-        self._in_chart = self._in_chart and tag != "svg"
+        if tag == "div" and self._depth:
+            self._depth -= 1
         self._in_errors = self._in_errors and tag != "pre"
 
     def handle_data(self, data):
         if self._in_errors:
             self.errors["text"] += data
+
+
+def chart_specs(page: str) -> dict[str, dict]:
+    """The plotly figure (data, layout) of each chart of `page`, by its title, as the page
+    embeds it for `Plotly.newPlot`."""
+    import json
+    import re
+
+    specs = [
+        json.loads(m) for m in re.findall(r"var spec = (\{.*?\}); Plotly\.newPlot", page, re.S)
+    ]
+    return {s["layout"]["title"]["text"]: s for s in specs}
 
 
 def parse(page: str) -> ReportDom:
@@ -117,7 +165,8 @@ def check_page_in_chromium(
     binary: str, page: Path, *, screenshot: str, size: tuple[int, int]
 ) -> list[dict]:
     """Open `page` in headless Chromium and assert what a reader would see: no script error, no
-    console message, every chart the HTML declares built by the browser with points and marks;
+    console message, every div.chart the HTML declares built by plotly (class js-plotly-plot,
+    traces and data marks) with data points;
     then save a `size` screenshot as tests/artifacts/<screenshot> and check it is a real PNG of
     that size with content. Returns the charts the browser built."""
     import struct
@@ -126,9 +175,12 @@ def check_page_in_chromium(
     dom = parse(done.stdout)
     assert dom.errors == {"count": 0, "text": ""}, dom.errors
     assert console_messages(done.stderr) == []
-    expected = [c["title"] for c in parse(page.read_text(encoding="utf-8")).charts]
-    assert [c["title"] for c in dom.charts] == expected  # the browser built every chart
-    assert [c for c in dom.charts if c["points"] == 0 or c["marks"] == 0] == []
+    declared = parse(page.read_text(encoding="utf-8")).charts
+    assert declared and not any(c["plotly"] or c["traces"] for c in declared)  # drawn by JS only
+    assert [c["title"] for c in dom.charts] == [c["title"] for c in declared]
+    unbuilt = [c for c in dom.charts if not c["plotly"] or c["traces"] == 0 or c["marks"] == 0]
+    assert unbuilt == []  # plotly drew every chart, each with traces and data marks
+    assert [c for c in dom.charts if c["points"] == 0] == []
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / screenshot
     shot.unlink(missing_ok=True)
@@ -137,3 +189,33 @@ def check_page_in_chromium(
     assert header[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", header[16:24]) == size
     assert shot.stat().st_size > 50_000  # a blank page compresses to a few kB
     return dom.charts
+
+
+def hover_text(driver, element, *, chart: str, timeout: float = 3.0) -> str | None:
+    """Move the mouse onto `element` and return the hover label plotly shows in `chart` (a CSS
+    selector of its div), or None when none appears within `timeout` seconds (plotly draws the
+    label on its next animation frame, late on a loaded machine)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(driver).move_by_offset(0, 0).perform()
+    ActionChains(driver).move_to_element(element).perform()
+    return wait_for(
+        driver,
+        "var t = document.querySelector(arguments[0] + ' .hoverlayer .hovertext');"
+        "return t ? t.textContent : null;",
+        chart,
+        timeout=timeout,
+    )
+
+
+def wait_for(driver, script: str, *args, timeout: float = 3.0):
+    """The first truthy value `script` returns, polled every 50 ms for up to `timeout` seconds;
+    else its last value (a negative control ends here, `timeout` later)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = driver.execute_script(script, *args)
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)

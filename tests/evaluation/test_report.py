@@ -1,6 +1,6 @@
-"""The evaluation report: stable JSON keys, markdown, and the self-contained HTML page opened in a
-real headless Chromium (no console errors, every chart has data, a screenshot kept in
-tests/artifacts/eval_report.png). The browser tests skip where Chromium is missing, except under
+"""The evaluation report: stable JSON keys, markdown, the page's plotly figures against numpy
+(bins, counts, trace names), and the page opened in a real headless Chromium (no console errors,
+plotly built every chart with data marks, a screenshot kept in tests/artifacts/eval_report.png). The browser tests skip where Chromium is missing, except under
 CI=true, where they fail. The Chromium driving follows tests/scoring/test_inspect_html.py.
 """
 
@@ -8,118 +8,28 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
-from browser_check import (  # noqa: F401
-    MARK_CLASSES,
-    check_page_in_chromium,
-    console_messages,
-    parse,
-    run_chromium,
-)
+from browser_check import chart_specs, check_page_in_chromium, parse, run_chromium
 
 from prefsmith.evaluation.compare import REPORT_KEYS, compare_policies
-from prefsmith.evaluation.kl import KL_SAMPLES
-from prefsmith.evaluation.lm_eval_hook import lm_eval_stage
-from prefsmith.evaluation.preference_accuracy import MARGINS
-from prefsmith.evaluation.report_html import outcome_bars_svg
-from prefsmith.schemas.eval_configs import CompareConfig, LmEvalConfig
-from prefsmith.schemas.io import write_table
-from prefsmith.schemas.tables import RESPONSES, SCORES
+from prefsmith.inspection import figures as fg
+from prefsmith.inspection.pair_charts import histogram_bins
+from prefsmith.schemas.eval_configs import CompareConfig
 
-
-def write_side(
-    root: Path, *, rng, n_prompts: int, shift: float, mean_len: float
-) -> tuple[Path, Path]:
-    """Scores (2 samples per prompt, reward ≈ shift + noise) and responses tables of one policy."""
-    scores, responses = [], []
-    for p in range(n_prompts):
-        for i in range(2):
-            rid, n = f"prompt{p:03d}-{i}", int(max(1, rng.normal(mean_len, 4)))
-            score = (
-                float(round(shift + rng.normal(0, 1), 1)) if p % 7 else 0.0
-            )  # every 7th prompt ties
-            scores.append(
-                {
-                    "response_id": rid,
-                    "prompt_id": f"prompt{p:03d}",
-                    "scorer": "rule",
-                    "score": score,
-                    "objectives": [],
-                    "n_tokens": n + 10,
-                }
-            )
-            responses.append(
-                {
-                    "prompt_id": f"prompt{p:03d}",
-                    "response_id": rid,
-                    "sample_idx": i,
-                    "response": "w " * n,
-                    "n_tokens": n,
-                    "finish_reason": "stop",
-                    "generator": "g",
-                    "gen_config_hash": "h",
-                }
-            )
-    return write_table(scores, root / "scores.parquet", SCORES), write_table(
-        responses, root / "responses.parquet", RESPONSES
-    )
+sys.path.insert(0, str(Path(__file__).parent))  # the shared comparison: eval_report_case
+from eval_report_case import build_report, write_side
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     """A comparison of 60 prompts (tuned better and shorter), with KL samples, margins and lm-eval."""
-    root, rng = tmp_path_factory.mktemp("eval"), np.random.default_rng(0)
-    tuned = write_side(root / "tuned", rng=rng, n_prompts=60, shift=0.8, mean_len=12)
-    base = write_side(root / "base", rng=rng, n_prompts=58, shift=0.0, mean_len=20)
-    kl = write_table(
-        [
-            {
-                "response_id": f"r{i}",
-                "prompt_id": f"p{i}",
-                "tokens": 10,
-                "logp_policy": -5.0,
-                "logp_reference": -5.0 - k,
-                "kl_seq": k,
-                "k3_seq": k / 2,
-            }
-            for i, k in enumerate(rng.gamma(2.0, 1.0, 50))
-        ],
-        root / "kl.parquet",
-        KL_SAMPLES,
-    )
-    margins = write_table(
-        [
-            {
-                "pair_id": f"x{i}",
-                "prompt_id": f"p{i}",
-                "policy_logp_chosen": m,
-                "policy_logp_rejected": 0.0,
-                "ref_logp_chosen": 0.0,
-                "ref_logp_rejected": 0.0,
-                "margin": m,
-            }
-            for i, m in enumerate(rng.normal(0.5, 1.0, 40))
-        ],
-        root / "margins.parquet",
-        MARGINS,
-    )
-    hook = lm_eval_stage(
-        {}, config=LmEvalConfig(checkpoint="ckpt", tasks=["hellaswag"]), out_dir=root / "lm"
-    )
-    inputs = {
-        "tuned_scores": tuned[0],
-        "tuned_responses": tuned[1],
-        "base_scores": base[0],
-        "base_responses": base[1],
-        "kl": kl,
-        "heldout": margins,
-        "lm_eval": hook.output,
-    }
-    result = compare_policies(inputs, config=CompareConfig(n_boot=500), out_dir=root / "out")
-    return result, root
+    return build_report(tmp_path_factory.mktemp("eval"))
 
 
 def test_json_keys_are_stable_and_parts_add_up(report):
@@ -171,19 +81,59 @@ def test_missing_parts_are_null_not_absent(tmp_path):
 def test_page_is_self_contained_and_every_chart_has_data(report):
     result, _ = report
     page = (result.output.parent / "eval_report.html").read_text(encoding="utf-8")
-    assert not re.search(r"\b(src|href)\s*=|@import|url\(|<link\b", page)  # nothing fetched
+    local = page.replace("<script src='plotly.min.js'>", "", 1)  # written beside the page
+    assert not re.search(r"\b(src|href)\s*=|@import|url\(|<link\b", local)  # nothing fetched
+    assert (result.output.parent / "plotly.min.js").stat().st_size > 1_000_000
     charts = parse(page).charts
     assert len(charts) == 6
-    assert [c for c in charts if c["points"] == 0 or c["marks"] == 0] == []
+    assert [c for c in charts if c["points"] == 0] == []
     assert {c["title"]: c["points"] for c in charts}["Outcome per held-out prompt"] == 58
     assert (
         "fraction of pairs" not in page.split("Implicit-reward margin")[0]
     )  # responses are counted
 
 
-def test_outcome_bars_count_and_label():
-    dom = parse(outcome_bars_svg({"tuned wins": 3, "tie": 0, "base wins": 2}, title="t"))
-    assert dom.charts == [{"points": 5, "title": "t", "marks": 3}]
+def test_outcome_bars_count_and_label(report):
+    figure = fg.category_bars({"tuned wins": 3, "tie": 0, "base wins": 2}, title="t", ylabel="n")
+    html = fg.chart_html(figure)
+    assert parse(html).charts == [
+        {"points": 5, "title": "t", "plotly": False, "traces": 0, "marks": 0}
+    ]
+    (bars,) = chart_specs(html)["t"]["data"]
+    assert bars["x"] == ["tuned wins", "tie", "base wins"] and bars["y"] == [3, 0, 2]
+    assert bars["text"] == ["3", "0", "2"]  # written above each bar
+    result, _ = report
+    wr = json.loads(result.output.read_text())["win_rate"]
+    page = (result.output.parent / "eval_report.html").read_text(encoding="utf-8")
+    (bars,) = chart_specs(page)["Outcome per held-out prompt"]["data"]
+    assert bars["y"] == [wr["wins"], wr["ties"], wr["losses"]]
+
+
+def _rewards(root: Path) -> dict[str, np.ndarray]:
+    """Each side's reward per response, read from its scores table (not from the page)."""
+    return {
+        s: pl.read_parquet(root / s / "scores.parquet")["score"].to_numpy()
+        for s in ("tuned", "base")
+    }
+
+
+def test_reward_histogram_is_numpys_on_the_shared_bins(report):
+    """One trace per policy on bins over both pooled; each bin's count is np.histogram's, its
+    y the fraction of that policy's responses; the per-prompt scatter names each prompt."""
+    result, root = report
+    specs = chart_specs((result.output.parent / "eval_report.html").read_text(encoding="utf-8"))
+    rewards = _rewards(root)
+    edges, _ = histogram_bins(rewards, bins=fg.BINS)
+    pooled = np.concatenate(list(rewards.values()))
+    np.testing.assert_allclose(edges, np.linspace(pooled.min(), pooled.max(), fg.BINS + 1))
+    traces = specs["Reward per response, tuned vs base"]["data"]
+    assert [t["name"] for t in traces] == ["tuned", "base"]
+    for trace in traces:
+        count = np.histogram(rewards[trace["name"]], bins=edges)[0]
+        np.testing.assert_array_equal(np.array(trace["customdata"])[:, 2], count)
+        np.testing.assert_allclose(trace["y"], count / rewards[trace["name"]].size)
+    _, points = specs["Mean reward per prompt"]["data"]
+    assert len(points["customdata"]) == 58 and points["customdata"] == sorted(points["customdata"])
 
 
 def test_report_in_headless_chromium(report, chromium):
@@ -197,6 +147,7 @@ def test_chromium_check_catches_console_errors(report, chromium, tmp_path):
     """Negative control: a failing script in the same page is caught by both detectors."""
     result, _ = report
     broken = tmp_path / "broken.html"
+    shutil.copy(result.output.parent / "plotly.min.js", tmp_path)  # as beside the report
     broken.write_text(
         (result.output.parent / "eval_report.html")
         .read_text(encoding="utf-8")
@@ -206,3 +157,15 @@ def test_chromium_check_catches_console_errors(report, chromium, tmp_path):
     done = run_chromium(chromium, broken, "--enable-logging=stderr", "--v=0", "--dump-dom")
     dom = parse(done.stdout)
     assert dom.errors["count"] == 1 and "notDefined" in dom.errors["text"]
+
+
+def test_chromium_check_catches_charts_plotly_never_built(report, chromium, tmp_path):
+    """Negative control: the same page with no plotly.min.js beside it declares its charts, but
+    none is drawn (and the failed script load is a console error): the check must fail."""
+    result, _ = report
+    page = tmp_path / "eval_report.html"
+    shutil.copy(result.output.parent / "eval_report.html", page)
+    with pytest.raises(AssertionError):
+        check_page_in_chromium(chromium, page, screenshot="eval_report_broken.png", size=(640, 480))
+    unbuilt = parse(run_chromium(chromium, page, "--dump-dom").stdout).charts
+    assert len(unbuilt) == 6 and not any(c["plotly"] or c["traces"] for c in unbuilt)

@@ -1,5 +1,6 @@
-"""The HTML report opened in a real headless Chromium: no console errors, every chart has data,
-a screenshot kept in tests/artifacts/; plus the `prefsmith inspect` command function.
+"""The HTML report: its plotly figures against numpy (bins, counts, trace names), the page opened
+in a real headless Chromium (no console errors, plotly built every chart with data marks, a
+screenshot kept in tests/artifacts/); plus the `prefsmith inspect` command function.
 
 Chromium comes from the Debian package (`apt-get install -y chromium`). Where it is missing the
 browser tests skip, except under CI (CI=true), where they fail so CI never skips silently.
@@ -18,19 +19,14 @@ import numpy as np
 import polars as pl
 import pytest
 import typer
-from browser_check import (  # noqa: F401
-    MARK_CLASSES,
-    check_page_in_chromium,
-    console_messages,
-    parse,
-    run_chromium,
-)
+from browser_check import chart_specs, check_page_in_chromium, console_messages, parse, run_chromium
 from rich.console import Console
 from typer.testing import CliRunner
 
 from prefsmith.flows.cli_inspect import inspect as inspect_command
-from prefsmith.inspection.charts import histogram_svg
+from prefsmith.inspection import figures as fg
 from prefsmith.inspection.inspect import inspect_pairs
+from prefsmith.inspection.pair_charts import histogram_bins
 from prefsmith.inspection.report import render_terminal
 from prefsmith.inspection.stats import DRIFT_NAMES
 from prefsmith.schemas.contracts import ScoreTransform
@@ -128,8 +124,9 @@ def test_report_is_self_contained_and_every_chart_has_data(report):
     assert not re.search(r"\b(src|href)\s*=|@import|url\(|<link\b", local)  # nothing fetched
     assert (report.html_path.parent / "plotly.min.js").stat().st_size > 1_000_000
     charts = parse(page).charts
-    assert len(charts) == 8 + len(OBJECTIVE_NAMES) + len(DRIFT_NAMES)
-    assert [c for c in charts if c["points"] == 0 or c["marks"] == 0] == []
+    assert len(charts) == 8 + len(OBJECTIVE_NAMES) + len(DRIFT_NAMES) + 2  # + the pair browser's
+    assert [c for c in charts if c["points"] == 0] == []
+    assert page.count("<script src='plotly.min.js'>") == 1  # one shared copy, not one per chart
     assert sum(c["title"].startswith(OBJECTIVE_NAMES[0]) for c in charts) == 1
     assert page.index('class="warnings') < page.index("<h2>Summary")  # warnings box at the top
     assert "drift in score_chosen" in page and report.stats["drift"]["score_chosen"]["ks"] > 0.2
@@ -137,9 +134,46 @@ def test_report_is_self_contained_and_every_chart_has_data(report):
     assert report.stats["drift_scorers"] == {"current": ["armo"], "against": ["armo"], "same": True}
 
 
+def test_score_histogram_is_numpys_on_the_shared_bins(report):
+    """The page's "Scores (raw)" figure: one trace per side, bins over both sides pooled, each
+    bin's hover count what np.histogram counts, y the fraction of that side."""
+    page = report.html_path.read_text(encoding="utf-8")
+    spec = chart_specs(page)["Scores (raw)"]
+    pairs = pl.read_parquet(report.html_path.parent / "new" / "pairs.parquet")
+    sides = {s: pairs[f"score_{s}"].to_numpy() for s in ("chosen", "rejected")}
+    edges, _ = histogram_bins(sides, bins=fg.BINS)
+    assert [t["name"] for t in spec["data"]] == ["chosen", "rejected"]
+    for trace in spec["data"]:
+        count = np.histogram(sides[trace["name"]], bins=edges)[0]
+        custom = np.array(trace["customdata"])  # (bins, 3): lo, hi, count
+        np.testing.assert_allclose(custom[:, :2], np.stack([edges[:-1], edges[1:]], axis=1))
+        np.testing.assert_array_equal(custom[:, 2], count)
+        np.testing.assert_allclose(trace["y"], count / pairs.height)
+        assert "count %{customdata[2]:d}" in trace["hovertemplate"]
+    assert {c["title"]: c["points"] for c in parse(page).charts}["Scores (raw)"] == 2 * pairs.height
+
+
+def test_scatter_and_weight_curves_show_every_pair(report):
+    """The chosen-vs-rejected scatter has a point per pair (named in its hover) and the y = x
+    line; the weight curves carry one rug tick per finite normalized margin."""
+    specs = chart_specs(report.html_path.read_text(encoding="utf-8"))
+    pairs = pl.read_parquet(report.html_path.parent / "new" / "pairs.parquet")
+    diagonal, points = specs["Chosen vs rejected score"]["data"]
+    assert diagonal["mode"] == "lines" and diagonal["x"] == diagonal["y"]
+    np.testing.assert_allclose(points["x"], pairs["score_rejected"].to_numpy())
+    np.testing.assert_allclose(points["y"], pairs["score_chosen"].to_numpy())
+    assert points["customdata"] == pairs["pair_id"].to_list()  # a point names its pair
+    assert points["hovertemplate"].startswith("pair_id %{customdata}")
+    *curves, rug = specs["Weight curves over the data's margins"]["data"]
+    assert [c["name"].split(" (")[0] for c in curves] == ["w_qual", "MADPO w"]
+    assert len(rug["x"]) == pairs.height and set(rug["y"]) == {0.0}
+
+
 def test_empty_chart_reports_zero_points():
-    chart = parse(histogram_svg({"a": np.array([np.nan])}, title="t", xlabel="x")).charts
-    assert chart == [{"points": 0, "title": "t", "marks": 0}]
+    html = fg.chart_html(fg.histogram({"a": np.array([np.nan])}, title="t", xlabel="x"))
+    chart = parse(html).charts
+    assert chart == [{"points": 0, "title": "t", "plotly": False, "traces": 0, "marks": 0}]
+    assert [a["text"] for a in chart_specs(html)["t"]["layout"]["annotations"]] == ["no data"]
 
 
 def test_report_in_headless_chromium(report, chromium):
@@ -217,6 +251,13 @@ def test_cli_command_writes_tables_html_and_json(tmp_path):
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["counts"]["pairs"] == pl.read_parquet(pairs).height
     assert set(stats["objectives"]) == set(OBJECTIVE_NAMES)
+    assert "ρ with" in done.output  # the per-objective table has the correlation column (wrapped)
+    page = html_path.read_text(encoding="utf-8")
+    section = page[page.index('<section id="objectives">') :]
+    table = section[: section.index("</table>")]
+    assert "ρ with score" in table and table.count("<tr>") == 1 + len(OBJECTIVE_NAMES)
+    rho = stats["objectives"][OBJECTIVE_NAMES[0]]["score_spearman"]
+    assert rho is not None and f"<td>{rho:.3g}</td>" in table
     strict = runner.invoke(
         cli_app(), ["inspect", str(pairs), "--no-html", "--strict", "--tau-good", "100"]
     )

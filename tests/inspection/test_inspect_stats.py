@@ -10,6 +10,7 @@ import statistics
 from collections import Counter
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pytest
 from inspect_cases import OBJECTIVES, check_summary, hand_madpo, make_pairs, make_scores, sig
@@ -215,3 +216,60 @@ def test_inspect_rejects_missing_and_malformed_tables(tmp_path):
     )
     with pytest.raises(SchemaError, match="missing column 'score_chosen'"):
         inspect_pairs(bad)
+
+
+def _ranks(values) -> list[float]:
+    """Average ranks (1-based) by hand: ties share the mean of their positions."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def test_each_objective_reports_its_rank_correlation_with_the_score(random_table):
+    pairs, _ = random_table
+    scores = make_scores(pairs, tokens=[(5, 5)] * pairs.height)
+    stats = st.pair_statistics(pairs, scores=scores)
+    for name in OBJECTIVES:
+        values, overall = [], []
+        for r in scores.iter_rows(named=True):
+            values += [o["value"] for o in r["objectives"] if o["name"] == name]
+            overall.append(r["score"])
+        a, b = _ranks(values), _ranks(overall)
+        expected = statistics.correlation(a, b)  # Pearson of ranks = Spearman
+        assert stats["objectives"][name]["score_spearman"] == pytest.approx(expected, abs=1e-9)
+        assert 0.5 < expected < 1.0  # the fixture's objectives are score + noise
+
+
+def test_gating_weights_give_each_objectives_mean_and_dominant_share(random_table):
+    pairs, _ = random_table
+    pairs = pairs.head(3)
+    gates = {  # response id -> gating weights of (helpful, safe), by hand
+        "r0-c": (0.7, 0.3), "r0-r": (0.2, 0.8), "r1-c": (0.6, 0.4),
+        "r1-r": (0.9, 0.1), "r2-c": (0.55, 0.45), "r2-r": (0.1, 0.9),
+    }  # fmt: skip
+    scores = make_scores(pairs, tokens=[(5, 5)] * 3).with_columns(
+        pl.col("response_id")
+        .map_elements(
+            lambda rid: [{"name": "helpful", "value": 1.0}, {"name": "gate/helpful", "value": gates[rid][0]},
+                         {"name": "gate/safe", "value": gates[rid][1]}],
+            return_dtype=pl.List(pl.Struct({"name": pl.String, "value": pl.Float64})),
+        )
+        .alias("objectives")
+    )  # fmt: skip
+    gating = st.pair_statistics(pairs, scores=scores)["gating"]
+    assert gating["helpful"]["mean_weight"] == pytest.approx(
+        (0.7 + 0.2 + 0.6 + 0.9 + 0.55 + 0.1) / 6
+    )
+    assert gating["safe"]["mean_weight"] == pytest.approx((0.3 + 0.8 + 0.4 + 0.1 + 0.45 + 0.9) / 6)
+    # helpful weighs most for r0-c, r1-c, r1-r, r2-c; safe for r0-r, r2-r
+    assert gating["helpful"]["dominant_share"] == pytest.approx(4 / 6)
+    assert gating["safe"]["dominant_share"] == pytest.approx(2 / 6)
+    assert set(gating) == {"helpful", "safe"}  # the gates, named without their prefix

@@ -5,12 +5,12 @@ run on a page whose browser script is broken, to show it can fail."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 
 import numpy as np
 import pytest
+from browser_check import chrome_driver, hover_text, wait_for  # noqa: F401  (`driver` fixture)
 
 from prefsmith.inspection import pair_browser as pb
 from prefsmith.inspection.inspect import inspect_pairs
@@ -89,28 +89,6 @@ def test_embedded_json_cannot_close_its_script(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def driver():
-    """Headless Chromium driven by Debian's chromedriver (make test installs both)."""
-    if not (shutil.which("chromedriver") and shutil.which("chromium")):
-        message = "chromium + chromium-driver not installed (apt-get install chromium-driver)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(flag)
-    options.add_argument("--disable-background-networking")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    yield browser
-    browser.quit()
-
-
-@pytest.fixture(scope="module")
 def page(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     return inspect_pairs(_pairs(root), out_html=root / "report.html").html_path
@@ -167,13 +145,10 @@ def _drive_charts(driver, path, *, bar: int, point: int) -> dict:
     driver.get(path.as_uri())
     bars = driver.find_elements(By.CSS_SELECTOR, "#pair-hist .trace.bars")[0]
     target = bars.find_elements(By.CSS_SELECTOR, ".point path")[bar]
-    ActionChains(driver).move_to_element(target).perform()
-    label = driver.execute_script(
-        "var t = document.querySelector('#pair-hist .hoverlayer .hovertext');"
-        "return t ? t.textContent : null;"
-    )
+    label = hover_text(driver, target, chart="#pair-hist")
     dots = driver.find_elements(By.CSS_SELECTOR, "#pair-scatter .scatterlayer .point")
     ActionChains(driver).move_to_element(dots[point]).click().perform()
+    wait_for(driver, "return document.querySelectorAll('#pair-table tbody tr').length === 1;")
     rows = driver.find_elements(By.CSS_SELECTOR, "#pair-table tbody tr")
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     return {"label": label, "rows": [r.get_attribute("data-pair") for r in rows], "errors": errors}

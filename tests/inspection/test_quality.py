@@ -77,6 +77,18 @@ def test_all_tied_share_from_the_pairs_manifest():
     assert q.all_tied(None)["value"] is None
 
 
+def test_all_tied_share_from_the_scores_table_counts_every_prompt():
+    scores = pl.DataFrame(
+        {
+            "prompt_id": ["a", "a", "a", "b", "b", "c", "c", "d"],
+            "score": [1.0, 1.0, 1.0, 0.5, 0.7, 2.0, 2.0, 9.0],
+        }
+    )  # a and c tied; b not; d has one sample (no pair possible either way): left out
+    tied = q.all_tied({"rows_in": 40, "dropped": {"all_tied": 1}}, scores)
+    assert tied["value"] == pytest.approx(2 / 3) and tied["warn"]
+    assert "2 of 3 prompts" in tied["message"] and "scores table" in tied["message"]
+
+
 def _responses(path, cut: set[str]):
     rows = [
         {

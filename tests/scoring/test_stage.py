@@ -78,14 +78,18 @@ def test_scores_join_on_ids_and_match_direct_scores(tiny, tmp_path):
         {"responses": responses, "prompts": prompts}, config=config, out_dir=tmp_path / "out"
     )
     scores = read_frame(result.output, SCORES)
-    texts = read_frame(responses, RESPONSES).select("response_id", "response")
+    texts = read_frame(responses, RESPONSES).select(
+        "response_id", "response", pl.col("n_tokens").alias("response_tokens")
+    )
     expected = _direct_scores(tiny, ids, pairs)
     joined = scores.join(texts, on="response_id")
     assert joined.height == 9 and set(scores["scorer"]) == {"tiny-rm@v1"}
     for row in joined.iter_rows(named=True):
-        value, n_tokens = expected[(row["prompt_id"], row["response"])]
+        value, rm_tokens = expected[(row["prompt_id"], row["response"])]
         assert row["score"] == pytest.approx(value, abs=1e-5)
-        assert row["n_tokens"] == n_tokens and row["objectives"] == []
+        assert row["objectives"] == []
+        # one n_tokens meaning: the response's own tokens, not the prompt + response the RM saw
+        assert row["n_tokens"] == row["response_tokens"] and row["n_tokens"] < rm_tokens
     assert scores["response_id"].to_list() == sorted(scores["response_id"].to_list())
     quarantine = read_frame(result.quarantine, QUARANTINE)
     assert quarantine.select("reason", "row_ref").rows() == [("unknown_prompt", "0" * 16 + "-0")]
