@@ -1,7 +1,10 @@
 """prefsmith's trainer vs TRL 1.16 `DPOTrainer`: same model, pairs, loss, batch size and machine.
 
-    .venv/bin/python benchmarks/train_vs_trl.py [--reps 5] [--epochs 2] [--threads N]
-        [--sides ours ours-concat trl] [--root DIR] [--out benchmarks/results]
+    .venv/bin/python benchmarks/train_vs_trl.py [--size tiny|large] [--reps 5] [--epochs 2]
+        [--threads N] [--sides ours ours-packed ours-lora ours-concat trl] [--root DIR]
+        [--out benchmarks/results]
+
+Results: `results/train_vs_trl[_<size>][_<threads>threads].md` and `.json` beside it.
 
 Not part of the test suite (minutes of CPU). Setup (built once under --root, by
 `train_vs_trl_setup.py` beside this script):
@@ -36,10 +39,12 @@ import threading
 import time
 from pathlib import Path
 
-from train_vs_trl_setup import N_PAIRS, PROMPT_TOKENS, RESPONSE_TOKENS, build
+from train_vs_trl_setup import SIZES, build
 
 BATCH, BETA, LR = 8, 0.1, 1e-5
-SIDES = ["ours", "ours-concat", "trl"]
+SIDES = ["ours", "ours-packed", "ours-lora", "ours-concat", "trl"]
+LAYOUTS = {"ours-concat": "concatenated", "ours-packed": "packed"}  # the rest: shared_prompt
+LORA = {"r": 16, "alpha": 32.0, "target_modules": "all-linear"}
 
 
 class PeakRss:
@@ -65,7 +70,7 @@ def _rss() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _config(model_dir: Path, epochs: int, layout: str):
+def _config(model_dir: Path, epochs: int, side: str):
     from prefsmith.schemas.config_base import parse_config
     from prefsmith.schemas.train_configs import TrainConfig
 
@@ -82,7 +87,8 @@ def _config(model_dir: Path, epochs: int, layout: str):
             "logging_steps": 10,
             "save_steps": 0,
             "loss": [{"name": "dpo", "params": {"beta": BETA}}],
-            "pair_layout": layout,
+            "pair_layout": LAYOUTS.get(side, "shared_prompt"),
+            "adapter": LORA if side == "ours-lora" else None,
         },
     )
 
@@ -156,9 +162,7 @@ def run_side(side: str, root: Path, epochs: int) -> dict:
     import resource
 
     model_dir, pairs_ref = root / "model", root / "ref" / "pairs_ref.parquet"
-    config = _config(
-        model_dir, epochs, "concatenated" if side == "ours-concat" else "shared_prompt"
-    )
+    config = _config(model_dir, epochs, side)
     examples = _examples(model_dir, pairs_ref, config)
     if side == "trl":
         trainer = _trl_trainer(model_dir, examples, root / f"out-{side}", epochs)
@@ -179,6 +183,10 @@ def run_side(side: str, root: Path, epochs: int) -> dict:
         "tokens": tokens,
         "tokens_per_s": tokens / seconds,
         "steps": trainer.state.global_step,
+        "parameters": sum(p.numel() for p in trainer.model.parameters()),
+        "trainable_parameters": sum(
+            p.numel() for p in trainer.model.parameters() if p.requires_grad
+        ),
         "train_loss": result.training_loss,
         "peak_rss_train_mb": peak.peak / 2**20,
         "rss_growth_train_mb": (peak.peak - start_rss) / 2**20,
@@ -246,8 +254,9 @@ def _summary(runs: list[dict], side: str) -> dict:
 
 
 def _ratio_rows(summary: dict[str, dict]) -> list[str]:
-    """Markdown rows: each side's medians and best run, and their ratios to TRL's."""
-    trl = summary["trl"]
+    """Markdown rows: each side's medians and best run, and their ratios to TRL's (to the first
+    side's when TRL did not run)."""
+    trl = summary.get("trl") or next(iter(summary.values()))
     return [
         f"| {side} | {m['median']:.0f} | {m['best']:.0f} | {m['cpu']:.0f} | "
         f"**{m['median'] / trl['median']:.2f}x** | {m['best'] / trl['best']:.2f}x | "
@@ -266,18 +275,22 @@ def _run_rows(runs: list[dict]) -> list[str]:
     ]
 
 
-def _setup_text(runs: list[dict], *, epochs: int) -> str:
+def _setup_text(runs: list[dict], *, epochs: int, size: str) -> str:
     """One paragraph: the data, model and training settings both sides share."""
+    s = SIZES[size]
     return (
-        f"Setup: {N_PAIRS} pairs, prompt ~{PROMPT_TOKENS} tokens, responses {RESPONSE_TOKENS[0]}-"
-        f"{RESPONSE_TOKENS[1]} tokens, batch {BATCH} pairs, {epochs} epochs ({runs[0]['steps']} steps), DPO "
-        f"beta {BETA} with precomputed reference log-probs, float32, AdamW lr {LR}, no gradient "
-        "checkpointing on either side. Llama hidden 256 / 4 layers / vocab 384, random init. "
-        f"{runs[0]['tokens']} real tokens per run."
+        f"Setup ({size}): {s['pairs']} pairs, prompt ~{s['prompt']} tokens, responses "
+        f"{s['responses'][0]}-{s['responses'][1]} tokens, batch {BATCH} pairs, {epochs} epochs "
+        f"({runs[0]['steps']} steps), DPO beta {BETA} with precomputed reference log-probs, "
+        f"float32, AdamW lr {LR}, no gradient checkpointing on either side. Llama hidden "
+        f"{s['hidden']} / {s['layers']} layers / MLP {s['mlp']} / vocab 384, random init "
+        f"({runs[0].get('parameters', 0) / 1e6:.1f}M parameters). {runs[0]['tokens']} real "
+        f"tokens per run. `ours-lora`: LoRA r {LORA['r']}, alpha {LORA['alpha']:g}, all linear "
+        "layers, the base frozen."
     )
 
 
-def report(runs: list[dict], facts: dict, *, epochs: int) -> str:
+def report(runs: list[dict], facts: dict, *, epochs: int, size: str = "tiny") -> str:
     """Markdown: machine facts, medians / best runs with their ratios to TRL, every run."""
     summary = {side: _summary(runs, side) for side in dict.fromkeys(r["side"] for r in runs)}
     return "\n".join(
@@ -291,10 +304,12 @@ def report(runs: list[dict], facts: dict, *, epochs: int) -> str:
             "|---|---|",
             *(f"| {k} | {v} |" for k, v in facts.items()),
             "",
-            _setup_text(runs, epochs=epochs),
+            _setup_text(runs, epochs=epochs, size=size),
             "",
             "Sides: `ours` = prefsmith defaults (`pair_layout: shared_prompt`, length-grouped batches); "
-            "`ours-concat` = `pair_layout: concatenated`; `trl` = `DPOTrainer(precompute_ref_log_probs=True)`.",
+            "`ours-packed` = `pair_layout: packed`; `ours-lora` = LoRA adapter (peft), same layout "
+            "as `ours`; `ours-concat` = `pair_layout: concatenated`; `trl` = "
+            "`DPOTrainer(precompute_ref_log_probs=True)`, full fine-tuning.",
             "",
             "## tokens/s and peak memory, ratios to TRL",
             "",
@@ -330,6 +345,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=None, help="work folder (reused if built)")
     parser.add_argument("--reps", type=int, default=5, help="runs per side, alternating")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="OMP threads per run")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     options = parser.parse_args()
@@ -339,7 +355,7 @@ def main() -> None:
         return
     root = options.root or Path(tempfile.mkdtemp(prefix="prefsmith-bench-"))
     if not (root / "ref" / "pairs_ref.parquet").is_file():
-        build(root)
+        build(root, options.size)
     facts, runs = machine(options.threads), []
     for _ in range(options.reps):
         for side in options.sides:
@@ -347,9 +363,12 @@ def main() -> None:
             print(json.dumps(runs[-1]), flush=True)
     options.out.mkdir(parents=True, exist_ok=True)
     raw = {"facts": facts, "epochs": options.epochs, "runs": runs}
-    (options.out / "train_vs_trl.json").write_text(json.dumps(raw, indent=1))
-    (options.out / "train_vs_trl.md").write_text(report(runs, facts, epochs=options.epochs))
-    print((options.out / "train_vs_trl.md").read_text())
+    name = "train_vs_trl" + ("" if options.size == "tiny" else f"_{options.size}")
+    name += "" if options.threads == 1 else f"_{options.threads}threads"
+    (options.out / f"{name}.json").write_text(json.dumps({**raw, "size": options.size}, indent=1))
+    text = report(runs, facts, epochs=options.epochs, size=options.size)
+    (options.out / f"{name}.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

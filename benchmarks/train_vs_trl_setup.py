@@ -1,9 +1,12 @@
 """The model and pairs `train_vs_trl.py` trains on, built once under its `--root`.
 
-- model: random-init LlamaForCausalLM, hidden 256, 4 layers, 4 heads (2 KV), MLP 512, vocab 384
-  (the byte-level BPE tokenizer of `prefsmith.flows.tiny`), saved with float32 weights;
-- pairs: `N_PAIRS`, prompts of ~`PROMPT_TOKENS` tokens after the chat template, responses of
-  `RESPONSE_TOKENS` tokens, random words of `prefsmith.flows.tiny.WORDS`, seeded;
+Two sizes (`SIZES`), each a random-init LlamaForCausalLM over the byte-level BPE tokenizer of
+`prefsmith.flows.tiny` (vocab 384), saved with float32 weights:
+- `tiny`: hidden 256, 4 layers, 4 heads (2 KV), MLP 512 (~3M parameters); 64 pairs, prompts of
+  ~64 tokens after the chat template, responses of 64-128 tokens;
+- `large`: hidden 640, 8 layers, 10 heads (2 KV), MLP 1792 (~36M parameters); 32 pairs, prompts
+  of ~128 tokens, responses of 64-256 tokens (uniform), the lengths the issue calls realistic;
+- texts are random words of `prefsmith.flows.tiny.WORDS`, seeded;
 - reference log-probs precomputed with `prefsmith reference` (float32), so that each training
   step on either side is one policy forward/backward.
 """
@@ -13,7 +16,12 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-N_PAIRS, PROMPT_TOKENS, RESPONSE_TOKENS = 64, 64, (64, 128)
+SIZES = {
+    "tiny": {"hidden": 256, "layers": 4, "heads": 4, "mlp": 512, "pairs": 64, "prompt": 64,
+             "responses": (64, 128)},
+    "large": {"hidden": 640, "layers": 8, "heads": 10, "mlp": 1792, "pairs": 32, "prompt": 128,
+              "responses": (64, 256)},
+}  # fmt: skip
 
 
 def _text_of_tokens(tokenizer, rng: random.Random, n_tokens: int) -> str:
@@ -26,7 +34,7 @@ def _text_of_tokens(tokenizer, rng: random.Random, n_tokens: int) -> str:
     return " ".join(words)
 
 
-def build_model(model_dir: Path):
+def build_model(model_dir: Path, size: dict):
     """Write the tokenizer and a seeded random-init Llama into `model_dir`; returns the tokenizer."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -38,10 +46,10 @@ def build_model(model_dir: Path):
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=256,
-        intermediate_size=512,
-        num_hidden_layers=4,
-        num_attention_heads=4,
+        hidden_size=size["hidden"],
+        intermediate_size=size["mlp"],
+        num_hidden_layers=size["layers"],
+        num_attention_heads=size["heads"],
         num_key_value_heads=2,
         max_position_embeddings=512,
         bos_token_id=tokenizer.bos_token_id,
@@ -53,14 +61,14 @@ def build_model(model_dir: Path):
     return tokenizer
 
 
-def pair_rows(tokenizer, *, seed: int = 0) -> list[dict]:
-    """`N_PAIRS` rows of the PAIRS table, one prompt each, texts of random words."""
+def pair_rows(tokenizer, size: dict, *, seed: int = 0) -> list[dict]:
+    """`size["pairs"]` rows of the PAIRS table, one prompt each, texts of random words."""
     rng = random.Random(seed)
     rows = []
-    for i in range(N_PAIRS):
-        prompt = _text_of_tokens(tokenizer, rng, PROMPT_TOKENS - 8)  # the template adds ~8 tokens
+    for i in range(size["pairs"]):
+        prompt = _text_of_tokens(tokenizer, rng, size["prompt"] - 8)  # the template adds ~8
         chosen, rejected = (
-            _text_of_tokens(tokenizer, rng, rng.randint(*RESPONSE_TOKENS) - 1) for _ in "ab"
+            _text_of_tokens(tokenizer, rng, rng.randint(*size["responses"]) - 1) for _ in "ab"
         )
         rows.append(
             {
@@ -81,7 +89,7 @@ def pair_rows(tokenizer, *, seed: int = 0) -> list[dict]:
     return rows
 
 
-def build(root: Path) -> tuple[Path, Path]:
+def build(root: Path, size: str = "tiny") -> tuple[Path, Path]:
     """Tokenizer + model folder and a pairs table with reference log-probs; returns their paths."""
     from prefsmith.schemas.config_base import parse_config
     from prefsmith.schemas.io import write_table
@@ -90,8 +98,8 @@ def build(root: Path) -> tuple[Path, Path]:
     from prefsmith.training.reference import reference_pass
 
     model_dir = root / "model"
-    tokenizer = build_model(model_dir)
-    pairs = write_table(pair_rows(tokenizer), root / "pairs.parquet", PAIRS)
+    tokenizer = build_model(model_dir, SIZES[size])
+    pairs = write_table(pair_rows(tokenizer, SIZES[size]), root / "pairs.parquet", PAIRS)
     ref = parse_config(
         ReferenceConfig,
         {"model": str(model_dir), "max_length": 512, "max_prompt_length": 256, "dtype": "float32"},
