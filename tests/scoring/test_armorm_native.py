@@ -9,6 +9,7 @@ real one does.
 from __future__ import annotations
 
 import armorm_fixture as fx  # shared test helper (tests/ is on sys.path: tests/conftest.py)
+import polars as pl
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -87,7 +88,10 @@ def test_native_armorm_equals_the_independent_forward(armorm, tmp_path):
         {"responses": responses, "prompts": prompts}, config=config, out_dir=tmp_path / "out"
     )
     scores = read_frame(result.output, SCORES).join(
-        read_frame(responses, RESPONSES).select("response_id", "response"), on="response_id"
+        read_frame(responses, RESPONSES).select(
+            "response_id", "response", pl.col("n_tokens").alias("response_tokens")
+        ),
+        on="response_id",
     )
     assert scores.height == 6 and Manifest.read(result.manifest).dropped == {}
     oracle = Oracle(armorm)
@@ -103,7 +107,8 @@ def test_native_armorm_equals_the_independent_forward(armorm, tmp_path):
         assert [o["value"] for o in objectives[:19]] == pytest.approx(rewards, abs=1e-5)
         assert [o["value"] for o in objectives[19:]] == pytest.approx(gates, abs=1e-5)
         assert row["score"] == pytest.approx(expected, abs=1e-5)
-        assert row["n_tokens"] == n_tokens
+        # scores.n_tokens is the response's own count, not the prompt + response the RM read
+        assert row["n_tokens"] == row["response_tokens"] and row["n_tokens"] < n_tokens
         gate_sums[row["prompt_id"]] = sum(gates)
     assert gate_sums[ids[0]] == pytest.approx(1.7, abs=1e-5)  # softmax × logit_scale
     assert scores["score"].n_unique() == 6  # distinct per response: no shared pooling position
