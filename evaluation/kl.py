@@ -47,6 +47,7 @@ from prefsmith.schemas.quarantine import Rejected, write_quarantine
 from prefsmith.schemas.tables import PROMPTS, RESPONSES
 from prefsmith.schemas.train_configs import ReferenceConfig
 from prefsmith.scoring.batching import token_budget_batches
+from prefsmith.training.policy import pad_token_id
 from prefsmith.training.render import render_pairs, template_hash
 
 logger = logging.getLogger(__name__)
@@ -238,9 +239,7 @@ def kl_estimate(
     rows, sequences, rejected, n_in = _render(
         responses, prompts, tokenizer=tokenizer, end_ids=end_ids, config=reference
     )
-    pad_id = (
-        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    )
+    pad_id = pad_token_id(tokenizer)
     policy_config = reference.model_copy(update={"model": policy, "revision": None})
     mine = _model_logps(policy_config, sequences, pad_id=pad_id)
     theirs = _model_logps(reference, sequences, pad_id=pad_id)

@@ -72,13 +72,11 @@ def quantization_config(adapter: AdapterConfig | None):
 def add_base_reference(model, examples: list[dict[str, Any]], *, pad_id: int) -> None:
     """Set each example's reference log-probs from the base: `model` with its adapter disabled
     (the frozen weights the adapter trains over), in eval mode, so no second copy is loaded."""
-    from prefsmith.training.reference import sequence_logps
+    from prefsmith.training.reference import pair_sequences, sequence_logps
 
-    sequences = [
-        (e["prompt_ids"] + e[side], len(e["prompt_ids"]))
-        for e in examples
-        for side in ("chosen_ids", "rejected_ids")
-    ]
+    sequences = pair_sequences(
+        (e["prompt_ids"], e["chosen_ids"], e["rejected_ids"]) for e in examples
+    )
     was_training = model.training
     model.eval()
     with model.disable_adapter():

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,10 @@ from prefsmith.schemas.tables import pairs_schema
 from prefsmith.schemas.train_configs import ReferenceConfig
 from prefsmith.scoring.batching import token_budget_batches
 from prefsmith.training.pair_examples import pairs_columns, read_pair_rows, without_identical
-from prefsmith.training.render import RenderedPair, render_pairs, template_hash
+from prefsmith.training.policy import pad_token_id
+from prefsmith.training.render import render_pairs, template_hash
+
+PairIds = tuple[list[int], list[int], list[int]]  # prompt, chosen, rejected token ids
 
 logger = logging.getLogger(__name__)
 
@@ -121,11 +125,13 @@ def sequence_logps(
     return results
 
 
-def _pair_sequences(rendered: list[RenderedPair]) -> list[tuple[list[int], int]]:
+def pair_sequences(pairs: Iterable[PairIds]) -> list[tuple[list[int], int]]:
+    """(ids, prompt length) of each pair's prompt + chosen, then prompt + rejected, in order:
+    what `sequence_logps` scores for the reference log-probs."""
     return [
-        (pair.prompt_ids + completion, len(pair.prompt_ids))
-        for pair in rendered
-        for completion in (pair.chosen_ids, pair.rejected_ids)
+        (prompt + completion, len(prompt))
+        for prompt, chosen, rejected in pairs
+        for completion in (chosen, rejected)
     ]
 
 
@@ -247,10 +253,10 @@ def reference_pass(inputs: Inputs, *, config: ReferenceConfig, out_dir: str | Pa
     rendered, rejected = _render(rows, tokenizer=tokenizer, key=key, config=config)
     model = load_reference_model(config)
     check_tokenizer_model(tokenizer, model.config, model_name=config.model)
-    pad_id = (
-        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
+    sequences = pair_sequences(
+        (pair.prompt_ids, pair.chosen_ids, pair.rejected_ids) for pair in rendered if pair
     )
-    sequences = _pair_sequences([pair for pair in rendered if pair is not None])
     values = sequence_logps(model, sequences, token_budget=config.token_budget, pad_id=pad_id)
     ref_model = f"{Path(config.model).name}@{key['model_revision'][:12]}"
     out_rows, nonfinite = _rows_out(rows, rendered, values, ref_model=ref_model)

@@ -75,13 +75,9 @@ def add_reference(model, rows: list[dict]) -> None:
     """Reference log-probs from the initial model (one no-grad pass), as `prefsmith reference`."""
     import torch
 
-    from prefsmith.training.reference import sequence_logps
+    from prefsmith.training.reference import pair_sequences, sequence_logps
 
-    seqs = [
-        (r["prompt_ids"] + r[k], len(r["prompt_ids"]))
-        for r in rows
-        for k in ("chosen_ids", "rejected_ids")
-    ]
+    seqs = pair_sequences((r["prompt_ids"], r["chosen_ids"], r["rejected_ids"]) for r in rows)
     model.eval()
     with torch.autocast(
         model.device.type, dtype=torch.bfloat16, enabled=model.device.type == "cuda"
