@@ -30,7 +30,7 @@ from prefsmith.evaluation.length_adjusted import LENGTH_ADJUSTED_NOTE, length_ad
 from prefsmith.evaluation.preference_accuracy import MARGINS, preference_accuracy
 from prefsmith.evaluation.report_html import render_eval_html
 from prefsmith.evaluation.winrate import outcomes, win_rate
-from prefsmith.inspection.pair_charts import write_plotly_js
+from prefsmith.inspection.figures import write_plotly_js
 from prefsmith.schemas.eval_configs import CompareConfig
 from prefsmith.schemas.io import read_frame, write_text
 from prefsmith.schemas.manifest import (

@@ -3,7 +3,7 @@
 Every builder returns a `plotly.graph_objects.Figure` whose `layout.meta["points"]` is the number
 of data values it shows; `chart_html` turns one into the page fragment
 `<div class="chart" data-title=... data-points=N>` plus the `Plotly.newPlot` call that draws it
-with the shared `plotly.min.js` written beside the report (`pair_charts.write_plotly_js`): no
+with the shared `plotly.min.js` written beside the report (`write_plotly_js`): no
 CDN, no copy of plotly.js per chart. N = 0 is an empty chart with a "no data" note.
 
 | builder          | shows                                                                   |
@@ -13,6 +13,10 @@ CDN, no copy of plotly.js per chart. N = 0 is an empty chart with a "no data" no
 | `curves`         | curves y(x) with a rug of the data positions under them                 |
 | `category_bars`  | one bar per category with its count (e.g. tuned wins / tie / base wins) |
 
+The pieces every chart shares live here too: `histogram_bins` (numpy bins, so a hover's count
+is exactly what a test recomputes), `layout` (the house style), `MAX_POINTS`, and
+`write_plotly_js`, which writes plotly.js once beside a report (`PLOTLY_JS`, a relative `src`).
+
 Arrays go into the figures as lists, so the JSON in the page is plain numbers a test can read
 (plotly would otherwise base64-encode numpy arrays).
 """
@@ -20,14 +24,19 @@ Arrays go into the figures as lists, so the JSON in the page is plain numbers a 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 from markupsafe import Markup, escape
+from plotly.offline import get_plotlyjs
 
-from prefsmith.inspection.pair_charts import MAX_POINTS, histogram_bins
+from prefsmith.schemas.io import write_text
 
+PLOTLY_JS = "plotly.min.js"
+MAX_POINTS = 5_000  # SVG points stay smooth in a browser up to a few thousand
 COLORS = ("#2563eb", "#dc2626", "#059669", "#d97706")
 BINS = 40
 HEIGHT = 320
@@ -41,10 +50,42 @@ def finite(values) -> np.ndarray:
     return values[np.isfinite(values)]
 
 
-def _layout(figure: go.Figure, *, title: str, x: str, y: str, points: int, **more) -> go.Figure:
+def write_plotly_js(folder: Path) -> Path:
+    """plotly.js beside the report (rewritten only when its content differs)."""
+    path = Path(folder) / PLOTLY_JS
+    source = get_plotlyjs()
+    if not path.is_file() or path.stat().st_size != len(source.encode()):
+        write_text(source, path)
+    return path
+
+
+def histogram_bins(values: dict[str, np.ndarray], *, bins: int = BINS):
+    """Shared bin edges over every side's finite values, and each side's counts."""
+    finite = {k: v[np.isfinite(v)] for k, v in values.items()}
+    pooled = np.concatenate(list(finite.values())) if finite else np.array([])
+    if pooled.size == 0:
+        return np.array([0.0, 1.0]), {k: np.zeros(1, int) for k in finite}
+    edges = _edges(pooled, bins=bins)
+    return edges, {k: np.histogram(v, bins=edges)[0] for k, v in finite.items()}
+
+
+def _edges(pooled: np.ndarray, *, bins: int) -> np.ndarray:
+    """`bins` equal bins over the range; integer data (token or word counts) gets integer-centred
+    bins of integer width, so no bin is empty merely because it falls between two integers."""
+    lo, hi = float(pooled.min()), float(pooled.max())
+    if hi - lo < 1e6 and np.all(pooled == np.round(pooled)):
+        width = max(1, math.ceil((hi - lo + 1) / bins))
+        return lo - 0.5 + width * np.arange(math.ceil((hi - lo + 1) / width) + 1)
+    return np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+
+
+def layout(
+    figure: go.Figure, *, title: str, x: str, y: str, points: int, height: int = HEIGHT, **more
+) -> go.Figure:
+    """The house style of every chart; `points` is what `chart_html` writes as data-points."""
     return figure.update_layout(
         template="none", title={"text": title, "font": {"size": 14}}, xaxis_title=x,
-        yaxis_title=y, height=HEIGHT, margin={"l": 60, "r": 16, "t": 40, "b": 48},
+        yaxis_title=y, height=height, margin={"l": 60, "r": 16, "t": 40, "b": 48},
         legend={"orientation": "h", "y": -0.22}, meta={"points": int(points)}, **more,
     )  # fmt: skip
 
@@ -57,7 +98,7 @@ def histogram(
     unit: str = "pairs",
     bins: int = BINS,
 ) -> go.Figure:
-    """Overlaid histograms of each series on shared bins (`pair_charts.histogram_bins`).
+    """Overlaid histograms of each series on shared bins (`histogram_bins`).
 
     y is the fraction of its own series (series sizes may differ, as in drift or tuned vs base);
     the hover gives the bin's range and its integer count. The legend toggles each series."""
@@ -75,7 +116,7 @@ def histogram(
             "count %{customdata[2]:d}<extra>%{fullData.name}</extra>",
         )  # fmt: skip
     points = sum(v.size for v in data.values())
-    return _layout(
+    return layout(
         figure, title=title, x=xlabel, y=f"fraction of {unit}", points=points,
         barmode="overlay", showlegend=len(data) > 1,
     )  # fmt: skip
@@ -102,7 +143,7 @@ def scatter(
 ) -> go.Figure:
     """Points (x, y), each named by its id in the hover (`id_name`: pair_id, prompt_id).
 
-    Above `pair_charts.MAX_POINTS` finite points a seeded sample is drawn; `diagonal` adds the
+    Above `MAX_POINTS` finite points a seeded sample is drawn; `diagonal` adds the
     y = x line (above it: y wins)."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)  # (P,)
     keep = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
@@ -121,7 +162,7 @@ def scatter(
         hovertemplate=f"{id_name} %{{customdata}}<br>{ylabel} %{{y:.4g}}<br>"
         f"{xlabel} %{{x:.4g}}<extra></extra>",
     )  # fmt: skip
-    return _layout(figure, title=title, x=xlabel, y=ylabel, points=keep.size, showlegend=False)
+    return layout(figure, title=title, x=xlabel, y=ylabel, points=keep.size, showlegend=False)
 
 
 def curves(
@@ -134,7 +175,7 @@ def curves(
     ylabel: str,
 ) -> go.Figure:
     """Curves y(x) (e.g. weight functions of the margin) and, under them at y = 0, a rug with one
-    tick per data value (at most `pair_charts.MAX_POINTS`), so the curves read against the data."""
+    tick per data value (at most `MAX_POINTS`), so the curves read against the data."""
     figure = go.Figure()
     for i, (name, (cx, cy)) in enumerate(lines.items()):
         figure.add_scatter(
@@ -150,7 +191,7 @@ def curves(
         hovertemplate="%{x:.4g}<extra>%{fullData.name}</extra>",
     )  # fmt: skip
     points = sum(np.asarray(c[0]).size for c in lines.values()) + rug.size
-    return _layout(figure, title=title, x=xlabel, y=ylabel, points=points)
+    return layout(figure, title=title, x=xlabel, y=ylabel, points=points)
 
 
 def category_bars(
@@ -166,7 +207,7 @@ def category_bars(
         )
     )  # fmt: skip
     top = max(values, default=0)
-    return _layout(
+    return layout(
         figure, title=title, x="", y=ylabel, points=sum(values),
         yaxis_range=[0, max(top * 1.18, 1)], showlegend=False,
     )  # fmt: skip

@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prefsmith.inspection import stats as st
+from prefsmith.inspection.figures import write_plotly_js
 from prefsmith.inspection.pair_browser import browser_html, browser_rows
-from prefsmith.inspection.pair_charts import write_plotly_js
 from prefsmith.inspection.quality import quality_signals, quality_warnings
 from prefsmith.inspection.report import render_html
 from prefsmith.inspection.warnings import warnings as find_warnings

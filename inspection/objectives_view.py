@@ -14,7 +14,7 @@ import polars as pl
 
 from prefsmith.inspection import figures as fg
 from prefsmith.inspection.stats import GATE
-from prefsmith.inspection.summary import finite_or_none
+from prefsmith.inspection.summary import fmt_number
 
 OBJECTIVE_HEADER = [
     "objective",
@@ -27,20 +27,16 @@ OBJECTIVE_HEADER = [
 GATING_HEADER = ["objective", "mean gating weight", "dominant share"]
 
 
-def _num(x: float | None, digits: int = 4) -> str:
-    return "–" if finite_or_none(x) is None else f"{x:.{digits}g}"
-
-
 def objective_rows(objectives: Mapping) -> list[list[str]]:
     """One row per objective (gating weights excluded: `gating_rows` has them)."""
     return [
         [
             name,
-            _num(o["chosen"]["mean"]),
-            _num(o["rejected"]["mean"]),
-            _num(o["margin"]["mean"]),
-            _num(o["agreement"], 3),
-            _num(o.get("score_spearman"), 3),
+            fmt_number(o["chosen"]["mean"]),
+            fmt_number(o["rejected"]["mean"]),
+            fmt_number(o["margin"]["mean"]),
+            fmt_number(o["agreement"], 3),
+            fmt_number(o.get("score_spearman"), 3),
         ]
         for name, o in objectives.items()
         if not name.startswith(GATE)
@@ -50,7 +46,9 @@ def objective_rows(objectives: Mapping) -> list[list[str]]:
 def gating_rows(gating: Mapping) -> list[list[str]]:
     """One row per gated objective, the most weighted first."""
     ordered = sorted(gating.items(), key=lambda item: -(item[1]["mean_weight"] or 0.0))
-    return [[name, _num(g["mean_weight"], 3), f"{g['dominant_share']:.1%}"] for name, g in ordered]
+    return [
+        [name, fmt_number(g["mean_weight"], 3), f"{g['dominant_share']:.1%}"] for name, g in ordered
+    ]
 
 
 def objective_charts(stats: Mapping, objectives: pl.DataFrame) -> list[go.Figure]:
@@ -63,8 +61,8 @@ def objective_charts(stats: Mapping, objectives: pl.DataFrame) -> list[go.Figure
         charts.append(
             fg.histogram(
                 {"chosen": group["chosen"].to_numpy(), "rejected": group["rejected"].to_numpy()},
-                title=f"{name} (agrees: {_num(o.get('agreement'), 2)}, "
-                f"ρ with score: {_num(o.get('score_spearman'), 2)})",
+                title=f"{name} (agrees: {fmt_number(o.get('agreement'), 2)}, "
+                f"ρ with score: {fmt_number(o.get('score_spearman'), 2)})",
                 xlabel="objective value",
                 bins=30,
             )

@@ -6,7 +6,7 @@ plain strings passed to it are escaped, and fragments already built as HTML (tab
 `prefsmith.inspection.figures`) are passed as `Markup`.
 
 Nothing is fetched from outside: the only script source is `plotly.min.js` beside the page
-(`pair_charts.write_plotly_js`). `ERROR_HOOK` records script errors and `console.error` calls
+(`figures.write_plotly_js`). `ERROR_HOOK` records script errors and `console.error` calls
 into `#console-errors`, so a headless browser test reads them from the DOM.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
-from prefsmith.inspection.pair_charts import PLOTLY_JS
+from prefsmith.inspection.figures import PLOTLY_JS
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 

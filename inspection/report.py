@@ -8,7 +8,6 @@ data-points=N>`), drawn by the `plotly.min.js` written beside the page, inside t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -28,7 +27,7 @@ from prefsmith.inspection.objectives_view import (
 )
 from prefsmith.inspection.page import escape, html_table, render_page
 from prefsmith.inspection.quality import QUALITY_HEADER, quality_rows
-from prefsmith.inspection.summary import QUANTILE_KEYS
+from prefsmith.inspection.summary import QUANTILE_KEYS, fmt_number
 from prefsmith.inspection.weights import madpo_weight, w_qual
 
 LABELS = {
@@ -44,12 +43,6 @@ LABELS = {
     "len_rejected": "rejected length",
     "len_diff": "length difference (chosen − rejected)",
 }
-
-
-def _num(x: float | None, digits: int = 4) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "–"
-    return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
 
 
 def weight_curves(arrays: Mapping[str, np.ndarray], settings: Mapping) -> go.Figure:
@@ -87,30 +80,33 @@ def summary_rows(stats: Mapping) -> list[tuple[str, str]]:
     rows = [
         ("pairs (usable)", f"{c['pairs']} ({c['pairs_used']})"),
         ("prompts with pairs", str(c["prompts"])),
-        ("pairs per prompt (mean / max)", f"{_num(ppp['mean'], 3)} / {_num(ppp['q100'])}"),
+        (
+            "pairs per prompt (mean / max)",
+            f"{fmt_number(ppp['mean'], 3)} / {fmt_number(ppp['q100'])}",
+        ),
         ("strategy", ", ".join(f"{k}: {v}" for k, v in c["strategies"].items()) or "–"),
         ("normalization", f"{s['method']} (scale {s['scale']:.4g}, shift {s['shift']:.4g})"),
         (
             "tie rate / near-tie rate",
-            f"{_num(t['tie_rate'], 3)} / {_num(t['near_tie_rate'], 3)} (|margin| < {t['near_tie_threshold']:.3g})",
+            f"{fmt_number(t['tie_rate'], 3)} / {fmt_number(t['near_tie_rate'], 3)} (|margin| < {t['near_tie_threshold']:.3g})",
         ),
         ("length unit", ln["unit"]),
-        ("corr(margin, length difference)", _num(ln["corr_margin_len_diff"], 3)),
+        ("corr(margin, length difference)", fmt_number(ln["corr_margin_len_diff"], 3)),
         (
             f"w_qual at η={s['eta']:g}: mean / std",
-            f"{_num(stats['w_qual']['mean'], 4)} / {_num(stats['w_qual']['std'], 3)}",
+            f"{fmt_number(stats['w_qual']['mean'], 4)} / {fmt_number(stats['w_qual']['std'], 3)}",
         ),
         (
             f"MADPO w at τ={s['madpo_tau']:.4g}: mean / std",
-            f"{_num(md['mean'], 4)} / {_num(md['std'], 3)}",
+            f"{fmt_number(md['mean'], 4)} / {fmt_number(md['std'], 3)}",
         ),
         (
             "MADPO amplified / damped",
-            f"{_num(md['frac_amplified'], 3)} / {_num(md['frac_damped'], 3)}",
+            f"{fmt_number(md['frac_amplified'], 3)} / {fmt_number(md['frac_damped'], 3)}",
         ),
         (
             f"c-NLL active (S_w ≥ τ_good={s['tau_good']:g})",
-            _num(stats["c_nll"]["active_fraction"], 3),
+            fmt_number(stats["c_nll"]["active_fraction"], 3),
         ),
     ]
     if c["prompts_in"] is not None:
@@ -126,10 +122,10 @@ def _quantile_rows(stats: Mapping, *, short: bool = False) -> list[list[str]]:
         [
             name if short else LABELS.get(name, name),
             str(d["n"]),
-            _num(d["mean"], digits),
-            _num(d["std"], digits),
+            fmt_number(d["mean"], digits),
+            fmt_number(d["std"], digits),
         ]
-        + [_num(d[k], digits) for k in QUANTILE_KEYS]
+        + [fmt_number(d[k], digits) for k in QUANTILE_KEYS]
         for name, d in stats["distributions"].items()
     ]
 
@@ -170,7 +166,7 @@ def _drift_rows(drift: Mapping, *, label: Callable[[str], str] = str) -> list[li
     """One row per compared distribution: its quantity (rows sharing one are monotone
     transforms of it, with one KS between them when both tables share a transform)."""
     return [
-        [label(n), d["quantity"], _num(d["ks"], 3), _num(d["p_value"], 2)]
+        [label(n), d["quantity"], fmt_number(d["ks"], 3), fmt_number(d["p_value"], 2)]
         + [str(d["n"]), str(d["n_against"])]
         for n, d in drift.items()
     ]
@@ -282,7 +278,7 @@ def _length_charts(stats: Mapping, arrays: Mapping[str, np.ndarray]) -> list[go.
             arrays["margin_raw"],
             ids=ids,
             id_name=id_name,
-            title=f"Margin vs length difference (r = {_num(r, 3)})",
+            title=f"Margin vs length difference (r = {fmt_number(r, 3)})",
             xlabel=f"chosen − rejected length ({unit})",
             ylabel="margin (raw)",
         ),
@@ -309,7 +305,7 @@ def _drift_section(stats: Mapping, arrays: Mapping, against: Mapping, *, label: 
     charts = [
         fg.histogram(
             {"current": arrays[n], "older": against[n]},
-            title=f"{LABELS.get(n, n)}: KS = {_num(d['ks'], 3)}",
+            title=f"{LABELS.get(n, n)}: KS = {fmt_number(d['ks'], 3)}",
             xlabel=LABELS.get(n, n),
         )
         for n, d in stats["drift"].items()
@@ -349,7 +345,7 @@ def render_html(
     pair_browser: str = "",
 ) -> str:
     """The whole report as one HTML string (`inspect.html.j2`; its charts need the
-    `plotly.min.js` that `pair_charts.write_plotly_js` writes beside it); `pair_browser` is the
+    `plotly.min.js` that `figures.write_plotly_js` writes beside it); `pair_browser` is the
     section of `inspection.pair_browser.browser_html`."""
     sources = dict(sources or {})
     fragments = {

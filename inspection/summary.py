@@ -20,6 +20,13 @@ def finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def fmt_number(x: float | int | None, digits: int = 4) -> str:
+    """A table cell: `digits` significant digits, "–" for a missing or non-finite value."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
+
+
 def summarize(values: np.ndarray) -> dict[str, float | int | None]:
     """n, mean, std (population) and the QUANTILES (numpy 'linear') of the finite values."""
     values = np.asarray(values, dtype=np.float64)

@@ -19,7 +19,7 @@ from browser_check import chart_specs, check_page_in_chromium, parse, run_chromi
 
 from prefsmith.evaluation.compare import REPORT_KEYS, compare_policies
 from prefsmith.inspection import figures as fg
-from prefsmith.inspection.pair_charts import histogram_bins
+from prefsmith.inspection.figures import histogram_bins
 from prefsmith.schemas.eval_configs import CompareConfig
 
 sys.path.insert(0, str(Path(__file__).parent))  # the shared comparison: eval_report_case

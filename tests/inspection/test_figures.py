@@ -6,7 +6,6 @@ import numpy as np
 from browser_check import chart_specs, parse
 
 from prefsmith.inspection import figures as fg
-from prefsmith.inspection import pair_charts
 
 
 def test_histogram_counts_bins_and_fractions_by_hand():
@@ -29,7 +28,7 @@ def test_histogram_counts_bins_and_fractions_by_hand():
 
 def test_integer_data_gets_integer_centred_bins():
     """Lengths 1…5 in 40 bins: 5 bins of width 1 centred on the integers, none empty."""
-    edges, counts = pair_charts.histogram_bins({"n": np.array([1.0, 2, 3, 4, 5, 5])}, bins=40)
+    edges, counts = fg.histogram_bins({"n": np.array([1.0, 2, 3, 4, 5, 5])}, bins=40)
     np.testing.assert_allclose(edges, [0.5, 1.5, 2.5, 3.5, 4.5, 5.5])
     assert counts["n"].tolist() == [1, 1, 1, 1, 2]
 

@@ -25,8 +25,8 @@ from typer.testing import CliRunner
 
 from prefsmith.flows.cli_inspect import inspect as inspect_command
 from prefsmith.inspection import figures as fg
+from prefsmith.inspection.figures import histogram_bins
 from prefsmith.inspection.inspect import inspect_pairs
-from prefsmith.inspection.pair_charts import histogram_bins
 from prefsmith.inspection.report import render_terminal
 from prefsmith.inspection.stats import DRIFT_NAMES
 from prefsmith.schemas.contracts import ScoreTransform

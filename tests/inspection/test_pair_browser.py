@@ -155,11 +155,12 @@ def _drive_charts(driver, path, *, bar: int, point: int) -> dict:
 
 
 def _tallest_chosen_bin(page) -> tuple[int, int]:
-    from prefsmith.inspection.pair_charts import histogram_bins
+    from prefsmith.inspection.figures import histogram_bins
+    from prefsmith.inspection.pair_charts import BINS
 
     rows, _ = pb.browser_rows(page.parent / "pairs.parquet")
     sides = {s: rows[f"score_{s}"].to_numpy() for s in ("chosen", "rejected")}
-    _, counts = histogram_bins(sides)
+    _, counts = histogram_bins(sides, bins=BINS)
     index = int(np.argmax(counts["chosen"]))
     return index, int(counts["chosen"][index])
 
