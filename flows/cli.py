@@ -295,7 +295,12 @@ def reference_stage_config(config_path: Path | None, *, model: str | None):
 @friendly_errors
 def train(
     pairs_table: Annotated[
-        Path, typer.Argument(metavar="PAIRS", help="pairs table with reference log-probs")
+        Path,
+        typer.Argument(
+            metavar="PAIRS",
+            help="pairs table with reference log-probs (not needed for a reference-free loss, "
+            "or with train.adapter: the base is the reference)",
+        ),
     ],
     out: OutOpt,
     config: ConfigOpt = None,
