@@ -13,7 +13,8 @@ self-contained `eval_report.html`.
 `tuned` / `base` {mean_reward, mean_tokens, n_prompts}, `kl` (prefsmith.evaluation.kl.summarize_kl),
 `heldout_pairs` {n_pairs, accuracy, mean_margin, ties}, `lm_eval` {status, tasks, message, results},
 `examples` {best_wins, worst_losses, random: [{prompt_id, prompt, tuned, base, reward_tuned,
-reward_base}]} (prefsmith.evaluation.examples; `prompt` is null without the optional `prompts`).
+reward_base}]} (prefsmith.evaluation.examples; `prompt` is null without the optional `prompts`),
+`labels` {tuned, base}: what the report calls its sides (rounds: "round 2" vs "round 1").
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from prefsmith.evaluation.examples import example_table, pick_examples
 from prefsmith.evaluation.kl import KL_SAMPLES, summarize_kl
 from prefsmith.evaluation.length_adjusted import LENGTH_ADJUSTED_NOTE, length_adjusted_win_rate
 from prefsmith.evaluation.preference_accuracy import MARGINS, preference_accuracy
-from prefsmith.evaluation.report_html import render_eval_html
+from prefsmith.evaluation.report_html import render_eval_html, side_labels
 from prefsmith.evaluation.winrate import outcomes, win_rate
 from prefsmith.inspection.figures import write_plotly_js
 from prefsmith.schemas.eval_configs import CompareConfig
@@ -54,6 +55,7 @@ REPORT_KEYS = (
     "heldout_pairs",
     "lm_eval",
     "examples",
+    "labels",
 )
 
 
@@ -149,7 +151,7 @@ def compare_policies(inputs: Inputs, *, config: CompareConfig, out_dir: Path) ->
     paired, n_prompts, dropped = paired_prompts(sides["tuned"], sides["base"])
     optional = {name: optional_path(inputs, name) for name in ("kl", "heldout", "lm_eval")}
     kl_samples, margins, parts = _optional(**optional)
-    report = {**headline(paired, config=config), **parts}
+    report = {**headline(paired, config=config), **parts, "labels": config.labels}
     examples = example_table(
         paired,
         tuned=input_path(inputs, "tuned_responses"),
@@ -238,7 +240,7 @@ def markdown_report(report: dict) -> str:
     wr = report["win_rate"]
     return "\n".join(
         [
-            "# Tuned vs base",
+            f"# {side_labels(report)}",
             "",
             f"Win rate of the tuned policy: **{wr['rate']:.1%}** (95% CI {wr['low']:.1%} – {wr['high']:.1%}; "
             f"{wr['wins']} wins, {wr['ties']} ties, {wr['losses']} losses over {wr['n']} prompts)",

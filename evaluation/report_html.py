@@ -183,6 +183,12 @@ def examples_section(examples: Mapping | None) -> str:
     return "".join(parts) + "</section>"
 
 
+def side_labels(report: dict) -> str:
+    """ "Tuned vs base", or what the report's `labels` call the two sides ("Round 2 vs round 1")."""
+    labels = report.get("labels") or {"tuned": "tuned", "base": "base"}
+    return f"{labels['tuned']} vs {labels['base']}".capitalize()
+
+
 def render_eval_html(
     report: Mapping,
     *,
@@ -205,8 +211,8 @@ def render_eval_html(
     }
     return render_page(
         "eval.html.j2",
-        title="prefsmith eval — tuned vs base",
-        heading="Tuned vs base",
+        title=f"prefsmith eval — {side_labels(report).lower()}",
+        heading=side_labels(report),
         tool="eval",
         sources=sources,
         fragments=fragments,

@@ -48,6 +48,8 @@ def eval_sections(data: dict, *, heldout: Path) -> dict:
 def headline(report: dict) -> str:
     """One paragraph: win rate and length-adjusted win rate with their intervals, rewards, lengths,
     KL, accuracy, lm-eval."""
+    from prefsmith.evaluation.report_html import side_labels
+
     wr, tuned, base = report["win_rate"], report["tuned"], report["base"]
     la = report["length_adjusted_win_rate"]
     adjusted = (
@@ -56,7 +58,7 @@ def headline(report: dict) -> str:
         else f"not estimable ({la['status']})"
     )
     lines = [
-        f"tuned vs base: win rate {wr['rate']:.1%} (95% CI {wr['low']:.1%}–{wr['high']:.1%}, n={wr['n']}), "
+        f"{side_labels(report).lower()}: win rate {wr['rate']:.1%} (95% CI {wr['low']:.1%}–{wr['high']:.1%}, n={wr['n']}), "
         f"length-adjusted {adjusted}; mean reward {tuned['mean_reward']:.3f} vs "
         f"{base['mean_reward']:.3f}; mean tokens {tuned['mean_tokens']:.1f} vs {base['mean_tokens']:.1f}"
     ]

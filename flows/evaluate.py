@@ -77,24 +77,60 @@ def measurements(
     return extra
 
 
-@flow(name="evaluate")
-def evaluate(config: PipelineConfig, checkpoint: str, heldout: str, run_dir: str) -> str:
-    """Sample, score, measure and compare on the held-out prompts; returns eval_report.json."""
+def evaluation(
+    config: PipelineConfig,
+    checkpoint: str,
+    heldout: str,
+    run_dir: str,
+    *,
+    base_dir: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Sample, score, measure and compare on the held-out prompts: {eval_report, tuned_responses,
+    tuned_scores}. The base's samples go to `base_dir` (default `<run_dir>/eval/base`): rounds
+    share one folder, so the base samples once and later rounds find its stages `Cached`.
+    `labels` name the two sides in the report (default tuned, base)."""
     if config.evaluate is None:
         raise ValueError("evaluate needs the pipeline's `evaluate` section")  # the caller checks
     ev, out, iso = config.evaluate, Path(run_dir) / "eval", config.isolate_stages
+    folders = {"base": Path(base_dir) if base_dir else out / "base", "tuned": out / "tuned"}
     sides = {
-        side: sample_and_score(config, model=model, heldout=heldout, out_dir=out / side, side=side)
+        side: sample_and_score(
+            config, model=model, heldout=heldout, out_dir=folders[side], side=side
+        )
         for side, model in (("base", config.generate.model), ("tuned", checkpoint))
     }
     extra = measurements(config, checkpoint=checkpoint, heldout=heldout, sides=sides, out=out)
     hook = LmEvalConfig(checkpoint=checkpoint, tasks=ev.lm_eval_tasks)
     lm_eval = run_stage("lm_eval", {}, config=hook, out_dir=out / "lm_eval", isolate_stages=iso)
+    more = {**extra, "lm_eval": lm_eval["output"]}
+    report = compare_sides(config, sides, out_dir=out, extra=more, heldout=heldout, labels=labels)
+    tuned = {f"tuned_{kind}": path for kind, path in sides["tuned"].items()}
+    return {"eval_report": report, **tuned}
+
+
+def compare_sides(
+    config: PipelineConfig,
+    sides: dict[str, dict[str, str]],
+    *,
+    out_dir: Path,
+    heldout: str,
+    extra: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
+) -> str:
+    """The compare stage on two sides' {responses, scores}; returns eval_report.json's path."""
+    ev = config.evaluate
     tables = {f"{side}_{kind}": path for side, t in sides.items() for kind, path in t.items()}
+    compare = CompareConfig(
+        n_boot=ev.n_boot, seed=ev.seed, **({"labels": labels} if labels else {})
+    )
     report = run_stage(
-        "compare",
-        {**tables, **extra, "lm_eval": lm_eval["output"], "prompts": heldout},
-        config=CompareConfig(n_boot=ev.n_boot, seed=ev.seed),
-        out_dir=out,
+        "compare", {**tables, **(extra or {}), "prompts": heldout}, config=compare, out_dir=out_dir
     )
     return report["output"]
+
+
+@flow(name="evaluate")
+def evaluate(config: PipelineConfig, checkpoint: str, heldout: str, run_dir: str) -> str:
+    """Sample, score, measure and compare on the held-out prompts; returns eval_report.json."""
+    return evaluation(config, checkpoint, heldout, run_dir)["eval_report"]

@@ -1,7 +1,7 @@
-"""The Prefect flows: build_dataset (prompts → split → generate → score → pairs → reference),
-train, evaluate, and pipeline (all of them) into a dated run folder whose `latest` pointer moves
-only when the build succeeds. Every stage is called by its registry name
-(prefsmith.flows.stages) and shows in the Prefect UI as a task of that name.
+"""The pipeline flow: build_dataset (prompts → split → generate → score → pairs → reference),
+train and evaluate (prefsmith.flows.build, prefsmith.flows.evaluate), or the rounds flow
+(prefsmith.flows.rounds) with `rounds:`, into a dated run folder whose `latest` pointer moves
+only when the build succeeds.
 
 `python -m prefsmith.flows.pipeline CONFIG.yaml [--run-dir DIR]` runs the pipeline into a chosen
 folder: running it again into the same folder after a crash reuses finished stages (Prefect
@@ -15,7 +15,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 if __name__ == "__main__":  # `python -m`: prefsmith's Prefect defaults before Prefect loads
     from prefsmith.flows.prefect_setup import use_prefect_defaults
@@ -23,24 +22,21 @@ if __name__ == "__main__":  # `python -m`: prefsmith's Prefect defaults before P
     use_prefect_defaults()
 
 from prefect import flow
-from pydantic import BaseModel
 
-from prefsmith.flows.artifacts import StageProgress, publish_run_summary, publish_summary
+from prefsmith.flows.artifacts import publish_run_summary
+from prefsmith.flows.build import build_dataset, train
 from prefsmith.flows.console import log_runs_in
 from prefsmith.flows.evaluate import evaluate
 from prefsmith.flows.incomplete import clear_incomplete, mark_incomplete, refuse_incomplete
 from prefsmith.flows.prefect_setup import prefect_server_errors
+from prefsmith.flows.rounds import run_rounds
 from prefsmith.flows.run_names import rename_this_run, stage_run_name
-from prefsmith.flows.shards import sharded_stage, task_runner
-from prefsmith.flows.stages import get_stage
-from prefsmith.flows.tasks import RESULT_SERIALIZER, home_results, results_in, run_stage
+from prefsmith.flows.shards import task_runner
+from prefsmith.flows.tasks import RESULT_SERIALIZER, home_results, results_in
 from prefsmith.schemas.config_base import parse_config, read_yaml
-from prefsmith.schemas.data_configs import SplitConfig
 from prefsmith.schemas.errors import ConfigError, PrefsmithError, one_line
 from prefsmith.schemas.locks import folder_lock
 from prefsmith.schemas.pipeline_config import PipelineConfig
-
-BUILD_STAGES = ["prompts", "split", "generate", "score", "pairs", "reference"]
 
 
 def new_run_dir(config: PipelineConfig) -> Path:
@@ -102,62 +98,6 @@ def point_latest(run_dir: Path) -> Path:
     return link
 
 
-class Build:
-    """The tables and manifests of one dataset build, filled in stage by stage."""
-
-    def __init__(self, config: PipelineConfig, run_dir: Path, stages: list[str]) -> None:
-        self.config, self.run_dir = config, run_dir
-        self.tables: dict[str, str] = {}
-        self.manifests: dict[str, str] = {}
-        self.progress = StageProgress(stages, key="build-progress")
-
-    def run(self, name: str, inputs: dict[str, str], config: BaseModel) -> dict[str, Any]:
-        """Run stage `name` (sharded when the scale config says so); record what it wrote."""
-        stage, scale = get_stage(name), self.config.scale
-        options = {"config": config, "out_dir": self.run_dir}
-        isolate = self.config.isolate_stages
-        if stage.shards is not None:
-            result = sharded_stage(name, inputs, scale=scale, isolate_stages=isolate, **options)
-        else:
-            result = run_stage(name, inputs, isolate_stages=isolate, **options)
-        self.tables[stage.writes[0]] = result["output"]
-        self.tables.update({table: result[table] for table in stage.more})
-        self.manifests[name] = result["manifest"]
-        self.progress.advance()
-        return result
-
-
-@flow(name="build-dataset")
-def build_dataset(config: PipelineConfig, run_dir: str) -> dict[str, str]:
-    """prompts → split → generate → score → pairs (→ reference); returns table paths by name."""
-    build = Build(config, Path(run_dir), BUILD_STAGES if config.train else BUILD_STAGES[:-1])
-    build.run("prompts", {}, config.prompts)
-    split = SplitConfig(heldout_fraction=config.heldout_fraction)
-    build.run("split", {"prompts": build.tables["prompts"]}, split)
-    train_prompts = build.tables["prompts_train"]
-    build.run("generate", {"prompts": train_prompts}, config.generate)
-    scored = {"responses": build.tables["responses"], "prompts": train_prompts}
-    build.run("score", scored, config.score)
-    build.run("pairs", {"scores": build.tables["scores"], **scored}, config.pairs)
-    if config.train is not None:
-        build.run("reference", {"pairs": build.tables["pairs"]}, config.reference_config())
-    publish_summary(run_dir, build.manifests, pairs=build.tables["pairs"])
-    return build.tables
-
-
-@flow(name="train")
-def train(config: PipelineConfig, pairs: str, run_dir: str) -> str:
-    """The train stage on the pairs with reference log-probs, into `<run_dir>/checkpoint`."""
-    result = run_stage(
-        "train",
-        {"pairs": pairs},
-        config=config.train,
-        out_dir=Path(run_dir) / "checkpoint",
-        isolate_stages=config.isolate_stages,
-    )
-    return result["output"]
-
-
 @flow(  # its failure record (a one-line error) as JSON under PREFECT_HOME, not a pickle
     name="pipeline",
     result_serializer=RESULT_SERIALIZER,
@@ -189,7 +129,10 @@ def pipeline(config: PipelineConfig, run_dir: str | None = None) -> dict[str, st
 
 
 def _all_stages(config: PipelineConfig, run_path: Path) -> dict[str, str]:
-    """build_dataset, then train and evaluate when configured, as subflows named per stage."""
+    """build_dataset, then train and evaluate when configured, as subflows named per stage;
+    with `rounds:`, the rounds flow instead."""
+    if config.rounds is not None:
+        return run_rounds(config, run_path)
     build = build_dataset.with_options(
         task_runner=task_runner(config.scale), flow_run_name=stage_run_name("build")
     )

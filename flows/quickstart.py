@@ -31,9 +31,10 @@ def bundled_prompts() -> Path:
     return Path(str(resources.files("prefsmith.flows") / "data" / "quickstart_prompts.jsonl"))
 
 
-def quickstart_config(root: Path, policy: Path) -> dict:
-    """The quickstart's pipeline config as plain data (what a user would write in YAML)."""
-    return {
+def quickstart_config(root: Path, policy: Path, *, rounds: int = 1) -> dict:
+    """The quickstart's pipeline config as plain data (what a user would write in YAML); with
+    `rounds` > 1, that many on-policy rounds (prefsmith.flows.rounds)."""
+    config = {
         "name": "builds",
         "out_dir": str(root),
         "heldout_fraction": 0.25,
@@ -70,9 +71,12 @@ def quickstart_config(root: Path, policy: Path) -> dict:
             "n_boot": 2000,
         },
     }
+    if rounds > 1:
+        config["rounds"] = {"count": rounds, "reference": "base", "policy_init": "previous"}
+    return config
 
 
-def run_quickstart(root: Path) -> dict[str, str]:
+def run_quickstart(root: Path, *, rounds: int = 1) -> dict[str, str]:
     """Build tiny models under `root/models`, run the pipeline flow, return its outputs."""
     for key, value in QUICKSTART_ENV.items():
         os.environ.setdefault(key, value)
@@ -85,6 +89,6 @@ def run_quickstart(root: Path) -> dict[str, str]:
     from prefsmith.schemas.pipeline_config import PipelineConfig
 
     models = build_tiny_setup(root / "models")
-    config = parse_config(PipelineConfig, quickstart_config(root, models.policy))
+    config = parse_config(PipelineConfig, quickstart_config(root, models.policy, rounds=rounds))
     with prefect_runs_to_log():
         return pipeline(config)

@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from prefsmith.generation.backends import Backend, load_backend
 from prefsmith.generation.checkpoints import inference_folder
 from prefsmith.generation.render import render_or_reject, require_chat_template
+from prefsmith.generation.reuse import response_store, reusing_responses
 from prefsmith.schemas.data_configs import GenerateConfig
 from prefsmith.schemas.errors import StageError
 from prefsmith.schemas.ids import content_hash, model_revision, response_id
@@ -55,6 +56,7 @@ from prefsmith.schemas.manifest import (
 from prefsmith.schemas.progress import Progress
 from prefsmith.schemas.quarantine import Rejected, write_quarantine
 from prefsmith.schemas.shard_plan import ShardPlan, settle_plan
+from prefsmith.schemas.store import reuse_counts, reuse_records
 from prefsmith.schemas.tables import PROMPTS, RESPONSES
 
 logger = logging.getLogger(__name__)
@@ -262,14 +264,22 @@ def run_plan(
     """Generate the plan's missing shards (or only those in `only`); the backend loads lazily."""
     lazy = LazyBackend(config, tokenizer=tokenizer)
     total = len(plan.kept) if only is None else sum(len(plan.shards[i]) for i in only)
+    identity = plan.identity
+    work = reusing_responses(
+        lambda _, shard: (
+            shard_rows(shard, backend=lazy.get(), config=config, identity=identity) if shard else []
+        ),  # every prompt reused: the model is never loaded
+        store=response_store(
+            config, generator=identity.generator, max_context=identity.max_context
+        ),
+        records=reuse_records(plan.output),
+    )
     try:
         with Progress(total=total, unit="prompt", desc="generate") as bar:
             return run_shards(
                 plan.shards,
                 plan.output,
-                lambda _, shard: shard_rows(
-                    shard, backend=lazy.get(), config=config, identity=plan.identity
-                ),
+                work,
                 RESPONSES,
                 progress=bar.update,
                 only=only,
@@ -321,6 +331,8 @@ def _generate(inputs: Inputs, *, config: GenerateConfig, out_dir: Path) -> Stage
         plan.rejected, out_dir / "responses.quarantine.parquet", stage="generate"
     )
     identity, kept, frame = plan.identity, plan.kept, plan.frame
+    rows = count_rows(paths)
+    reuse = reuse_counts(reuse_records(plan.output), len(plan.shards), rows=rows)
     manifest = Manifest(
         stage="generate",
         unit="prompt",
@@ -330,7 +342,7 @@ def _generate(inputs: Inputs, *, config: GenerateConfig, out_dir: Path) -> Stage
         rows_in=len(frame),
         rows_out=len(kept),
         dropped=count_reasons([r.reason for r in plan.rejected]),
-        rows_written={"responses": count_rows(paths), "quarantine": len(plan.rejected)},
+        rows_written={"responses": rows, "quarantine": len(plan.rejected)},
         extra={
             "shards_total": len(plan.shards),
             "shards_skipped": skipped,
@@ -340,6 +352,8 @@ def _generate(inputs: Inputs, *, config: GenerateConfig, out_dir: Path) -> Stage
             "generator": identity.generator,
             "gen_config_hash": identity.gen_config_hash,
             "max_context": identity.max_context,
+            **reuse,
+            "store": config.store,
         },
         wall_time_s=time.perf_counter() - start,
     )
@@ -351,6 +365,12 @@ def _generate(inputs: Inputs, *, config: GenerateConfig, out_dir: Path) -> Stage
         skipped,
         manifest.dropped,
     )
+    if config.store is not None:
+        logger.info(
+            "generate: %d responses reused from the store, %d computed",
+            reuse["rows_reused"],
+            reuse["rows_computed"],
+        )
     return StageResult(plan.output, quarantine, manifest.write(manifest_path(plan.output)))
 
 

@@ -91,6 +91,11 @@ class GenerateConfig(StrictModel):
     engine_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="extra vllm.LLM(...) arguments, e.g. tensor_parallel_size"
     )
+    store: str | None = Field(
+        None,
+        description="incremental store folder (prefsmith.schemas.store): rows made before with "
+        "the same inputs are reused; the pipeline sets <out_dir>/<name>/store unless --no-reuse",
+    )
 
     @field_serializer("servers")
     def _servers_without_credentials(self, servers: list[str], info: SerializationInfo):
@@ -129,6 +134,11 @@ class ScoreConfig(StrictModel):
         False, description="opt in per model to run its own code (ArmoRM runs natively without)"
     )
     shard_size: int = Field(1024, ge=1, description="responses per shard: the unit of resume")
+    store: str | None = Field(
+        None,
+        description="incremental store folder (prefsmith.schemas.store): rows made before with "
+        "the same inputs are reused; the pipeline sets <out_dir>/<name>/store unless --no-reuse",
+    )
 
     @model_validator(mode="after")
     def _kind_needs(self) -> ScoreConfig:

@@ -31,3 +31,7 @@ class LmEvalConfig(StrictModel):
 class CompareConfig(StrictModel):
     n_boot: int = Field(2000, ge=100, description="bootstrap resamples for the 95% interval")
     seed: int = Field(0, description="seed of the bootstrap resampling")
+    labels: dict[str, str] = Field(
+        default_factory=lambda: {"tuned": "tuned", "base": "base"},
+        description="what the report calls its two sides (rounds: 'round 2' vs 'round 1')",
+    )

@@ -60,6 +60,13 @@ def _as_arrow(data: pa.Table | pl.DataFrame | Sequence[dict], schema: pa.Schema)
     return pa.Table.from_pylist(list(data), schema=schema)
 
 
+def to_table(
+    data: pa.Table | pl.DataFrame | Sequence[dict], schema: pa.Schema, *, where: str
+) -> pa.Table:
+    """`data` as an Arrow table conformed to `schema` (what `write_table` writes)."""
+    return conform(_as_arrow(data, schema), schema, where=where)
+
+
 def write_table(
     data: pa.Table | pl.DataFrame | Sequence[dict],
     path: str | Path,
@@ -72,7 +79,7 @@ def write_table(
     `before_rename(tmp)` runs on the whole written file just before it takes its name (a shard
     plan records the shard's hash there)."""
     path = Path(path)
-    table = conform(_as_arrow(data, schema), schema, where=str(path))
+    table = to_table(data, schema, where=str(path))
     with atomic_write(path, before_rename=before_rename) as tmp:
         pq.write_table(table, tmp, compression="zstd")
     return path

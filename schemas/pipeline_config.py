@@ -11,6 +11,7 @@ training uses would be silently wrong. `reference:` may repeat them only with eq
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -77,6 +78,22 @@ class ScaleConfig(StrictModel):
         return 1 if self.task_runner == "ray" else None
 
 
+class RoundsConfig(StrictModel):
+    """Iterative on-policy rounds: round t samples from round t−1's checkpoint (round 1 from
+    `generate.model`), scores, pairs, computes reference log-probs and trains again, each round in
+    `round-<t>/` of the build (prefsmith.flows.rounds)."""
+
+    count: int = Field(2, ge=1, le=50, description="rounds in one build")
+    reference: Literal["base", "previous"] = Field(
+        "base",
+        description="reference log-probs from the base (the pipeline's reference) or from round "
+        "t−1's checkpoint",
+    )
+    policy_init: Literal["previous", "base"] = Field(
+        "previous", description="round t trains from round t−1's checkpoint, or from train.policy"
+    )
+
+
 class PipelineConfig(StrictModel):
     name: str = Field(
         "prefsmith",
@@ -102,6 +119,14 @@ class PipelineConfig(StrictModel):
     )
     train: TrainConfig | None = Field(None, description="omit to build the dataset only")
     evaluate: EvalConfig | None = Field(None, description="omit to skip evaluation")
+    reuse: bool = Field(
+        True,
+        description="reuse responses and scores of earlier builds of this pipeline from "
+        "<out_dir>/<name>/store when their inputs are unchanged (false: compute everything)",
+    )
+    rounds: RoundsConfig | None = Field(
+        None, description="on-policy rounds (needs train:); omit for one pass"
+    )
 
     @field_validator("name")
     @classmethod
@@ -109,6 +134,12 @@ class PipelineConfig(StrictModel):
         if name in (".", ".."):  # `<out_dir>/..` would put the build beside out_dir
             raise ValueError("name must be a folder name under out_dir, not '.' or '..'")
         return name
+
+    @model_validator(mode="after")
+    def _rounds_train(self) -> PipelineConfig:
+        if self.rounds is not None and self.train is None:
+            raise ValueError("rounds: each round trains a policy; add a train: section")
+        return self
 
     @model_validator(mode="after")
     def _lengths_declared_once(self) -> PipelineConfig:
@@ -127,6 +158,10 @@ class PipelineConfig(StrictModel):
                 "set them once, under train:, and leave them out of reference:"
             )
         return self
+
+    def store(self) -> str | None:
+        """The incremental store of this pipeline's builds, or None with `reuse: false`."""
+        return str(Path(self.out_dir) / self.name / "store") if self.reuse else None
 
     def reference_config(self) -> ReferenceConfig:
         """The model the policy trains against, rendering with train's lengths: the `reference`

@@ -58,8 +58,10 @@ from prefsmith.schemas.manifest import (
 from prefsmith.schemas.progress import Progress
 from prefsmith.schemas.quarantine import Rejected, write_quarantine
 from prefsmith.schemas.shard_plan import ShardPlan, settle_plan
+from prefsmith.schemas.store import reuse_counts, reuse_records
 from prefsmith.schemas.tables import PROMPTS, QUARANTINE, RESPONSES, SCORES
 from prefsmith.scoring.batching import Outcome, Scored, ScoreRequest
+from prefsmith.scoring.reuse import reusing_scores, score_store
 
 logger = logging.getLogger(__name__)
 
@@ -257,9 +259,8 @@ def make_plan(
     joined = join_responses(read_frame(responses, RESPONSES), read_frame(prompts, PROMPTS))
     shards = chunk(joined, config.shard_size) or [joined]  # an empty input still gets one shard
     refs = [input_ref(responses), input_ref(prompts)]
-    key = content_hash(
-        [config.model_dump(mode="json"), [r.sha256 for r in refs], model_stamp(config)]
-    )
+    settings = config.model_dump(mode="json", exclude={"store"})  # reuse changes no row
+    key = content_hash([settings, [r.sha256 for r in refs], model_stamp(config)])
     out_dir = Path(out_dir)
     hashes = tuple(content_hash(s.select("response_id", "response").rows()) for s in shards)
     stored = ShardPlan(out_dir / "scores", key, hashes, partner=out_dir / "scores.quarantine")
@@ -274,11 +275,16 @@ def run_plan(
 ) -> tuple[list[Path], int]:
     """Score the plan's missing shards (or only those in `only`); the scorer loads lazily."""
     scorer = LazyScorer(config)
-    work = partial(
-        score_shard,
-        scorer=scorer,
-        name=scorer_name(config),
-        quarantine_dir=Path(out_dir) / "scores.quarantine",
+    work = reusing_scores(
+        partial(
+            score_shard,
+            scorer=scorer,
+            name=scorer_name(config),
+            quarantine_dir=Path(out_dir) / "scores.quarantine",
+        ),
+        store=score_store(config, model_stamp=model_stamp(config)),
+        records=reuse_records(Path(out_dir) / "scores"),
+        texts=dict(zip(plan.joined["response_id"], plan.joined["response"], strict=True)),
     )
     total = plan.joined.height if only is None else sum(plan.shards[i].height for i in only)
     try:
@@ -330,6 +336,7 @@ def _score(inputs: Inputs, *, config: ScoreConfig, out_dir: Path) -> StageResult
         "shards_skipped": skipped,
         "stale_shards_removed": sum(plan.removed.values()),
         "stale_shards_by_reason": plan.removed,
+        "store": config.store,
     }
     return _finish(
         Path(out_dir),
@@ -359,6 +366,7 @@ def _finish(
     n_tokens = [pq.read_table(p, columns=["n_tokens"]).column("n_tokens") for p in paths]
     rows_out = sum(len(column) for column in n_tokens)
     facts["response_tokens_total"] = sum(int(pc.sum(c).as_py() or 0) for c in n_tokens)
+    facts.update(reuse_counts(reuse_records(out_dir / "scores"), len(paths), rows=rows_out))
     dropped = count_reasons(quarantine.column("reason").to_pylist())
     manifest = Manifest(
         stage=STAGE,
