@@ -106,11 +106,17 @@ def inspect(
         bool, typer.Option("--strict", help="exit with code 1 when there are warnings")
     ] = False,
 ) -> None:
-    """Inspect how pair scores, margins and weights are distributed before training on them."""
+    """Inspect how pair scores, margins and weights are distributed before training on them;
+    given a multi-round build folder, each round's distributions side by side."""
     from rich.console import Console
 
     from prefsmith.inspection.inspect import inspect_pairs, write_text
     from prefsmith.inspection.report import render_terminal
+    from prefsmith.inspection.rounds_view import is_rounds_build
+
+    if is_rounds_build(pairs):
+        inspect_rounds_build(pairs, html=None if no_html else html, json_out=json_out)
+        return
 
     unidpo, madpo = preview_params(config, eta=eta, tau_good=tau_good, madpo_tau=madpo_tau)
     out_html = None if no_html else (html or default_html_path(pairs))
@@ -133,6 +139,26 @@ def inspect(
         console.print(f"[green]wrote[/] {result.html_path}")
     if strict and result.warnings:
         raise typer.Exit(code=1)
+
+
+def inspect_rounds_build(build: Path, *, html: Path | None, json_out: Path | None) -> None:
+    """`prefsmith inspect BUILD` for a multi-round build (prefsmith.inspection.rounds_view)."""
+    from rich.console import Console
+
+    from prefsmith.flows.cli_run import rounds_table
+    from prefsmith.inspection.inspect import write_text
+    from prefsmith.inspection.rounds_view import inspect_rounds, terminal_tables
+
+    result = inspect_rounds(build, out_html=html or Path(build) / "rounds.inspect.html")
+    console = Console()
+    for table in terminal_tables(result.stats):
+        console.print(table)
+    if (Path(build) / "rounds.json").is_file():
+        console.print(rounds_table(Path(build) / "rounds.json"))
+    if json_out is not None:
+        write_text(json.dumps(result.stats, indent=2, ensure_ascii=False), json_out)
+        console.print(f"[green]wrote[/] {json_out}")
+    console.print(f"[green]wrote[/] {result.html_path}")
 
 
 def default_html_path(pairs: Path) -> Path:
