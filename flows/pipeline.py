@@ -28,6 +28,7 @@ from prefsmith.flows.build import build_dataset, train
 from prefsmith.flows.console import log_runs_in
 from prefsmith.flows.evaluate import evaluate
 from prefsmith.flows.incomplete import clear_incomplete, mark_incomplete, refuse_incomplete
+from prefsmith.flows.latest import record_generator, resolve_latest
 from prefsmith.flows.prefect_setup import prefect_server_errors
 from prefsmith.flows.rounds import run_rounds
 from prefsmith.flows.run_names import rename_this_run, stage_run_name
@@ -115,7 +116,11 @@ def pipeline(config: PipelineConfig, run_dir: str | None = None) -> dict[str, st
         mark_incomplete(run_path)  # removed only on success: a killed build stays marked
         rename_this_run(run_path.name)
         try:
+            config, latest = resolve_latest(config)
+            generator = record_generator(run_path, latest) if latest else None
             outputs = _all_stages(config, run_path)
+            if generator is not None:
+                outputs["generator"] = str(generator)
         except Exception as error:  # the marker says why, for whoever finds the folder
             mark_incomplete(
                 run_path, reason=f"the build failed: {type(error).__name__}: {one_line(error)}"

@@ -12,7 +12,7 @@ config names on disk, reading small JSON files only (no torch, no vLLM, no weigh
 | other files      | train.launch.hostfile, train.resume (a path)                              |
 | out_dir          | the folder (or its nearest existing parent) is a writable folder          |
 
-The model folders are generate.model (not with the openai backend), score.model and
+The model folders are generate.model (not with the openai backend, nor `latest`), score.model and
 evaluate.scorer.model (when the scorer loads one), train.policy and reference.model. Checks run
 on the raw YAML mapping as far as it has the right shape, so a config with an unknown key and a
 missing file reports both.
@@ -136,7 +136,9 @@ def model_folders(data: dict[str, Any]) -> list[tuple[str, str]]:
     """(config location, folder) of every model the raw config loads."""
     found = []
     generate = _section(data, "generate")
-    if generate.get("backend") != "openai" and _string(generate, "model"):
+    # a server's model, or `latest` (resolved when the build starts: prefsmith.flows.latest)
+    elsewhere = generate.get("backend") == "openai" or generate.get("model") == "latest"
+    if not elsewhere and _string(generate, "model"):
         found.append(("generate.model", generate["model"]))
     for where, scorer in (("score", _section(data, "score")), *_eval_scorer(data)):
         if scorer.get("kind", "reward_model") != "rule" and _string(scorer, "model"):
