@@ -217,9 +217,13 @@ def settle_plan(
 
 
 def _remove_temporaries(plan: ShardPlan) -> None:
-    """Shards', plan's and partner's temporaries, and the stage's own files' beside its folder
-    (`scores.manifest.json`, `scores.quarantine.parquet`: named after the shard folder)."""
+    """Shards', plan's, partner's and reuse records' temporaries, and the stage's own files'
+    beside its folder (`scores.manifest.json`, `scores.quarantine.parquet`: named after the
+    shard folder)."""
+    from prefsmith.schemas.store import reuse_records
+
     folders = [plan.folder] if plan.partner is None else [plan.folder, plan.partner]
+    folders.append(reuse_records(plan.folder))
     removed = sum(remove_stale_temporaries(folder) for folder in folders)
     removed += remove_stale_temporaries(plan.folder.parent, prefix=plan.folder.name)
     if removed:

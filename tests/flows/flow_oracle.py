@@ -105,3 +105,18 @@ def latest_states(client, names: list[str]) -> dict[str, str]:
     for run in runs:
         states.setdefault(run.name, run.state.name)
     return states
+
+
+def tiny_train(policy: Path, *, steps: int) -> dict:
+    """A pipeline's train section for the tiny policy: `steps` optimizer steps, no checkpoints."""
+    return {
+        "policy": str(policy),
+        "max_length": 96,
+        "max_prompt_length": 48,
+        "per_device_train_batch_size": 4,
+        "warmup_ratio": 0.0,
+        "learning_rate": 1e-3,
+        "logging_steps": 2,
+        "max_steps": steps,
+        "save_steps": 0,
+    }

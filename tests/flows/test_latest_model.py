@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from flow_oracle import finish, run_pipeline
+from flow_oracle import finish, run_pipeline, tiny_train
 
 from prefsmith.flows.latest import build_checkpoint, resolve_latest
 from prefsmith.schemas.errors import ConfigError
@@ -74,16 +74,7 @@ def test_latest_is_the_last_build_checkpoint_or_its_last_round(tmp_path, tiny):
 
 
 def nightly_yaml(pipeline_yaml, policy: Path) -> Path:
-    train = {
-        "policy": str(policy),
-        "max_length": 96,
-        "max_prompt_length": 48,
-        "per_device_train_batch_size": 4,
-        "warmup_ratio": 0.0,
-        "learning_rate": 1e-3,
-        "max_steps": 2,
-        "save_steps": 0,
-    }
+    train = tiny_train(policy, steps=2)
     path = pipeline_yaml("nightly", n_prompts=6, isolate_stages=False, train=train)
     data = yaml.safe_load(path.read_text())
     data["generate"]["model"] = "latest"

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from flow_oracle import finish, kill_after_first_shard, run_pipeline
+from flow_oracle import finish, kill_after_first_shard, run_pipeline, tiny_train
 from kill_oracle import same_build
 
 from prefsmith.schemas.ids import model_revision
@@ -29,17 +29,7 @@ def rounds_yaml(pipeline_yaml, policy: Path) -> Path:
     overrides = {
         "heldout_fraction": 0.25,
         "isolate_stages": False,  # one process per build: no stage start-ups to pay 3 times
-        "train": {
-            "policy": str(policy),
-            "max_length": 96,
-            "max_prompt_length": 48,
-            "per_device_train_batch_size": 4,
-            "warmup_ratio": 0.0,
-            "learning_rate": 1e-3,
-            "logging_steps": 2,
-            "max_steps": STEPS,
-            "save_steps": 0,
-        },
+        "train": tiny_train(policy, steps=STEPS),
         "evaluate": {"sampling": {"n": 2, "temperature": 1.0, "max_new_tokens": 8}, "n_boot": 100},
         "rounds": {"count": 2},
     }

@@ -47,37 +47,34 @@ def test_edited_truncated_and_temporary_segments_are_not_reused(tmp_path):
     assert store.load() == {"c": [score_row("p-2", 3.0)]}
 
 
-def test_reusing_computes_only_missing_items_in_shard_order(tmp_path):
-    store = RowStore(tmp_path / "ns", SCORES)
-    store.put({"b": [score_row("b-0", 2.0)], "d": [score_row("d-0", 4.0)]})
-    calls = []
+def letters_work(store, records, calls):
+    """`reusing` over shards of letters: item "a" makes the row "a-0" with score 1.0, and so on."""
 
     def compute(index, items):
         calls.append((index, list(items)))
         return [score_row(f"{item}-0", float(ord(item) - 96)) for item in items]
 
-    work = reusing(
+    return reusing(
         compute,
         store=store,
-        records=tmp_path / "records",
+        records=records,
         keys=list,
         subset=lambda items, keep: [i for i, k in zip(items, keep, strict=True) if k],
         row_key=lambda row: row["response_id"][0],
     )
-    rows = work(3, ["a", "b", "c", "d"])
+
+
+def test_reusing_computes_only_missing_items_in_shard_order(tmp_path):
+    store = RowStore(tmp_path / "ns", SCORES)
+    store.put({"b": [score_row("b-0", 2.0)], "d": [score_row("d-0", 4.0)]})
+    calls = []
+    rows = letters_work(store, tmp_path / "records", calls)(3, ["a", "b", "c", "d"])
     assert calls == [(3, ["a", "c"])]
     assert [r["response_id"] for r in rows] == ["a-0", "b-0", "c-0", "d-0"]
     assert [r["score"] for r in rows] == [1.0, 2.0, 3.0, 4.0]
     assert reuse_counts(tmp_path / "records", 4, rows=9) == {"rows_reused": 2, "rows_computed": 7}
     # computed rows went into the store: a second shard with the same items computes nothing
-    rows_again = reusing(
-        compute,
-        store=store,
-        records=tmp_path / "records",
-        keys=list,
-        subset=lambda items, keep: [i for i, k in zip(items, keep, strict=True) if k],
-        row_key=lambda row: row["response_id"][0],
-    )(0, ["c", "a"])
+    rows_again = letters_work(store, tmp_path / "records", calls)(0, ["c", "a"])
     assert calls[-1] == (0, []) and [r["response_id"] for r in rows_again] == ["c-0", "a-0"]
 
 
