@@ -112,12 +112,13 @@ def build(name: str, prompts: Path, *, config: Path, root: Path) -> dict:
     return {"out": out, "seconds": seconds, "facts": facts, "inside": inside}
 
 
-def differing_rows(got: Path, want: Path) -> dict[str, int]:
-    """Rows of `got`'s responses and scores that differ from `want`'s (joined on response_id)."""
+def differing_rows(got: Path, want: Path) -> dict[str, float]:
+    """Rows of `got`'s responses and scores that differ from `want`'s (joined on response_id),
+    and the largest score difference."""
     from prefsmith.schemas.io import read_frame
     from prefsmith.schemas.tables import RESPONSES, SCORES
 
-    counts = {}
+    counts: dict[str, float] = {}
     for table, schema, column in (
         ("responses", RESPONSES, "response"),
         ("scores", SCORES, "score"),
@@ -125,6 +126,10 @@ def differing_rows(got: Path, want: Path) -> dict[str, int]:
         a, b = (read_frame(w / table, schema).select("response_id", column) for w in (got, want))
         joined = a.join(b, on="response_id", suffix="_want", how="full", coalesce=True)
         counts[table] = int((joined[column] != joined[f"{column}_want"]).fill_null(True).sum())
+        if table == "scores":
+            gap = (joined["score"] - joined["score_want"]).abs()
+            counts["score_max_abs"] = float(gap.max())
+            counts["scores_over_1e-4"] = int((gap > 1e-4).sum())
     return counts
 
 

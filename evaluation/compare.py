@@ -14,7 +14,10 @@ self-contained `eval_report.html`.
 `heldout_pairs` {n_pairs, accuracy, mean_margin, ties}, `lm_eval` {status, tasks, message, results},
 `examples` {best_wins, worst_losses, random: [{prompt_id, prompt, tuned, base, reward_tuned,
 reward_base}]} (prefsmith.evaluation.examples; `prompt` is null without the optional `prompts`),
-`labels` {tuned, base}: what the report calls its sides (rounds: "round 2" vs "round 1").
+`labels` {tuned, base}: what the report calls its sides (rounds: "round 2" vs "round 1"),
+`judge` {name, training_scorer, warning} or null, `by_scorer` [{scorer, rate, low, high, n,
+training_scorer}] (prefsmith.evaluation.judges; from the optional `tuned_scores:<name>` and
+`base_scores:<name>` inputs).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 import polars as pl
 
 from prefsmith.evaluation.examples import example_table, pick_examples
+from prefsmith.evaluation.judges import by_scorer, judge_lines, judge_part, scorer_inputs
 from prefsmith.evaluation.kl import KL_SAMPLES, summarize_kl
 from prefsmith.evaluation.length_adjusted import LENGTH_ADJUSTED_NOTE, length_adjusted_win_rate
 from prefsmith.evaluation.preference_accuracy import MARGINS, preference_accuracy
@@ -56,6 +60,8 @@ REPORT_KEYS = (
     "lm_eval",
     "examples",
     "labels",
+    "judge",
+    "by_scorer",
 )
 
 
@@ -152,6 +158,8 @@ def compare_policies(inputs: Inputs, *, config: CompareConfig, out_dir: Path) ->
     optional = {name: optional_path(inputs, name) for name in ("kl", "heldout", "lm_eval")}
     kl_samples, margins, parts = _optional(**optional)
     report = {**headline(paired, config=config), **parts, "labels": config.labels}
+    report["judge"] = judge_part(config)
+    report["by_scorer"] = by_scorer(scorer_inputs(inputs), config=config)
     examples = example_table(
         paired,
         tuned=input_path(inputs, "tuned_responses"),
@@ -246,6 +254,7 @@ def markdown_report(report: dict) -> str:
             f"{wr['wins']} wins, {wr['ties']} ties, {wr['losses']} losses over {wr['n']} prompts)",
             length_adjusted_line(report["length_adjusted_win_rate"]),
             "",
+            *judge_lines(report),
             LENGTH_ADJUSTED_NOTE,
             "",
             "| policy | mean reward | mean tokens |",

@@ -34,8 +34,28 @@ def _headline(report: Mapping) -> str:
     return (
         f"<p class='headline {verdict}'>Tuned beats base on <b>{_pct(wr['rate'])}</b> of {wr['n']} held-out "
         f"prompts (95% CI {_pct(wr['low'])} – {_pct(wr['high'])}; ties count half). "
-        f"{_length_adjusted(report['length_adjusted_win_rate'])}</p>"
+        f"{_length_adjusted(report['length_adjusted_win_rate'])}</p>" + _judge(report)
     )
+
+
+def _judge(report: Mapping) -> str:
+    """Who judged (and the warning when a training scorer did), then each scorer's win rate."""
+    judge, rows = report.get("judge"), report.get("by_scorer") or []
+    parts = []
+    if judge is not None:
+        kind = "a training scorer" if judge["training_scorer"] else "not a training scorer"
+        parts.append(f"<p class='note'>Judged by <b>{escape(judge['name'])}</b> ({kind}).</p>")
+        if judge["warning"]:
+            parts.append(f"<p class='headline bad judge-warning'>{escape(judge['warning'])}</p>")
+    if rows:
+        cells = [
+            [r["scorer"], _pct(r["rate"]), f"{_pct(r['low'])} – {_pct(r['high'])}", r["n"],
+             "yes" if r["training_scorer"] else "no"]
+            for r in rows
+        ]  # fmt: skip
+        header = ["scorer", "win rate", "95% CI", "prompts", "built the pairs"]
+        parts.append(html_table(header, cells))
+    return "".join(parts)
 
 
 def _length_adjusted(la: Mapping) -> str:

@@ -21,8 +21,6 @@ from prefsmith.schemas.pipeline_config import PipelineConfig
 from prefsmith.schemas.train_configs import ReferenceConfig, TrainConfig
 
 PROMPT_STAGES = ["prompts", "split"]
-SAMPLE_STAGES = ["generate", "score", "pairs", "reference"]
-BUILD_STAGES = PROMPT_STAGES + SAMPLE_STAGES
 
 
 class Build:
@@ -36,10 +34,19 @@ class Build:
         self.manifests: dict[str, str] = {}
         self.progress = StageProgress(stages, key=f"{key}-progress")
 
-    def run(self, name: str, inputs: dict[str, str], config: BaseModel) -> dict[str, Any]:
-        """Run stage `name` (sharded when the scale config says so); record what it wrote."""
+    def run(
+        self,
+        name: str,
+        inputs: dict[str, str],
+        config: BaseModel,
+        *,
+        out_dir: Path | None = None,
+        label: str | None = None,
+    ) -> dict[str, Any]:
+        """Run stage `name` (sharded when the scale config says so) into `out_dir` (default the
+        build folder), shown and recorded as `label` (default its name)."""
         stage, scale = get_stage(name), self.config.scale
-        options = {"config": config, "out_dir": self.run_dir}
+        options = {"config": config, "out_dir": out_dir or self.run_dir, "label": label}
         isolate = self.config.isolate_stages
         if stage.shards is not None:
             result = sharded_stage(name, inputs, scale=scale, isolate_stages=isolate, **options)
@@ -47,7 +54,7 @@ class Build:
             result = run_stage(name, inputs, isolate_stages=isolate, **options)
         self.tables[stage.writes[0]] = result["output"]
         self.tables.update({table: result[table] for table in stage.more})
-        self.manifests[name] = result["manifest"]
+        self.manifests[label or name] = result["manifest"]
         self.progress.advance()
         return result
 
@@ -73,8 +80,34 @@ def sample_stages(build: Build, *, generate: GenerateConfig) -> None:
     train_prompts, store = build.tables["prompts_train"], build.config.store()
     build.run("generate", {"prompts": train_prompts}, with_store(generate, store))
     scored = {"responses": build.tables["responses"], "prompts": train_prompts}
-    build.run("score", scored, with_store(build.config.score, store))
+    score_stages(build, scored, store=store)
     build.run("pairs", {"scores": build.tables["scores"], **scored}, build.config.pairs)
+
+
+def score_stages(build: Build, inputs: dict[str, str], *, store: str | None) -> None:
+    """The score stage, or one per scorer (`scorers/<name>/scores`, each resumable and cached on
+    its own, shown as `score-<name>`) combined by the combine stage: `build.tables["scores"]`
+    is the table pairs rank by, `scores:<name>` each scorer's."""
+    config = build.config
+    if not isinstance(config.score, list):
+        build.run("score", inputs, with_store(config.score, store))
+        return
+    per_scorer = {}
+    for scorer in config.scorers():
+        folder = build.run_dir / "scorers" / str(scorer.name)
+        label = f"score-{scorer.name}"
+        result = build.run("score", inputs, with_store(scorer, store), out_dir=folder, label=label)
+        per_scorer[f"scores:{scorer.name}"] = result["output"]
+    build.tables.update(per_scorer)
+    build.run("combine", per_scorer, config.combine)
+
+
+def sample_stage_names(config: PipelineConfig) -> list[str]:
+    """The stages `sample_stages` runs for this config, as its progress bar counts them."""
+    if not isinstance(config.score, list):
+        return ["generate", "score", "pairs"]
+    scorers = [f"score-{scorer.name}" for scorer in config.scorers()]
+    return ["generate", *scorers, "combine", "pairs"]
 
 
 def reference_stage(build: Build, reference: ReferenceConfig) -> str:
@@ -86,7 +119,8 @@ def reference_stage(build: Build, reference: ReferenceConfig) -> str:
 @flow(name="build-dataset")
 def build_dataset(config: PipelineConfig, run_dir: str) -> dict[str, str]:
     """prompts → split → generate → score → pairs (→ reference); returns table paths by name."""
-    build = Build(config, Path(run_dir), BUILD_STAGES if config.train else BUILD_STAGES[:-1])
+    stages = PROMPT_STAGES + sample_stage_names(config) + (["reference"] if config.train else [])
+    build = Build(config, Path(run_dir), stages)
     prompt_stages(build)
     sample_stages(build, generate=config.generate)
     if config.train is not None:

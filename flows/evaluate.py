@@ -1,5 +1,7 @@
-"""The evaluate flow: base and tuned policies sample the held-out prompts, one scorer scores
-both; held-out pairs from the base samples measure the tuned policy's implicit-reward accuracy;
+"""The evaluate flow: base and tuned policies sample the held-out prompts, the judge scores
+both (prefsmith.schemas.pipeline_config.PipelineConfig.judges: a scorer that did not build the
+pairs when one is configured) and so does every other configured scorer, for the report's win
+rate by scorer (prefsmith.evaluation.judges); held-out pairs from the base samples measure the tuned policy's implicit-reward accuracy;
 the tuned samples give a KL(tuned ‖ reference) estimate; an optional lm-eval hook runs; the
 compare stage writes the JSON, markdown and HTML reports. Each stage is called by its registry
 name and labelled by side in the Prefect UI (`generate-base`, `score-tuned`, ...).
@@ -13,13 +15,14 @@ from prefect import flow
 
 from prefsmith.flows.tasks import run_stage
 from prefsmith.schemas.eval_configs import CompareConfig, LmEvalConfig, PolicyReferenceConfig
-from prefsmith.schemas.pipeline_config import EvalConfig, PipelineConfig
+from prefsmith.schemas.pipeline_config import EvalConfig, PipelineConfig, scorer_label
 
 
 def sample_and_score(
     config: PipelineConfig, *, model: str, heldout: str, out_dir: Path, side: str
 ) -> dict[str, str]:
-    """One policy's samples on the held-out prompts and their scores: {responses, scores}."""
+    """One policy's samples on the held-out prompts and their scores: {responses, scores (the
+    judge's), scores:<name> (each scorer's, the judge's included)}."""
     ev: EvalConfig = config.evaluate
     generate = config.generate.model_copy(update={"model": model, "sampling": ev.sampling})
     iso = config.isolate_stages
@@ -32,15 +35,16 @@ def sample_and_score(
         label=f"generate-{side}",
     )
     inputs = {"responses": responses["output"], "prompts": heldout}
-    scores = run_stage(
-        "score",
-        inputs,
-        config=ev.scorer or config.score,
-        out_dir=out_dir,
-        isolate_stages=iso,
-        label=f"score-{side}",
-    )
-    return {"responses": responses["output"], "scores": scores["output"]}
+    tables = {"responses": responses["output"]}
+    for rank, (name, scorer) in enumerate(config.judges()):
+        folder = out_dir if rank == 0 else out_dir / "scorers" / name
+        label = f"score-{side}" if rank == 0 else f"score-{side}-{name}"
+        scores = run_stage(
+            "score", inputs, config=scorer, out_dir=folder, isolate_stages=iso, label=label
+        )
+        tables[f"scores:{name}"] = scores["output"]
+        tables.setdefault("scores", scores["output"])
+    return tables
 
 
 def measurements(
@@ -122,7 +126,12 @@ def compare_sides(
     ev = config.evaluate
     tables = {f"{side}_{kind}": path for side, t in sides.items() for kind, path in t.items()}
     compare = CompareConfig(
-        n_boot=ev.n_boot, seed=ev.seed, **({"labels": labels} if labels else {})
+        n_boot=ev.n_boot,
+        seed=ev.seed,
+        judge=config.judges()[0][0],
+        judge_is_training_scorer=config.judged_by_training_scorer(),
+        training_scorers=[scorer_label(s) for s in config.training_scorer_configs()],
+        **({"labels": labels} if labels else {}),
     )
     report = run_stage(
         "compare", {**tables, **(extra or {}), "prompts": heldout}, config=compare, out_dir=out_dir

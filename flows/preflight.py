@@ -140,7 +140,7 @@ def model_folders(data: dict[str, Any]) -> list[tuple[str, str]]:
     elsewhere = generate.get("backend") == "openai" or generate.get("model") == "latest"
     if not elsewhere and _string(generate, "model"):
         found.append(("generate.model", generate["model"]))
-    for where, scorer in (("score", _section(data, "score")), *_eval_scorer(data)):
+    for where, scorer in _scorers(data):
         if scorer.get("kind", "reward_model") != "rule" and _string(scorer, "model"):
             found.append((f"{where}.model", scorer["model"]))
     if _string(_section(data, "train"), "policy"):
@@ -153,6 +153,16 @@ def model_folders(data: dict[str, Any]) -> list[tuple[str, str]]:
 def _eval_scorer(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     scorer = _section(data, "evaluate", "scorer")
     return [("evaluate.scorer", scorer)] if scorer else []
+
+
+def _scorers(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(location, raw section) of every scorer: `score` (one, or a list) and evaluate.scorer."""
+    score = data.get("score")
+    if isinstance(score, list):
+        found = [(f"score[{i}]", s) for i, s in enumerate(score) if isinstance(s, dict)]
+    else:
+        found = [("score", _section(data, "score"))]
+    return found + _eval_scorer(data)
 
 
 def model_folder_problems(folder: Path) -> list[str]:
@@ -239,7 +249,7 @@ def writable_problems(folder: Path) -> list[str]:
 def rule_problems(data: dict[str, Any]) -> list[str]:
     """Unknown rule names and parameters of the rule scorers, and each rule's own checks."""
     problems = []
-    for where, scorer in (("score", _section(data, "score")), *_eval_scorer(data)):
+    for where, scorer in _scorers(data):
         name = _string(scorer, "rule")
         if scorer.get("kind") == "rule" and name is not None:
             params = scorer.get("params") if isinstance(scorer.get("params"), dict) else {}

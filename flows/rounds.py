@@ -29,10 +29,10 @@ from prefect import flow
 from prefsmith.flows.artifacts import publish_summary
 from prefsmith.flows.build import (
     PROMPT_STAGES,
-    SAMPLE_STAGES,
     Build,
     prompt_stages,
     reference_stage,
+    sample_stage_names,
     sample_stages,
     train,
 )
@@ -86,8 +86,21 @@ def run_round(
     """Round `index` in `<run_dir>/round-<index>/`; `parent` is round t−1's record (None in
     round 1). Returns this round's record, also written to its `round.json`."""
     folder = round_folder(run_dir, index)
-    build = Build(config, folder, [*SAMPLE_STAGES, "train"], key=f"round-{index}")
+    stages = [*sample_stage_names(config), "reference", "train"]
+    build = Build(config, folder, stages, key=f"round-{index}")
     build.tables.update(prompts)
+    record = train_round(config, build, index=index, parent=parent)
+    publish_summary(str(folder), build.manifests, pairs=build.tables["pairs"])
+    if config.evaluate is not None:
+        record.update(evaluate_round(config, run_dir, record, parent))
+    write_text(json.dumps(record, indent=2), folder / ROUND_FILE)
+    return record
+
+
+def train_round(
+    config: PipelineConfig, build: Build, *, index: int, parent: dict[str, Any] | None
+) -> dict[str, Any]:
+    """generate → score → pairs → reference → train of one round; the round's record."""
     checkpoint = parent["checkpoint"] if parent else None
     sample_stages(build, generate=round_generator(config, checkpoint))
     # After generate: an adapter checkpoint's merged model exists by now (the generate stage
@@ -98,7 +111,9 @@ def run_round(
     pairs_ref = reference_stage(build, reference)
     policy = round_policy(config, previous)
     trainer = train.with_options(flow_run_name=stage_run_name("train"))
-    record: dict[str, Any] = {
+    trained = trainer(config, pairs_ref, str(build.run_dir), policy=policy)
+    build.progress.advance()
+    return {
         "round": index,
         "parent_round": parent["round"] if parent else None,
         "parent_checkpoint": checkpoint,
@@ -106,15 +121,9 @@ def run_round(
         "policy_init": policy or config.train.policy,
         "reference": {"kind": config.rounds.reference, "model": reference.model},
         "pairs": Manifest.read(build.manifests["pairs"]).rows_written.get("pairs"),
-        "checkpoint": trainer(config, pairs_ref, str(folder), policy=policy),
+        "checkpoint": trained,
         "tables": dict(build.tables),
     }
-    build.progress.advance()
-    publish_summary(str(folder), build.manifests, pairs=build.tables["pairs"])
-    if config.evaluate is not None:
-        record.update(evaluate_round(config, run_dir, record, parent))
-    write_text(json.dumps(record, indent=2), folder / ROUND_FILE)
-    return record
 
 
 def evaluate_round(
@@ -135,8 +144,8 @@ def evaluate_round(
     result["eval_vs_previous"] = None
     if parent is not None:
         sides = {
-            "tuned": {"responses": result["tuned_responses"], "scores": result["tuned_scores"]},
-            "base": {"responses": parent["tuned_responses"], "scores": parent["tuned_scores"]},
+            side: {k.removeprefix("tuned_"): v for k, v in r.items() if k.startswith("tuned_")}
+            for side, r in (("tuned", result), ("base", parent))
         }
         result["eval_vs_previous"] = compare_sides(
             config,

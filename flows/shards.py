@@ -116,13 +116,20 @@ def sharded_stage(
     out_dir: Path,
     scale: ScaleConfig,
     isolate_stages: bool,
+    label: str | None = None,
 ) -> dict[str, str | None]:
-    """Run a sharded stage: one cached task, or plan → mapped parts → manifest."""
+    """Run a sharded stage: one cached task, or plan → mapped parts → manifest (shown as
+    `label`, default its name)."""
     stage = get_stage(name)
     size = scale.part_size()
     if size is None:
         return run_stage(
-            name, inputs, config=config, out_dir=out_dir, isolate_stages=isolate_stages
+            name,
+            inputs,
+            config=config,
+            out_dir=out_dir,
+            isolate_stages=isolate_stages,
+            label=label,
         )
     isolated = isolate_stages and stage.isolate(config)
     call = {"inputs": stage.check_inputs(inputs), "config": config, "out_dir": Path(out_dir)}
@@ -142,7 +149,9 @@ def sharded_stage(
         )
     futures.result()  # raises the first part's failure after all parts ended
     # Every shard exists now: the stage only counts rows and writes its manifest (no model).
-    return run_stage(name, inputs, config=config, out_dir=out_dir, isolate_stages=False)
+    return run_stage(
+        name, inputs, config=config, out_dir=out_dir, isolate_stages=False, label=label
+    )
 
 
 def task_runner(scale: ScaleConfig) -> Any:

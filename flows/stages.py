@@ -14,6 +14,7 @@ runs in its own process, and whether a failure may be retried.
 | split            | prompts                                   | prompts_train, prompts_heldout| no           | no      |
 | generate         | prompts                                   | responses (sharded)           | yes          | yes     |
 | score            | responses, prompts                        | scores (sharded)              | unless rule  | yes     |
+| combine          | scores:<scorer>, one per scorer           | scores (combined)             | no           | no      |
 | pairs            | scores, responses, prompts                | pairs                         | no           | no      |
 | reference        | pairs                                     | pairs_ref                     | yes          | no      |
 | train            | pairs (with reference log-probs)          | checkpoint                    | yes          | no      |
@@ -37,6 +38,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from prefsmith.curation.combine import combine_scores
 from prefsmith.curation.importer import import_preferences
 from prefsmith.curation.pairs import build_pairs
 from prefsmith.evaluation.compare import compare_policies
@@ -46,6 +48,7 @@ from prefsmith.evaluation.preference_accuracy import heldout_accuracy
 from prefsmith.generation import stage as generation
 from prefsmith.generation.prompts import load_prompts
 from prefsmith.generation.split import split_prompts
+from prefsmith.schemas.combine_config import CombineConfig
 from prefsmith.schemas.data_configs import (
     GenerateConfig,
     PairsConfig,
@@ -89,6 +92,7 @@ class Stage:
     reads: tuple[str, ...]
     writes: tuple[str, ...]
     optional: tuple[str, ...] = ()  # inputs it can run without
+    many: tuple[str, ...] = ()  # families of inputs named `<family>:<name>`, one or more each
     shards: Shards | None = None
     isolate: Callable[[Any], bool] = never  # whether, with this config, it needs its own process
     retry: bool = False  # retried on transient faults only
@@ -102,11 +106,18 @@ class Stage:
     def check_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Path]:
         """The inputs as paths; a one-line error for a missing or unknown table name."""
         given = {name for name, path in inputs.items() if path is not None}
+        families = {name for name in given if name.partition(":")[0] in self.many and ":" in name}
         missing = sorted(set(self.reads) - given)
-        unknown = sorted(given - set(self.reads) - set(self.optional))
+        missing += [
+            f"{family}:<name>"
+            for family in self.many
+            if not any(name.startswith(f"{family}:") for name in families)
+        ]
+        unknown = sorted(given - families - set(self.reads) - set(self.optional))
         if missing or unknown:
             raise ConfigError(
-                f"stage {self.name!r} reads {', '.join(self.reads) or 'no table'}"
+                f"stage {self.name!r} reads "
+                f"{', '.join([*self.reads, *(f'{m}:<name>' for m in self.many)]) or 'no table'}"
                 + (f"; missing: {', '.join(missing)}" if missing else "")
                 + (f"; unknown: {', '.join(unknown)}" if unknown else "")
             )
@@ -153,6 +164,7 @@ _STAGES = (
         retry=True,
         cached=True,
     ),
+    Stage("combine", combine_scores, CombineConfig, reads=(), writes=("scores",), many=("scores",)),
     Stage(
         "pairs",
         build_pairs,
@@ -197,6 +209,7 @@ _STAGES = (
         reads=("tuned_scores", "tuned_responses", "base_scores", "base_responses"),
         writes=("eval_report",),
         optional=("kl", "heldout", "lm_eval", "prompts"),
+        many=("tuned_scores", "base_scores"),
     ),
     # Shape pairs/hh: the output is the pairs table; shape responses: the responses table, with
     # the prompts and scores tables in StageResult.more.

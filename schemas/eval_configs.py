@@ -35,3 +35,10 @@ class CompareConfig(StrictModel):
         default_factory=lambda: {"tuned": "tuned", "base": "base"},
         description="what the report calls its two sides (rounds: 'round 2' vs 'round 1')",
     )
+    judge: str | None = Field(None, description="the name of the scorer that judged the sides")
+    judge_is_training_scorer: bool = Field(
+        False, description="whether the judge built the training pairs (the report warns)"
+    )
+    training_scorers: list[str] = Field(
+        default_factory=list, description="names of the scorers that built the training pairs"
+    )

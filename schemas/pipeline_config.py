@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from prefsmith.schemas.combine_config import CombineConfig
 from prefsmith.schemas.config_base import StrictModel
 from prefsmith.schemas.contracts import TokenLengths
 from prefsmith.schemas.data_configs import (
@@ -112,7 +113,12 @@ class PipelineConfig(StrictModel):
     )
     prompts: PromptsConfig
     generate: GenerateConfig
-    score: ScoreConfig
+    score: ScoreConfig | list[ScoreConfig] = Field(
+        description="one scorer, or several (each with a name) combined by combine:"
+    )
+    combine: CombineConfig | None = Field(
+        None, description="several scorers: how their scores become the one pairs rank by"
+    )
     pairs: PairsConfig = Field(default_factory=PairsConfig)
     reference: ReferenceConfig | None = Field(
         None, description="default: the policy as reference; use it through reference_config()"
@@ -134,6 +140,27 @@ class PipelineConfig(StrictModel):
         if name in (".", ".."):  # `<out_dir>/..` would put the build beside out_dir
             raise ValueError("name must be a folder name under out_dir, not '.' or '..'")
         return name
+
+    @model_validator(mode="after")
+    def _scorers_named_and_combined(self) -> PipelineConfig:
+        if isinstance(self.score, ScoreConfig) or len(self.score) == 1:
+            if self.combine is not None:
+                raise ValueError("combine: needs two or more scorers under score:")
+            return self
+        names = [scorer.name for scorer in self.score]
+        if None in names or len(set(names)) != len(names):
+            raise ValueError("score: several scorers need a name each, all different")
+        if self.combine is None:
+            raise ValueError(
+                "score: several scorers need a combine: section (method: weighted_sum, gate, "
+                "lexicographic, or single)"
+            )
+        unknown = self.combine.unknown_names(names)
+        if unknown:
+            raise ValueError(f"combine: unknown scorer {', '.join(unknown)}; scorers: {names}")
+        if self.combine.method == "gate":
+            self.combine.ranker(names)  # a gate with 3+ scorers must say which one ranks
+        return self
 
     @model_validator(mode="after")
     def _rounds_train(self) -> PipelineConfig:
@@ -159,6 +186,38 @@ class PipelineConfig(StrictModel):
             )
         return self
 
+    def scorers(self) -> list[ScoreConfig]:
+        """The `score:` section as a list (one scorer or several)."""
+        return [self.score] if isinstance(self.score, ScoreConfig) else list(self.score)
+
+    def training_scorers(self) -> list[str]:
+        """Names of the scorers whose scores build the pairs (all of them, without combine)."""
+        names = [scorer.name or "" for scorer in self.scorers()]
+        return self.combine.used(names) if self.combine is not None else names
+
+    def training_scorer_configs(self) -> list[ScoreConfig]:
+        """The scorers whose scores build the pairs."""
+        used = set(self.training_scorers())
+        return [s for s in self.scorers() if self.combine is None or s.name in used]
+
+    def judges(self) -> list[tuple[str, ScoreConfig]]:
+        """(name, scorer) of every scorer the evaluation scores with, the judge first: the
+        evaluate section's scorer, else the first configured scorer that did not build the
+        pairs, else the training scorer (the report then warns); then the other scorers."""
+        named = [(scorer_label(s), s) for s in self.scorers()]
+        training = {scorer_label(s) for s in self.training_scorer_configs()}
+        named.sort(key=lambda item: item[0] in training)  # stable: independent ones first
+        if self.evaluate is not None and self.evaluate.scorer is not None:
+            scorer = self.evaluate.scorer
+            named.insert(0, (scorer_label(scorer), scorer))
+        seen: set[str] = set()
+        return [(n, s) for n, s in named if not (n in seen or seen.add(n))]
+
+    def judged_by_training_scorer(self) -> bool:
+        """Whether the judge (first of `judges()`) scores as a scorer that built the pairs."""
+        judge = _scoring_part(self.judges()[0][1])
+        return any(_scoring_part(s) == judge for s in self.training_scorer_configs())
+
     def store(self) -> str | None:
         """The incremental store of this pipeline's builds, or None with `reuse: false`."""
         return str(Path(self.out_dir) / self.name / "store") if self.reuse else None
@@ -174,3 +233,15 @@ class PipelineConfig(StrictModel):
             return base
         lengths = TokenLengths.of(self.train).model_dump()
         return ReferenceConfig.model_validate({**base.model_dump(), **lengths})
+
+
+def scorer_label(scorer: ScoreConfig) -> str:
+    """What reports call a scorer: its name, else its rule or model folder name."""
+    if scorer.name:
+        return scorer.name
+    return str(scorer.rule if scorer.kind == "rule" else Path(str(scorer.model)).name)
+
+
+def _scoring_part(scorer: ScoreConfig) -> dict:
+    """What decides a scorer's scores (not its name, shards or store): equal means same scorer."""
+    return scorer.model_dump(mode="json", exclude={"name", "shard_size", "store"})
