@@ -26,6 +26,7 @@ from prefsmith.inspection.figures import write_plotly_js
 from prefsmith.inspection.pair_browser import browser_html, browser_rows
 from prefsmith.inspection.quality import quality_signals, quality_warnings
 from prefsmith.inspection.report import render_html
+from prefsmith.inspection.scorer_agreement import scorer_agreement
 from prefsmith.inspection.warnings import warnings as find_warnings
 from prefsmith.schemas.errors import InputError
 from prefsmith.schemas.io import check_schema, shard_files, write_text
@@ -145,6 +146,8 @@ def inspect_pairs(
         current.columns, manifest=current.manifest, method=current.method, **weights
     )
     arrays = st.distributions(current.columns, **weights)
+    pair_ids = None if current.columns.pair_id is None else list(current.columns.pair_id)
+    stats["scorer_agreement"] = scorer_agreement(current.columns.objectives, pair_ids)
     older_arrays = None
     if against is not None:
         older = _load(Path(against), scores=against_scores)

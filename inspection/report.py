@@ -27,6 +27,7 @@ from prefsmith.inspection.objectives_view import (
 )
 from prefsmith.inspection.page import escape, html_table, render_page
 from prefsmith.inspection.quality import QUALITY_HEADER, quality_rows
+from prefsmith.inspection.scorer_agreement import agreement_html, agreement_tables
 from prefsmith.inspection.summary import QUANTILE_KEYS, fmt_number
 from prefsmith.inspection.weights import madpo_weight, w_qual
 
@@ -201,6 +202,8 @@ def render_terminal(stats: Mapping, *, warnings: Sequence[str], console: Console
     if stats.get("gating"):
         rows = gating_rows(stats["gating"])
         console.print(_rich_table(GATING_HEADER, rows, title="Gating weights (ArmoRM)"))
+    for table in agreement_tables(stats.get("scorer_agreement") or []):
+        console.print(table)
     if stats.get("drift"):
         console.print(_drift_table(stats))
     if stats.get("quality"):
@@ -331,7 +334,7 @@ def _objectives_html(stats: Mapping) -> str:
     html = html_table(OBJECTIVE_HEADER, objective_rows(stats["objectives"]))
     if stats.get("gating"):
         html += "<h3>Gating weights</h3>" + html_table(GATING_HEADER, gating_rows(stats["gating"]))
-    return html
+    return html + agreement_html(stats.get("scorer_agreement") or [])
 
 
 def render_html(

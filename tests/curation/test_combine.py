@@ -91,7 +91,8 @@ def test_single_keeps_one_scorers_raw_scores(tmp_path):
     assert got == pytest.approx(RM)
 
 
-def pairs_of(tmp_path, scores) -> dict[str, tuple[str, str]]:
+def pairs_table(tmp_path, scores):
+    """The pairs stage (best vs worst) on `scores` of the fixed responses; its table's path."""
     ids = list(RM)
     responses = pl.DataFrame(
         {
@@ -119,8 +120,12 @@ def pairs_of(tmp_path, scores) -> dict[str, tuple[str, str]]:
         "responses": write_table(responses, tmp_path / "responses.parquet", RESPONSES),
         "prompts": write_table(prompts, tmp_path / "prompts.parquet", PROMPTS),
     }
-    result = build_pairs(inputs, config=PairsConfig(), out_dir=tmp_path / "pairs")
-    frame = read_frame(result.output, PAIRS)
+    return build_pairs(inputs, config=PairsConfig(), out_dir=tmp_path / "pairs").output
+
+
+def pairs_of(tmp_path, scores) -> dict[str, tuple[str, str]]:
+    """Prompt → (chosen, rejected) response ids of the pairs built from `scores`."""
+    frame = read_frame(pairs_table(tmp_path, scores), PAIRS)
     return {
         row["prompt_id"]: (row["chosen_response_id"], row["rejected_response_id"])
         for row in frame.iter_rows(named=True)
@@ -155,3 +160,22 @@ def test_missing_and_duplicate_scores_are_quarantined_and_counted(tmp_path):
     assert reasons[0] == ("duplicate_score", "p0-0") and len(reasons) == 6
     assert ("missing_score", "p1-0") in reasons
     assert manifest.extra["duplicate_copies"] == 5
+
+
+def test_inspect_shows_where_the_scorers_agree_and_disagree(tmp_path):
+    from scipy.stats import spearmanr
+
+    from prefsmith.inspection.inspect import inspect_pairs
+
+    _, gate = combine(tmp_path, {"method": "gate", "gate": "rule"})
+    stats = inspect_pairs(pairs_table(tmp_path, gate.output), scores=gate.output).stats
+    (entry,) = stats["scorer_agreement"]
+    # pairs p0 (p0-2 over p0-0) and p1 (p1-1 over p1-0): the RM prefers p0-0 (0.9 > 0.5), the
+    # rule prefers p0-2 (1 > 0): opposite; on p1 the RM prefers p1-1 and the rule ties.
+    assert (entry["a"], entry["b"], entry["n_pairs"]) == ("rm", "rule", 2)
+    assert (entry["same"], entry["opposite"]) == (0.0, 0.5)
+    rho = spearmanr([0.5, 1.0, 0.9, -1.0], [1.0, 1.0, 0.0, 1.0]).statistic
+    assert entry["spearman"] == pytest.approx(rho)
+    (worst,) = entry["disagreements"]
+    assert worst["margin_a"] == pytest.approx(-0.4) and worst["margin_b"] == 1.0
+    assert stats["objectives"]["scorer/rm"]["agreement"] == 0.5  # RM agrees with 1 of 2 pairs

@@ -1,0 +1,62 @@
+"""Two scorers on one responses table through the real pipeline flow: each scores into its own
+folder (`scorers/<name>/`), the combine stage ranks by their declared combination, and a build
+SIGKILLed while the second scorer is writing its shards, run again into the same folder, ends
+with both scorers' rows, the combined scores and the pairs of an uninterrupted build; the first
+scorer's task is `Cached` on the rerun and the second skips its finished shards."""
+
+from __future__ import annotations
+
+import pytest
+from flow_oracle import finish, kill_after_first_shard, latest_states, run_pipeline
+from kill_oracle import differences
+
+from prefsmith.schemas.io import read_frame
+from prefsmith.schemas.manifest import Manifest
+from prefsmith.schemas.tables import PAIRS, SCORES
+
+pytestmark = pytest.mark.slow
+
+
+def scorers_yaml(pipeline_yaml, tiny):
+    score = [
+        {"name": "length", "kind": "rule", "rule": "length_target", "params": {"target": 5}},
+        {"name": "rm", "kind": "reward_model", "model": str(tiny.reward_model), "shard_size": 2},
+    ]
+    combine = {"method": "weighted_sum", "weights": {"length": 1.0, "rm": 0.5}}
+    return pipeline_yaml("scorers", n_prompts=8, score=score, combine=combine)
+
+
+def test_two_scorers_resume_after_a_kill_to_the_uninterrupted_tables(
+    tiny, pipeline_yaml, prefect_server, tmp_path
+):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    config = scorers_yaml(pipeline_yaml, tiny)
+    clean, resumed = tmp_path / "clean", tmp_path / "resumed"
+    finish(run_pipeline(config, clean, env=prefect_server))
+    combined = read_frame(clean / "scores.combined.parquet", SCORES)
+    assert set(combined["scorer"]) == {"combined-weighted_sum"}
+    names = {o["name"] for objs in combined["objectives"] for o in objs}
+    assert names == {"scorer/length", "scorer/rm"}
+    assert set(read_frame(clean / "pairs.parquet", PAIRS)["scorer"]) == {"combined-weighted_sum"}
+
+    process = run_pipeline(config, resumed, env=prefect_server)
+    kill_after_first_shard(process, resumed / "scorers" / "rm" / "scores")
+    assert not (resumed / "scores.combined.parquet").exists()
+    finish(run_pipeline(config, resumed, env=prefect_server))
+
+    problems = []
+    for table in ("scorers/length/scores", "scorers/rm/scores", "scores.combined.parquet"):
+        problems += differences(resumed / table, clean / table, SCORES, key="response_id")
+    problems += differences(
+        resumed / "pairs.parquet", clean / "pairs.parquet", PAIRS, key="pair_id"
+    )
+    assert problems == []
+    rm = Manifest.read(resumed / "scorers" / "rm" / "scores.manifest.json").extra
+    assert 1 <= rm["shards_skipped"] < rm["shards"] == 8, rm
+    with (
+        temporary_settings(updates={PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}),
+        get_client(sync_client=True) as client,
+    ):
+        assert latest_states(client, ["score-length"]) == {"score-length": "Cached"}
