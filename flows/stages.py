@@ -125,8 +125,9 @@ class Stage:
 
 
 def loads_model(config: ScoreConfig) -> bool:
-    """A rule scorer holds no model: its own process would cost seconds and return no memory."""
-    return config.kind != "rule"
+    """A rule scorer or a served judge holds no model here: its own process would cost seconds
+    and return no memory."""
+    return config.kind not in ("rule", "llm_judge")
 
 
 def runs_lm_eval(config: LmEvalConfig) -> bool:

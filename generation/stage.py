@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from prefsmith.generation.backends import Backend, load_backend
 from prefsmith.generation.checkpoints import inference_folder
 from prefsmith.generation.render import render_or_reject, require_chat_template
-from prefsmith.generation.reuse import response_store, reusing_responses
+from prefsmith.generation.reuse import prefetch_new, response_store, reusing_responses
 from prefsmith.schemas.data_configs import GenerateConfig
 from prefsmith.schemas.errors import StageError
 from prefsmith.schemas.ids import content_hash, model_revision, response_id
@@ -265,16 +265,21 @@ def run_plan(
     lazy = LazyBackend(config, tokenizer=tokenizer)
     total = len(plan.kept) if only is None else sum(len(plan.shards[i]) for i in only)
     identity = plan.identity
-    work = reusing_responses(
-        lambda _, shard: (
-            shard_rows(shard, backend=lazy.get(), config=config, identity=identity) if shard else []
-        ),  # every prompt reused: the model is never loaded
-        store=response_store(
-            config, generator=identity.generator, max_context=identity.max_context
-        ),
-        records=reuse_records(plan.output),
-    )
+    store = response_store(config, generator=identity.generator, max_context=identity.max_context)
+
+    def compute(_: int, prompts: Sequence[RenderedPrompt]) -> list[dict[str, Any]]:
+        # every prompt reused: the model is never loaded
+        if not prompts:
+            return []
+        return shard_rows(prompts, backend=lazy.get(), config=config, identity=identity)
+
     try:
+        wanted = range(len(plan.shards)) if only is None else only
+        pending = [i for i in wanted if not plan.stored.is_done(i)]
+        fresh = prefetch_new(plan.shards, pending, store=store, compute=compute, config=config)
+        work = reusing_responses(
+            compute, store=store, records=reuse_records(plan.output), fresh=fresh
+        )
         with Progress(total=total, unit="prompt", desc="generate") as bar:
             return run_shards(
                 plan.shards,

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, SerializationInfo, field_serializer, model_validator
 
 from prefsmith.schemas.config_base import StrictModel
+from prefsmith.schemas.judge_config import JudgeConfig
 from prefsmith.schemas.secrets import redact_servers
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
@@ -119,7 +120,7 @@ class GenerateConfig(StrictModel):
 
 
 class ScoreConfig(StrictModel):
-    kind: Literal["reward_model", "armorm", "vllm_pooling", "rule"] = "reward_model"
+    kind: Literal["reward_model", "armorm", "vllm_pooling", "rule", "llm_judge"] = "reward_model"
     model: str | None = Field(None, description="reward-model folder (all kinds but 'rule')")
     rule: str | None = Field(
         None, description="rule scorer name (kind 'rule'): see prefsmith.scoring.rules"
@@ -134,6 +135,9 @@ class ScoreConfig(StrictModel):
         False, description="opt in per model to run its own code (ArmoRM runs natively without)"
     )
     shard_size: int = Field(1024, ge=1, description="responses per shard: the unit of resume")
+    judge: JudgeConfig | None = Field(
+        None, description="llm_judge: the served judge, its template and parsing"
+    )
     store: str | None = Field(
         None,
         description="incremental store folder (prefsmith.schemas.store): rows made before with "
@@ -144,6 +148,11 @@ class ScoreConfig(StrictModel):
     def _kind_needs(self) -> ScoreConfig:
         if self.kind == "rule" and not self.rule:
             raise ValueError("kind 'rule' needs rule: (e.g. exact_match, regex, length_target)")
+        if self.kind == "llm_judge" and (self.judge is None or not self.model):
+            raise ValueError(
+                "kind 'llm_judge' needs judge: {servers: [...]} and model: the judge's local "
+                "folder (its tokenizer and chat template render the request)"
+            )
         if self.kind != "rule" and not self.model:
             raise ValueError(f"kind {self.kind!r} needs model: a reward-model folder")
         return self

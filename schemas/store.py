@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,6 +121,7 @@ def reusing(
     keys: Callable[[Any], list[str]],
     subset: Callable[[Any, list[bool]], Any],
     row_key: Callable[[dict[str, Any]], str],
+    fresh: Collection[str] = (),
 ) -> Callable[[int, Any], list[dict[str, Any]]]:
     """A sharded stage's `work(index, shard)` that takes from `store` the rows of the shard's
     items it holds and calls `compute(index, subset(shard, missing))` for the rest only, adds
@@ -128,10 +129,12 @@ def reusing(
     key, `row_key(row)` a computed row's; rows come back in the shard's item order, as
     `compute` on the whole shard would return them. `compute` is called with an empty subset
     when every item is reused (a stage's per-shard side files still get written): it must load
-    no model for none. Without a store, `compute` itself."""
+    no model for none. Keys in `fresh` were computed by this run ahead of its shards (a batched
+    prefetch): found in the store, they count as computed. Without a store, `compute` itself."""
     if store is None:
         return compute
     loaded: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    fresh_keys = set(fresh)
     lock = threading.Lock()  # shard threads (OpenAI backend) share one loaded index
 
     def known() -> dict[str, list[dict[str, Any]]]:
@@ -143,14 +146,15 @@ def reusing(
     def work(index: int, shard: Any) -> list[dict[str, Any]]:
         item_keys, held = keys(shard), known()
         missing = [key not in held for key in item_keys]
-        fresh = compute(index, subset(shard, missing))
+        computed = compute(index, subset(shard, missing))
         groups: dict[str, list[dict[str, Any]]] = {}
-        for row in fresh:
+        for row in computed:
             groups.setdefault(row_key(row), []).append(row)
         store.put(groups)
         rows = {key: held[key] for key, miss in zip(item_keys, missing, strict=True) if not miss}
-        reused = sum(len(group) for group in rows.values())
-        write_reuse_record(records, index, reused=reused, computed=len(fresh))
+        ahead = sum(len(group) for key, group in rows.items() if key in fresh_keys)
+        reused = sum(len(group) for group in rows.values()) - ahead
+        write_reuse_record(records, index, reused=reused, computed=len(computed) + ahead)
         rows.update(groups)
         return [row for key in item_keys for row in rows.get(key, [])]
 

@@ -25,6 +25,8 @@ class ScoreRequest:
     response: str  # the raw completion text, never a rendered template
     metadata: dict[str, Any] = field(default_factory=dict)  # the prompt's parsed metadata JSON
     n_tokens: int | None = None  # completion tokens under the generator's tokenizer (None: unknown)
+    anchor_id: str | None = None  # the prompt's first sample (pairwise judges compare with it)
+    anchor: str | None = None  # its text
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,16 @@ from prefsmith.schemas.store import RowStore, reusing
 from prefsmith.schemas.tables import SCORES
 
 NOT_IN_NAMESPACE = {"model", "revision", "shard_size", "store"}
+JUDGE_NOT_IN_NAMESPACE = {"servers", "api_key_env", "request_timeout_s"}
 
 
 def scorer_namespace(config: ScoreConfig, *, model_stamp: str) -> str:
     """The hash of everything but the response that a score depends on."""
-    return content_hash([config.model_dump(mode="json", exclude=NOT_IN_NAMESPACE), model_stamp])
+    settings = config.model_dump(
+        mode="json",
+        exclude={**dict.fromkeys(NOT_IN_NAMESPACE, True), "judge": JUDGE_NOT_IN_NAMESPACE},
+    )
+    return content_hash([settings, model_stamp])
 
 
 def score_store(config: ScoreConfig, *, model_stamp: str) -> RowStore | None:
@@ -34,8 +39,12 @@ def score_store(config: ScoreConfig, *, model_stamp: str) -> RowStore | None:
     return RowStore(Path(config.store) / "scores" / namespace, SCORES)
 
 
-def response_key(response_id: str, response: str) -> str:
-    return content_hash([response_id, response])
+def response_key(response_id: str, response: str, anchor: str | None = None) -> str:
+    """A score's reuse key: the response, and for a pairwise judge the anchor it is judged
+    against (prefsmith.scoring.llm_judge)."""
+    return content_hash(
+        [response_id, response] if anchor is None else [response_id, response, anchor]
+    )
 
 
 def reusing_scores(
@@ -43,18 +52,15 @@ def reusing_scores(
     *,
     store: RowStore | None,
     records: Path,
-    texts: dict[str, str],
+    texts: dict[str, tuple[str, str | None]],
 ) -> Callable[[int, pl.DataFrame], list[dict[str, Any]]]:
     """`compute(index, shard)` (joined responses → score rows) that scores only the responses the
-    store lacks; `texts` maps response_id to the response text of this build."""
+    store lacks; `texts` maps response_id to (response text, anchor text or None) of this build."""
     return reusing(
         compute,
         store=store,
         records=records,
-        keys=lambda shard: [
-            response_key(rid, text)
-            for rid, text in zip(shard["response_id"], shard["response"], strict=True)
-        ],
+        keys=lambda shard: [response_key(rid, *texts[rid]) for rid in shard["response_id"]],
         subset=lambda shard, keep: shard.filter(pl.Series(keep, dtype=pl.Boolean)),
-        row_key=lambda row: response_key(row["response_id"], texts[row["response_id"]]),
+        row_key=lambda row: response_key(row["response_id"], *texts[row["response_id"]]),
     )

@@ -28,7 +28,6 @@ a folder without a plan are removed first, with a logged reason.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -61,6 +60,7 @@ from prefsmith.schemas.shard_plan import ShardPlan, settle_plan
 from prefsmith.schemas.store import reuse_counts, reuse_records
 from prefsmith.schemas.tables import PROMPTS, QUARANTINE, RESPONSES, SCORES
 from prefsmith.scoring.batching import Outcome, Scored, ScoreRequest
+from prefsmith.scoring.requests import join_responses, score_texts, to_item
 from prefsmith.scoring.reuse import reusing_scores, score_store
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,10 @@ def check_scorer(config: ScoreConfig) -> None:
         from prefsmith.scoring.rules import get_rule
 
         get_rule(str(config.rule), params=config.params)
+    elif config.kind == "llm_judge":
+        from prefsmith.scoring.llm_judge import check_judge
+
+        check_judge(config)
     elif config.kind == "armorm":
         from prefsmith.scoring.armorm import check_armorm
 
@@ -113,6 +117,10 @@ def make_scorer(config: ScoreConfig) -> Scorer:
         from prefsmith.scoring.armorm import load_armorm
 
         return load_armorm(config)
+    if config.kind == "llm_judge":
+        from prefsmith.scoring.llm_judge import JudgeScorer
+
+        return JudgeScorer(config)
     if config.kind == "vllm_pooling":
         from prefsmith.scoring.vllm_pooling import VllmPoolingScorer
 
@@ -138,55 +146,6 @@ class LazyScorer:
         if self.scorer is not None:
             self.scorer.close()
             self.scorer = None
-
-
-def join_responses(responses: pl.DataFrame, prompts: pl.DataFrame) -> pl.DataFrame:
-    """Responses in response_id order with their prompt's messages and metadata (left join on id).
-
-    `_known` is null where the prompt_id is not in the prompts table; `_first` is false for a
-    repeated response_id.
-    """
-    known = (
-        prompts.select("prompt_id", "messages", "metadata")
-        .unique("prompt_id", keep="first", maintain_order=True)
-        .with_columns(pl.lit(True).alias("_known"))
-    )
-    ordered = responses.sort("response_id", maintain_order=True)
-    ordered = ordered.with_columns(pl.col("response_id").is_first_distinct().alias("_first"))
-    return ordered.join(known, on="prompt_id", how="left", maintain_order="left")
-
-
-def _metadata(raw: str | None) -> dict[str, Any]:
-    try:
-        value = json.loads(raw) if raw else {}
-    except json.JSONDecodeError:
-        logger.warning("prompt metadata is not valid JSON; treated as empty: %.80s", raw)
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def to_item(row: dict[str, Any]) -> ScoreRequest | Rejected:
-    """One joined row as a request, or as a Rejected when it cannot be scored at all."""
-    rid, pid = row["response_id"], row["prompt_id"]
-    if not row["_first"]:
-        return Rejected(rid, "duplicate_response_id", "response_id seen before; first kept")
-    if not row["_known"]:
-        return Rejected(
-            rid,
-            "unknown_prompt",
-            f"prompt_id {pid!r} is not in the prompts table",
-            row["response"] or "",
-        )
-    if row["response"] is None:
-        return Rejected(rid, "missing_response", "response text is null")
-    return ScoreRequest(
-        rid,
-        pid,
-        list(row["messages"]),
-        row["response"],
-        _metadata(row["metadata"]),
-        row["n_tokens"],
-    )
 
 
 def score_row(request: ScoreRequest, scored: Scored, scorer: str) -> dict[str, Any]:
@@ -284,7 +243,7 @@ def run_plan(
         ),
         store=score_store(config, model_stamp=model_stamp(config)),
         records=reuse_records(Path(out_dir) / "scores"),
-        texts=dict(zip(plan.joined["response_id"], plan.joined["response"], strict=True)),
+        texts=score_texts(plan.joined, config),
     )
     total = plan.joined.height if only is None else sum(plan.shards[i].height for i in only)
     try:
@@ -368,6 +327,10 @@ def _finish(
     facts["response_tokens_total"] = sum(int(pc.sum(c).as_py() or 0) for c in n_tokens)
     facts.update(reuse_counts(reuse_records(out_dir / "scores"), len(paths), rows=rows_out))
     dropped = count_reasons(quarantine.column("reason").to_pylist())
+    if config.kind == "llm_judge" and config.judge.mode == "pairwise":
+        from prefsmith.scoring.llm_judge import judge_facts
+
+        facts["judge"] = judge_facts(paths, quarantined=dropped.get("unparseable_judgement", 0))
     manifest = Manifest(
         stage=STAGE,
         unit="response",
