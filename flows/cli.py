@@ -11,13 +11,13 @@ import functools
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from prefsmith.flows.cli_checks import parquet_arguments, stage_checks
+from prefsmith.flows.cli_checks import parquet_arguments, stage_checks, stage_config
 from prefsmith.flows.cli_flags import plain_flags
 from prefsmith.flows.prefect_setup import prefect_server_errors
 from prefsmith.schemas.config_base import StrictModel, parse_config, read_yaml
@@ -41,7 +41,6 @@ app = typer.Typer(
 )
 plain_flags()
 console = Console(stderr=True)
-M = TypeVar("M", bound=StrictModel)
 
 ConfigOpt = Annotated[
     Path | None,
@@ -84,15 +83,6 @@ def friendly_errors(command: Callable) -> Callable:
             raise typer.Exit(code=2) from None
 
     return wrapper
-
-
-def stage_config(model: type[M], config_path: Path | None, section: str, /, **overrides) -> M:
-    """Load `section` of a YAML file (or the whole file if it has no such key), then overrides."""
-    data = read_yaml(config_path) if config_path else {}
-    if section in data and isinstance(data[section], dict):
-        data = data[section]
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return parse_config(model, data, section=section)
 
 
 def report(result) -> None:
@@ -206,12 +196,15 @@ def score(
     out: OutOpt,
     config: ConfigOpt = None,
     model: Annotated[str | None, typer.Option(help=field_help(ScoreConfig, "model"))] = None,
+    scorer: Annotated[
+        str | None, typer.Option(help="which one, where score: lists several")
+    ] = None,
 ) -> None:
-    """Score every response with a reward model, ArmoRM, vLLM pooling or a rule; resumable."""
+    """Score every response: a reward model, ArmoRM, vLLM pooling, a rule or an LLM judge."""
     from prefsmith.schemas.data_configs import ScoreConfig
     from prefsmith.scoring.stage import score as run
 
-    cfg = stage_config(ScoreConfig, config, "score", model=model)
+    cfg = stage_config(ScoreConfig, config, "score", pick=scorer, model=model)
     stage_checks(out=out, models=(cfg.model,))
     report(run({"responses": responses, "prompts": prompts_table}, config=cfg, out_dir=out))
 
