@@ -72,6 +72,16 @@ def headline(report: dict) -> str:
         )
     if (lm := report.get("lm_eval")) and lm["status"] != "not_requested":
         lines.append(lm["message"])
+    if judge := report.get("judge"):
+        others = [r for r in report.get("by_scorer") or [] if r["scorer"] != judge["name"]]
+        lines.append(
+            f"judged by {judge['name']}"
+            + "".join(
+                f"; {r['scorer']}: {r['rate']:.1%} ({r['low']:.1%}–{r['high']:.1%})" for r in others
+            )
+        )
+        if judge["warning"]:
+            lines.append(f"warning: {judge['warning']}")
     return "\n".join(lines)
 
 

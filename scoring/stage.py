@@ -331,6 +331,12 @@ def _finish(
         from prefsmith.scoring.llm_judge import judge_facts
 
         facts["judge"] = judge_facts(paths, quarantined=dropped.get("unparseable_judgement", 0))
+        rate = facts["judge"]["first_position_rate"]
+        logger.info(
+            "score: the judge preferred the first reply in %s of its pairwise verdicts "
+            "(0.5: no position bias; both orders asked, so scores cancel it)",
+            "none" if rate is None else f"{rate:.1%}",
+        )
     manifest = Manifest(
         stage=STAGE,
         unit="response",

@@ -338,6 +338,7 @@ def pipeline_config(tiny, tmp_path_factory) -> Path:
         "out_dir": str(root / "runs"),
         "heldout_fraction": 0.25,
         "isolate_stages": False,
+        "reuse": False,  # trials must recompute what they resume, not take it from the store
         "prompts": {"path": str(write_prompts(root / "prompts.jsonl", 8))},
         **{name: sections[name] for name in ("generate", "score", "pairs")},
         "train": {**sections["train"], "max_steps": PIPELINE_STEPS, "save_steps": 2},

@@ -32,6 +32,7 @@ def rounds_yaml(pipeline_yaml, policy: Path) -> Path:
         "train": tiny_train(policy, steps=STEPS),
         "evaluate": {"sampling": {"n": 2, "temperature": 1.0, "max_new_tokens": 8}, "n_boot": 100},
         "rounds": {"count": 2},
+        "reuse": False,  # the clean build's rows in the store would make the resumed one instant
     }
     return pipeline_yaml("rounds", n_prompts=12, **overrides)
 

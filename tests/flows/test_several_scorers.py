@@ -23,7 +23,8 @@ def scorers_yaml(pipeline_yaml, tiny):
         {"name": "rm", "kind": "reward_model", "model": str(tiny.reward_model), "shard_size": 2},
     ]
     combine = {"method": "weighted_sum", "weights": {"length": 1.0, "rm": 0.5}}
-    return pipeline_yaml("scorers", n_prompts=8, score=score, combine=combine)
+    # reuse: false: the clean build's rows in the store would make the resumed one instant
+    return pipeline_yaml("scorers", n_prompts=8, score=score, combine=combine, reuse=False)
 
 
 def test_two_scorers_resume_after_a_kill_to_the_uninterrupted_tables(
