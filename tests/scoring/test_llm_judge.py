@@ -117,14 +117,15 @@ def test_pairwise_judge_on_a_real_server_asks_both_orders_and_measures_position_
         assert values["first_preferred"] == (ab + (1 - ba)) / 2
         judged.append(values["first_preferred"])
     facts = manifest.extra["judge"]
-    assert judged and facts["pairwise_judged"] == len(judged)
+    # the tiny judge reads some replies and not others (5 and 3 of 8 here): both paths ran
+    assert judged and manifest.dropped.get("unparseable_judgement", 0) >= 1
+    assert facts["pairwise_judged"] == len(judged)
     assert facts["first_position_rate"] == pytest.approx(sum(judged) / len(judged))
     quarantine = read_frame(result.quarantine, QUARANTINE)
     assert quarantine.height == manifest.dropped.get("unparseable_judgement", 0)
     for raw in quarantine["raw"]:
         replies = re.findall(r"response as [AB]: '(.*)'", raw)
         assert len(replies) == 2 and not all(re.search(PATTERN, r) for r in replies)
-    print("judged", len(judged), "quarantined", quarantine.height, "bias", facts)
 
 
 def fake_judge(reply_for, tokenizer):
