@@ -51,8 +51,10 @@ def by_scorer(
     sides have: {scorer, rate, low, high, n, training_scorer}."""
     rows = []
     for name, sides in tables.items():
-        paired = prompt_means(sides["tuned"]).join(
-            prompt_means(sides["base"]), on="prompt_id", suffix="_base"
+        paired = (  # sorted: group_by's order is not stable, and the bootstrap draws by position
+            prompt_means(sides["tuned"])
+            .join(prompt_means(sides["base"]), on="prompt_id", suffix="_base")
+            .sort("prompt_id")
         )
         result = win_rate(
             paired["score"].to_numpy(),

@@ -92,7 +92,7 @@ class Stage:
     reads: tuple[str, ...]
     writes: tuple[str, ...]
     optional: tuple[str, ...] = ()  # inputs it can run without
-    many: tuple[str, ...] = ()  # families of inputs named `<family>:<name>`, one or more each
+    many: tuple[str, ...] = ()  # families of inputs named `<family>:<name>` (any number)
     shards: Shards | None = None
     isolate: Callable[[Any], bool] = never  # whether, with this config, it needs its own process
     retry: bool = False  # retried on transient faults only
@@ -108,11 +108,6 @@ class Stage:
         given = {name for name, path in inputs.items() if path is not None}
         families = {name for name in given if name.partition(":")[0] in self.many and ":" in name}
         missing = sorted(set(self.reads) - given)
-        missing += [
-            f"{family}:<name>"
-            for family in self.many
-            if not any(name.startswith(f"{family}:") for name in families)
-        ]
         unknown = sorted(given - families - set(self.reads) - set(self.optional))
         if missing or unknown:
             raise ConfigError(

@@ -87,3 +87,20 @@ def test_report_warns_when_the_judge_built_the_pairs(tmp_path):
     assert f"> Warning: {TRAINING_JUDGE_WARNING}" in md
     html = (result.output.parent / "eval_report.html").read_text()
     assert "judge-warning" in html and "a training scorer" in html
+
+
+def test_win_rates_by_scorer_do_not_depend_on_row_order(tmp_path):
+    """The bootstrap draws prompts by position: the per-scorer table must sort them first."""
+    from prefsmith.evaluation.judges import by_scorer
+
+    data, _, (tuned, base, _) = report(tmp_path, judge_is_training=False)
+    shuffled = {}
+    for side, path in (("tuned", tuned[0]), ("base", base[0])):
+        frame = read_frame(path, SCORES).sample(fraction=1.0, shuffle=True, seed=7)
+        shuffled[side] = write_table(frame, tmp_path / f"{side}_shuffled.parquet", SCORES)
+    config = CompareConfig(n_boot=200)
+    (row,) = by_scorer({"rule": shuffled}, config=config)
+    want = next(r for r in data["by_scorer"] if r["scorer"] == "rule")
+    assert {k: row[k] for k in ("rate", "low", "high", "n")} == {
+        k: want[k] for k in ("rate", "low", "high", "n")
+    }

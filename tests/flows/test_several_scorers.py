@@ -61,3 +61,39 @@ def test_two_scorers_resume_after_a_kill_to_the_uninterrupted_tables(
         get_client(sync_client=True) as client,
     ):
         assert latest_states(client, ["score-length"]) == {"score-length": "Cached"}
+
+
+def test_evaluation_is_judged_by_the_scorer_that_built_no_pairs(
+    tiny, pipeline_yaml, prefect_server, tmp_path
+):
+    """Pairs from the reward model alone (`single`); the length rule, which built none, judges
+    the tuned policy, and the report shows both scorers' win rates on the same samples."""
+    import json
+
+    from flow_oracle import tiny_train
+
+    score = [
+        {"name": "length", "kind": "rule", "rule": "length_target", "params": {"target": 5}},
+        {"name": "rm", "kind": "reward_model", "model": str(tiny.reward_model)},
+    ]
+    config = pipeline_yaml(
+        "judged",
+        n_prompts=8,
+        heldout_fraction=0.25,
+        isolate_stages=False,
+        score=score,
+        combine={"method": "single", "scorer": "rm"},
+        train=tiny_train(tiny.policy, steps=2),
+        evaluate={"sampling": {"n": 2, "temperature": 1.0, "max_new_tokens": 8}, "n_boot": 100},
+    )
+    run = tmp_path / "run"
+    finish(run_pipeline(config, run, env=prefect_server))
+    report = json.loads((run / "eval" / "eval_report.json").read_text())
+    assert report["judge"] == {"name": "length", "training_scorer": False, "warning": None}
+    rows = {row["scorer"]: row for row in report["by_scorer"]}
+    assert set(rows) == {"length", "rm"} and rows["rm"]["training_scorer"]
+    assert rows["length"]["rate"] == report["win_rate"]["rate"]
+    judged = read_frame(run / "eval" / "tuned" / "scores", SCORES)
+    assert set(judged["scorer"]) == {"length"}  # the headline's scores are the judge's
+    other = read_frame(run / "eval" / "tuned" / "scorers" / "rm" / "scores", SCORES)
+    assert other.height == judged.height

@@ -77,6 +77,13 @@ def test_inputs_are_checked_by_name_in_one_line():
     compare = get_stage("compare")
     base = {k: "x" for k in compare.reads}
     assert set(compare.check_inputs({**base, "kl": None})) == set(compare.reads)  # optional
+    combine = get_stage("combine")  # a family: scores:<scorer name>, any number of them
+    assert set(combine.check_inputs({"scores:rm": "a", "scores:rule": "b"})) == {
+        "scores:rm",
+        "scores:rule",
+    }
+    with pytest.raises(ConfigError, match="reads scores:<name>; unknown: scores"):
+        combine.check_inputs({"scores": "a"})
     with pytest.raises(ConfigError, match="unknown stage 'trian'"):
         get_stage("trian")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from prefsmith.inspection import page as pg
 
 REPO = Path(__file__).resolve().parents[2]
-TEMPLATES = ("base.html.j2", "inspect.html.j2", "eval.html.j2")
+TEMPLATES = ("base.html.j2", "inspect.html.j2", "eval.html.j2", "rounds.html.j2")
 
 
 def test_templates_load_as_package_resources_and_are_package_data():
