@@ -143,6 +143,9 @@ def _drive_charts(driver, path, *, bar: int, point: int) -> dict:
     from selenium.webdriver.common.by import By
 
     driver.get(path.as_uri())
+    # plotly draws after the page loads: on a loaded machine the bars are not there at once
+    drawn = "return document.querySelectorAll('#pair-hist .trace.bars .point path').length > 0;"
+    wait_for(driver, drawn, timeout=15.0)
     bars = driver.find_elements(By.CSS_SELECTOR, "#pair-hist .trace.bars")[0]
     target = bars.find_elements(By.CSS_SELECTOR, ".point path")[bar]
     label = hover_text(driver, target, chart="#pair-hist")
