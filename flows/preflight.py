@@ -12,7 +12,7 @@ config names on disk, reading small JSON files only (no torch, no vLLM, no weigh
 | other files      | train.launch.hostfile, train.resume (a path)                              |
 | out_dir          | the folder (or its nearest existing parent) is a writable folder          |
 
-The model folders are generate.model (not with the openai backend, nor `latest`), score.model and
+The model folders are generate.model (not with the openai backend, nor `latest`), score.model (not an llm_judge's) and
 evaluate.scorer.model (when the scorer loads one), train.policy and reference.model. Checks run
 on the raw YAML mapping as far as it has the right shape, so a config with an unknown key and a
 missing file reports both.
@@ -141,7 +141,10 @@ def model_folders(data: dict[str, Any]) -> list[tuple[str, str]]:
     if not elsewhere and _string(generate, "model"):
         found.append(("generate.model", generate["model"]))
     for where, scorer in _scorers(data):
-        if scorer.get("kind", "reward_model") != "rule" and _string(scorer, "model"):
+        # a rule loads no model; a served judge's folder needs only its tokenizer, not weights
+        if scorer.get("kind", "reward_model") not in ("rule", "llm_judge") and _string(
+            scorer, "model"
+        ):
             found.append((f"{where}.model", scorer["model"]))
     if _string(_section(data, "train"), "policy"):
         found.append(("train.policy", data["train"]["policy"]))
