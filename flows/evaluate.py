@@ -1,10 +1,11 @@
-"""The evaluate flow: base and tuned policies sample the held-out prompts, the judge scores
-both (prefsmith.schemas.pipeline_config.PipelineConfig.judges: a scorer that did not build the
-pairs when one is configured) and so does every other configured scorer, for the report's win
-rate by scorer (prefsmith.evaluation.judges); held-out pairs from the base samples measure the tuned policy's implicit-reward accuracy;
-the tuned samples give a KL(tuned ‖ reference) estimate; an optional lm-eval hook runs; the
-compare stage writes the JSON, markdown and HTML reports. Each stage is called by its registry
-name and labelled by side in the Prefect UI (`generate-base`, `score-tuned`, ...).
+"""The evaluate flow: base and tuned policies sample the held-out prompts; the judge scores
+both (PipelineConfig.judges: a scorer that did not build the pairs when one is configured), and
+so does every other configured scorer, for the report's win rate by scorer
+(prefsmith.evaluation.judges). Held-out pairs from the base samples measure the tuned policy's
+implicit-reward accuracy; the tuned samples give a KL(tuned ‖ reference) estimate; an optional
+lm-eval hook runs; the compare stage writes the JSON, markdown and HTML reports. Each stage is
+called by its registry name and labelled by side in the Prefect UI (`generate-base`,
+`score-tuned`, `score-tuned-<scorer>`, ...).
 """
 
 from __future__ import annotations
