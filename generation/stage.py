@@ -276,9 +276,11 @@ def run_plan(
     try:
         wanted = range(len(plan.shards)) if only is None else only
         pending = [i for i in wanted if not plan.stored.is_done(i)]
-        fresh = prefetch_new(plan.shards, pending, store=store, compute=compute, config=config)
+        fresh, index = prefetch_new(
+            plan.shards, pending, store=store, compute=compute, config=config
+        )
         work = reusing_responses(
-            compute, store=store, records=reuse_records(plan.output), fresh=fresh
+            compute, store=store, records=reuse_records(plan.output), fresh=fresh, index=index
         )
         with Progress(total=total, unit="prompt", desc="generate") as bar:
             return run_shards(

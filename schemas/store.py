@@ -122,6 +122,7 @@ def reusing(
     subset: Callable[[Any, list[bool]], Any],
     row_key: Callable[[dict[str, Any]], str],
     fresh: Collection[str] = (),
+    index: dict[str, list[dict[str, Any]]] | None = None,
 ) -> Callable[[int, Any], list[dict[str, Any]]]:
     """A sharded stage's `work(index, shard)` that takes from `store` the rows of the shard's
     items it holds and calls `compute(index, subset(shard, missing))` for the rest only, adds
@@ -130,10 +131,11 @@ def reusing(
     `compute` on the whole shard would return them. `compute` is called with an empty subset
     when every item is reused (a stage's per-shard side files still get written): it must load
     no model for none. Keys in `fresh` were computed by this run ahead of its shards (a batched
-    prefetch): found in the store, they count as computed. Without a store, `compute` itself."""
+    prefetch): found in the store, they count as computed. `index`: the store's rows, already
+    read (else read at the first shard). Without a store, `compute` itself."""
     if store is None:
         return compute
-    loaded: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    loaded: dict[str, dict[str, list[dict[str, Any]]]] = {} if index is None else {"index": index}
     fresh_keys = set(fresh)
     lock = threading.Lock()  # shard threads (OpenAI backend) share one loaded index
 
