@@ -34,24 +34,30 @@ def finish(process: subprocess.Popen, *, timeout_s: float = 240) -> str:
 
 
 def kill_after_first_shard(
-    process: subprocess.Popen, shards: Path, *, timeout_s: float = 180, at_least: int = 1
+    process: subprocess.Popen,
+    shards: Path,
+    *,
+    timeout_s: float = 180,
+    at_least: int = 1,
+    pattern: str = "shard-*.parquet",
 ) -> int:
-    """SIGKILL the flow process (only it) as soon as `at_least` response shards exist; return the
-    number of shards once its isolated generate process had time to notice (it must die too)."""
+    """SIGKILL the flow process (only it) as soon as `at_least` files matching `pattern` (response
+    shards, unless told) exist in `shards`; return their number once its isolated stage process
+    had time to notice (it must die too)."""
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline and process.poll() is None:
-            if len(list(shards.glob("shard-*.parquet"))) >= at_least:
+            if len(list(shards.glob(pattern))) >= at_least:
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait()
                 time.sleep(0.5)
-                seen = len(list(shards.glob("shard-*.parquet")))
-                time.sleep(3)  # an orphaned generate process would write more shards meanwhile
-                assert len(list(shards.glob("shard-*.parquet"))) == seen, "stage outlived the flow"
+                seen = len(list(shards.glob(pattern)))
+                time.sleep(3)  # an orphaned stage process would write more files meanwhile
+                assert len(list(shards.glob(pattern))) == seen, "stage outlived the flow"
                 return seen
             time.sleep(0.02)
         raise AssertionError(
-            f"no response shard within {timeout_s} s: {process.communicate()[0][-3000:]}"
+            f"no {pattern} within {timeout_s} s: {process.communicate()[0][-3000:]}"
         )
     finally:
         try:  # whatever this test started in that process group
