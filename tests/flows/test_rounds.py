@@ -120,3 +120,43 @@ def test_two_rounds_killed_in_round_two_resume_to_the_uninterrupted_build(
     first_round = flow_task_states(prefect_server, f"{resumed.name}-round-1")
     assert first_round["generate"] == first_round["score"] == {"Cached"}, first_round
     assert flow_task_states(prefect_server, f"{resumed.name}-round-2")["generate"] == {"Completed"}
+
+
+def test_two_rounds_with_a_lora_adapter_chain_through_merged_checkpoints(
+    tiny, pipeline_yaml, prefect_server, tmp_path
+):
+    """With `train.adapter`, round 1 saves a LoRA adapter over the base; round 2 samples from
+    round 1's merged model (its revision in every response row), trains a fresh adapter over it
+    (the adapter's base is round 1's merged folder), is evaluated from its own merged model, and
+    the rounds table compares it with round 1."""
+    train = {**tiny_train(tiny.policy, steps=STEPS), "adapter": {"r": 4, "alpha": 8}}
+    overrides = {"heldout_fraction": 0.25, "isolate_stages": False, "train": train}
+    overrides |= {"rounds": {"count": 2}, "reuse": False}
+    overrides["evaluate"] = {"sampling": {"n": 2, "max_new_tokens": 8}, "n_boot": 100}
+    build = tmp_path / "build"
+    finish(
+        run_pipeline(pipeline_yaml("lora", n_prompts=12, **overrides), build, env=prefect_server),
+        timeout_s=600,
+    )
+
+    first, second = (build / f"round-{t}" / "checkpoint" / "final" for t in (1, 2))
+    bases = [json.loads((f / "adapter_config.json").read_text()) for f in (first, second)]
+    assert [b["base_model_name_or_path"] for b in bases] == [
+        str(tiny.policy),
+        str(first / "merged"),
+    ]
+    responses = read_table(build / "round-2" / "responses", RESPONSES)
+    assert set(responses["generator"].to_pylist()) == {f"merged@{model_revision(first / 'merged')}"}
+    train_manifest = Manifest.read(build / "round-2" / "checkpoint" / "final.manifest.json")
+    assert train_manifest.config["policy"] == str(first / "merged")
+    assert model_revision(second / "merged") != model_revision(first / "merged")
+    rows = json.loads((build / "rounds.json").read_text())["rounds"]
+    vs_previous = json.loads(
+        (build / "round-2" / "eval" / "vs-previous" / "eval_report.json").read_text()
+    )
+    assert rows[1]["win_vs_previous"]["rate"] == vs_previous["win_rate"]["rate"]
+    assert vs_previous["win_rate"]["n"] > 0
+    evaluated = read_table(build / "round-2" / "eval" / "tuned" / "responses", RESPONSES)
+    assert set(evaluated["generator"].to_pylist()) == {
+        f"merged@{model_revision(second / 'merged')}"
+    }
