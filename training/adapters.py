@@ -9,10 +9,11 @@ plain model folder), is `prefsmith.generation.checkpoints`.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from prefsmith.schemas.errors import ConfigError
-from prefsmith.schemas.train_configs import AdapterConfig
+from prefsmith.schemas.train_configs import AdapterConfig, TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -30,13 +31,18 @@ def lora_config(adapter: AdapterConfig):
     )
 
 
-def with_adapter(model, adapter: AdapterConfig):
-    """`model` (frozen) with a fresh LoRA adapter; only the adapter's weights train."""
+def with_adapter(model, adapter: AdapterConfig, *, seed: int):
+    """`model` (frozen) with a fresh LoRA adapter; only the adapter's weights train. Its A
+    matrices are drawn from `seed`: HF Trainer seeds only after the model exists, and what ran
+    before (a DeepSpeed engine's set-up) would otherwise decide the draw."""
+    import torch
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     if adapter.load_in_4bit:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    model = get_peft_model(model, lora_config(adapter))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = get_peft_model(model, lora_config(adapter))
     trainable, total = model.get_nb_trainable_parameters()
     logger.info(
         "adapter: %d of %d parameters train (%.2f%%)", trainable, total, 100 * trainable / total
@@ -67,6 +73,27 @@ def quantization_config(adapter: AdapterConfig | None):
     return BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
     )
+
+
+def base_is_reference(config: TrainConfig, *, pairs: Path, has_reference: bool) -> bool:
+    """An adapter run on pairs without reference log-probs whose loss needs them: they come from
+    the policy's own base, adapter disabled (add_base_reference). Refused under ZeRO-3 in one
+    line: its weights are partitioned at load, so no rank holds the base for that pass; call
+    once the TrainingArguments exist (they switch ZeRO-3 on)."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    from prefsmith.training.losses import needs_reference
+
+    wanted = any(needs_reference(name, **params) for name, _, params in config.terms())
+    if not (config.adapter is not None and not has_reference and wanted):
+        return False
+    if is_deepspeed_zero3_enabled():
+        raise ConfigError(
+            f"{pairs}: no reference log-probs, and a LoRA run under ZeRO-3 cannot take them from "
+            "its partitioned base; run the reference stage first (prefsmith reference) or use "
+            "deepspeed: zero2"
+        )
+    return True
 
 
 def add_base_reference(model, examples: list[dict[str, Any]], *, pad_id: int) -> None:

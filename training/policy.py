@@ -29,7 +29,7 @@ def load_policy(config: TrainConfig):
     )
     check_tokenizer_model(tokenizer, model.config, model_name=config.policy)
     if config.adapter is not None:
-        model = with_adapter(model, config.adapter)
+        model = with_adapter(model, config.adapter, seed=config.seed)
         if config.gradient_checkpointing:  # the frozen embeddings give no grad to recompute from
             model.enable_input_require_grads()
     return tokenizer, model

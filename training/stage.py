@@ -46,6 +46,7 @@ from prefsmith.schemas.manifest import (
 )
 from prefsmith.schemas.quarantine import Rejected, write_quarantine
 from prefsmith.schemas.train_configs import TrainConfig
+from prefsmith.training.adapters import add_base_reference, base_is_reference
 from prefsmith.training.checkpoints import is_finished, restore_finished, resume_checkpoint
 from prefsmith.training.guards import warn_if_loss_cannot_move
 from prefsmith.training.pair_examples import build_examples, read_pairs
@@ -247,6 +248,7 @@ def train(inputs: Inputs, *, config: TrainConfig, out_dir: str | Path) -> StageR
     rows, has_reference = read_pairs(pairs, config=config)
     args = training_arguments(config, out_dir=out_dir)  # first: lets ZeRO-3 partition at load
     global_batch = log_global_batch(args.world_size, config=config)
+    base_reference = base_is_reference(config, pairs=pairs, has_reference=has_reference)
     tokenizer, model = load_policy(config)
     examples, rejected = build_examples(
         rows, tokenizer=tokenizer, config=config, pairs=pairs, has_reference=has_reference
@@ -257,9 +259,7 @@ def train(inputs: Inputs, *, config: TrainConfig, out_dir: str | Path) -> StageR
             f"{pairs}: no pair left to train on ({count_reasons([r.reason for r in rejected])})"
         )
     reference = "pairs table" if has_reference else "none"
-    if base_is_reference(config, has_reference=has_reference):
-        from prefsmith.training.adapters import add_base_reference
-
+    if base_reference:
         add_base_reference(model, examples, pad_id=pad_token_id(tokenizer))
         reference = "base, adapter disabled"
     trainer = make_trainer(
@@ -278,15 +278,6 @@ def train(inputs: Inputs, *, config: TrainConfig, out_dir: str | Path) -> StageR
         rejected=rejected,
         start=start,
     )
-
-
-def base_is_reference(config: TrainConfig, *, has_reference: bool) -> bool:
-    """An adapter run on pairs without reference log-probs whose loss needs them: they come from
-    the policy's own base, adapter disabled (prefsmith.training.adapters.add_base_reference)."""
-    from prefsmith.training.losses import needs_reference
-
-    wanted = any(needs_reference(name, **params) for name, _, params in config.terms())
-    return config.adapter is not None and not has_reference and wanted
 
 
 def _train_or_restore(trainer, config: TrainConfig, out_dir: Path) -> dict[str, Any]:

@@ -71,7 +71,7 @@ def _sequence_logps(model, examples, pad_id) -> torch.Tensor:
 
 def _random_adapter(model):
     """An adapter whose update is not zero (peft starts B at 0: base + adapter == base)."""
-    wrapped = with_adapter(model, AdapterConfig(**LORA))
+    wrapped = with_adapter(model, AdapterConfig(**LORA), seed=0)
     with torch.no_grad():
         for name, param in wrapped.named_parameters():
             if "lora_B" in name:

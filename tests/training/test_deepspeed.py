@@ -33,7 +33,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _run(pairs, policy, out, *, deepspeed: str | None, more: tuple[str, ...] = ()) -> dict:
+def _run(
+    pairs, policy, out, *, deepspeed: str | None, more: tuple[str, ...] = (), check: bool = True
+):
+    """The stage's summary (`check`), else the finished process, whatever its exit code."""
     lines = [
         f"policy: {policy}",
         "max_length: 128",
@@ -71,6 +74,8 @@ def _run(pairs, policy, out, *, deepspeed: str | None, more: tuple[str, ...] = (
         str(out),
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    if not check:
+        return done
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((out / "final" / "prefsmith_train.json").read_text())
 
@@ -128,3 +133,53 @@ def test_zero2_resume_of_a_finished_run_takes_no_step(tiny, baseline):
     assert first["global_step"] == again["global_step"] == 4
     resumed = _params(out)
     assert max((resumed[k] - weights[k]).abs().max().item() for k in weights) == 0.0
+
+
+def _adapter(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "final" / "adapter_model.safetensors"))
+
+
+LORA = ("adapter: {r: 4, alpha: 8}",)
+
+
+@pytest.fixture(scope="module")
+def plain_lora(tiny, baseline):
+    root = baseline[0]
+    return _run(root / "pairs.parquet", tiny.policy, root / "lora-plain", deepspeed=None, more=LORA)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["zero2", "zero3"])
+def test_lora_under_zero_trains_like_the_plain_lora_run(tiny, baseline, plain_lora, preset):
+    """A LoRA adapter under DeepSpeed: the same losses and adapter weights as the plain LoRA run
+    (which takes its reference from the base, adapter disabled), and `final/` holds the adapter
+    alone. ZeRO-2 also takes the reference that way; ZeRO-3, whose base is partitioned, trains
+    on the reference stage's pairs (the same base log-probs)."""
+    root, pairs_ref, _ = baseline
+    pairs = root / "pairs.parquet" if preset == "zero2" else pairs_ref
+    out = root / f"lora-{preset}"
+    summary = _run(pairs, tiny.policy, out, deepspeed=preset, more=LORA)
+    losses = [e["loss"] for e in summary["log_history"] if "loss" in e]
+    plain_losses = [e["loss"] for e in plain_lora["log_history"] if "loss" in e]
+    assert len(losses) == 4 and losses[-1] < losses[0] - 0.01, losses
+    assert losses == pytest.approx(plain_losses, abs=1e-4)
+    ours, reference = _adapter(out), _adapter(root / "lora-plain")
+    assert ours.keys() == reference.keys() and all("lora_" in k for k in ours)
+    assert not (out / "final" / "model.safetensors").exists()
+    worst = max((ours[k] - reference[k]).abs().max().item() for k in ours)
+    print(f"lora {preset}: losses {losses}, max |adapter - plain run| {worst:.2e}")
+    assert worst <= TOLERANCE[preset]
+
+
+@pytest.mark.slow
+def test_lora_under_zero3_without_reference_stops_in_one_line(tiny, baseline, tmp_path):
+    root = baseline[0]
+    done = _run(
+        root / "pairs.parquet", tiny.policy, tmp_path, deepspeed="zero3", more=LORA, check=False
+    )
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]
+    assert "ZeRO-3" in lines[0] and "deepspeed: zero2" in lines[0]
+    assert not (tmp_path / "final").exists()
