@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/train_vs_trl.py [--size tiny|large] [--reps 5] [--epochs 2]
         [--threads N] [--sides ours ours-packed ours-lora ours-concat trl] [--root DIR]
-        [--out benchmarks/results]
+        [--gradient-checkpointing] [--out benchmarks/results]
 
-Results: `results/train_vs_trl[_<size>][_<threads>threads].md` and `.json` beside it.
+Results: `results/train_vs_trl[_<size>][_<threads>threads][_gc].md` and `.json` beside it.
+`--gradient-checkpointing` turns it on for every side (TRL's default; prefsmith's is off).
 
 Not part of the test suite (minutes of CPU). Setup (built once under --root, by
 `train_vs_trl_setup.py` beside this script):
@@ -70,7 +71,7 @@ def _rss() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _config(model_dir: Path, epochs: int, side: str):
+def _config(model_dir: Path, epochs: int, side: str, checkpointing: bool = False):
     from prefsmith.schemas.config_base import parse_config
     from prefsmith.schemas.train_configs import TrainConfig
 
@@ -89,6 +90,7 @@ def _config(model_dir: Path, epochs: int, side: str):
             "loss": [{"name": "dpo", "params": {"beta": BETA}}],
             "pair_layout": LAYOUTS.get(side, "shared_prompt"),
             "adapter": LORA if side == "ours-lora" else None,
+            "gradient_checkpointing": checkpointing,
         },
     )
 
@@ -120,7 +122,9 @@ def _our_trainer(config, examples: list[dict], out: Path):
     )
 
 
-def _trl_trainer(model_dir: Path, examples: list[dict], out: Path, epochs: int):
+def _trl_trainer(
+    model_dir: Path, examples: list[dict], out: Path, epochs: int, checkpointing: bool
+):
     import datasets
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -150,22 +154,22 @@ def _trl_trainer(model_dir: Path, examples: list[dict], out: Path, epochs: int):
         disable_tqdm=True,
         seed=0,
         dataloader_num_workers=0,
-        gradient_checkpointing=False,
+        gradient_checkpointing=checkpointing,
     )  # (TRL defaults to True; prefsmith to False)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     return GivenIds(model=model, args=args, train_dataset=ids, processing_class=tokenizer)
 
 
-def run_side(side: str, root: Path, epochs: int) -> dict:
+def run_side(side: str, root: Path, epochs: int, checkpointing: bool = False) -> dict:
     """One timed run in this process; returns its measurements."""
     import resource
 
     model_dir, pairs_ref = root / "model", root / "ref" / "pairs_ref.parquet"
-    config = _config(model_dir, epochs, side)
+    config = _config(model_dir, epochs, side, checkpointing)
     examples = _examples(model_dir, pairs_ref, config)
     if side == "trl":
-        trainer = _trl_trainer(model_dir, examples, root / f"out-{side}", epochs)
+        trainer = _trl_trainer(model_dir, examples, root / f"out-{side}", epochs, checkpointing)
     else:
         trainer = _our_trainer(config, examples, root / f"out-{side}")
     tokens = epochs * sum(
@@ -194,7 +198,7 @@ def run_side(side: str, root: Path, epochs: int) -> dict:
     }
 
 
-def _subprocess(side: str, root: Path, epochs: int, threads: int) -> dict:
+def _subprocess(side: str, root: Path, epochs: int, threads: int, checkpointing: bool) -> dict:
     command = [
         sys.executable,
         __file__,
@@ -204,6 +208,7 @@ def _subprocess(side: str, root: Path, epochs: int, threads: int) -> dict:
         str(root),
         "--epochs",
         str(epochs),
+        *(["--gradient-checkpointing"] if checkpointing else []),
     ]
     env = dict(
         os.environ, TQDM_DISABLE="1", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads)
@@ -275,14 +280,15 @@ def _run_rows(runs: list[dict]) -> list[str]:
     ]
 
 
-def _setup_text(runs: list[dict], *, epochs: int, size: str) -> str:
+def _setup_text(runs: list[dict], *, epochs: int, size: str, checkpointing: bool) -> str:
     """One paragraph: the data, model and training settings both sides share."""
     s = SIZES[size]
     return (
         f"Setup ({size}): {s['pairs']} pairs, prompt ~{s['prompt']} tokens, responses "
         f"{s['responses'][0]}-{s['responses'][1]} tokens, batch {BATCH} pairs, {epochs} epochs "
         f"({runs[0]['steps']} steps), DPO beta {BETA} with precomputed reference log-probs, "
-        f"float32, AdamW lr {LR}, no gradient checkpointing on either side. Llama hidden "
+        f"float32, AdamW lr {LR}, gradient checkpointing {'on' if checkpointing else 'off'} "
+        f"on every side. Llama hidden "
         f"{s['hidden']} / {s['layers']} layers / MLP {s['mlp']} / vocab 384, random init "
         f"({runs[0].get('parameters', 0) / 1e6:.1f}M parameters). {runs[0]['tokens']} real "
         f"tokens per run. `ours-lora`: LoRA r {LORA['r']}, alpha {LORA['alpha']:g}, all linear "
@@ -290,7 +296,9 @@ def _setup_text(runs: list[dict], *, epochs: int, size: str) -> str:
     )
 
 
-def report(runs: list[dict], facts: dict, *, epochs: int, size: str = "tiny") -> str:
+def report(
+    runs: list[dict], facts: dict, *, epochs: int, size: str = "tiny", checkpointing: bool = False
+) -> str:
     """Markdown: machine facts, medians / best runs with their ratios to TRL, every run."""
     summary = {side: _summary(runs, side) for side in dict.fromkeys(r["side"] for r in runs)}
     return "\n".join(
@@ -304,7 +312,7 @@ def report(runs: list[dict], facts: dict, *, epochs: int, size: str = "tiny") ->
             "|---|---|",
             *(f"| {k} | {v} |" for k, v in facts.items()),
             "",
-            _setup_text(runs, epochs=epochs, size=size),
+            _setup_text(runs, epochs=epochs, size=size, checkpointing=checkpointing),
             "",
             "Sides: `ours` = prefsmith defaults (`pair_layout: shared_prompt`, length-grouped batches); "
             "`ours-packed` = `pair_layout: packed`; `ours-lora` = LoRA adapter (peft), same layout "
@@ -347,11 +355,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="OMP threads per run")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="on every side")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     options = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if options.run:
-        print(json.dumps(run_side(options.run, options.root, options.epochs)))
+        checkpointing = options.gradient_checkpointing
+        print(json.dumps(run_side(options.run, options.root, options.epochs, checkpointing)))
         return
     root = options.root or Path(tempfile.mkdtemp(prefix="prefsmith-bench-"))
     if not (root / "ref" / "pairs_ref.parquet").is_file():
@@ -359,14 +369,26 @@ def main() -> None:
     facts, runs = machine(options.threads), []
     for _ in range(options.reps):
         for side in options.sides:
-            runs.append(_subprocess(side, root, options.epochs, options.threads))
+            runs.append(
+                _subprocess(
+                    side, root, options.epochs, options.threads, options.gradient_checkpointing
+                )
+            )
             print(json.dumps(runs[-1]), flush=True)
     options.out.mkdir(parents=True, exist_ok=True)
     raw = {"facts": facts, "epochs": options.epochs, "runs": runs}
     name = "train_vs_trl" + ("" if options.size == "tiny" else f"_{options.size}")
     name += "" if options.threads == 1 else f"_{options.threads}threads"
-    (options.out / f"{name}.json").write_text(json.dumps({**raw, "size": options.size}, indent=1))
-    text = report(runs, facts, epochs=options.epochs, size=options.size)
+    name += "_gc" if options.gradient_checkpointing else ""
+    raw |= {"size": options.size, "gradient_checkpointing": options.gradient_checkpointing}
+    (options.out / f"{name}.json").write_text(json.dumps(raw, indent=1))
+    text = report(
+        runs,
+        facts,
+        epochs=options.epochs,
+        size=options.size,
+        checkpointing=options.gradient_checkpointing,
+    )
     (options.out / f"{name}.md").write_text(text)
     print(text)
 
