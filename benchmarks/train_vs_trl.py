@@ -288,7 +288,7 @@ def _setup_text(runs: list[dict], *, epochs: int, size: str, checkpointing: bool
         f"{s['responses'][0]}-{s['responses'][1]} tokens, batch {BATCH} pairs, {epochs} epochs "
         f"({runs[0]['steps']} steps), DPO beta {BETA} with precomputed reference log-probs, "
         f"float32, AdamW lr {LR}, gradient checkpointing {'on' if checkpointing else 'off'} "
-        f"on every side. Llama hidden "
+        f"for every side. Llama hidden "
         f"{s['hidden']} / {s['layers']} layers / MLP {s['mlp']} / vocab 384, random init "
         f"({runs[0].get('parameters', 0) / 1e6:.1f}M parameters). {runs[0]['tokens']} real "
         f"tokens per run. `ours-lora`: LoRA r {LORA['r']}, alpha {LORA['alpha']:g}, all linear "
