@@ -47,6 +47,12 @@ class AdapterConfig(StrictModel):
         description="QLoRA: load the frozen base in 4-bit NF4 (bitsandbytes, CUDA only; refused "
         "on a machine without a GPU)",
     )
+    reference_token_budget: int = Field(
+        16384,
+        ge=1,
+        description="padded tokens per batch of the base reference pass the train stage runs on "
+        "pairs without reference log-probs (ranks split its batches)",
+    )
 
 
 class ReferenceConfig(StrictModel):

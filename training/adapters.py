@@ -96,9 +96,14 @@ def base_is_reference(config: TrainConfig, *, pairs: Path, has_reference: bool) 
     return True
 
 
-def add_base_reference(model, examples: list[dict[str, Any]], *, pad_id: int) -> None:
+def add_base_reference(
+    model, examples: list[dict[str, Any]], *, pad_id: int, token_budget: int
+) -> None:
     """Set each example's reference log-probs from the base: `model` with its adapter disabled
-    (the frozen weights the adapter trains over), in eval mode, so no second copy is loaded."""
+    (the frozen weights the adapter trains over), in eval mode, so no second copy is loaded.
+    Several ranks split the batches of one pass and sum the parts: each value is computed once,
+    in the batch it would have in one process, so the result does not depend on the ranks."""
+    from prefsmith.training.ranks import rank_part
     from prefsmith.training.reference import pair_sequences, sequence_logps
 
     sequences = pair_sequences(
@@ -107,8 +112,37 @@ def add_base_reference(model, examples: list[dict[str, Any]], *, pad_id: int) ->
     was_training = model.training
     model.eval()
     with model.disable_adapter():
-        logps = sequence_logps(model, sequences, token_budget=16384, pad_id=pad_id)
+        part = sequence_logps(
+            model, sequences, token_budget=token_budget, pad_id=pad_id, part=rank_part()
+        )
     model.train(was_training)
+    logps = _gathered(part, device=next(model.parameters()).device)
     for i, example in enumerate(examples):
-        example["ref_chosen_logps"] = logps[2 * i][0]
-        example["ref_rejected_logps"] = logps[2 * i + 1][0]
+        example["ref_chosen_logps"] = logps[2 * i]
+        example["ref_rejected_logps"] = logps[2 * i + 1]
+
+
+def _gathered(part: list[tuple[float, int] | None], *, device) -> list[float]:
+    """Every rank's part of a split pass, in one list of log-probs (float64: the sum of one
+    computed value and zeros is that value exactly). On the model's device: NCCL reduces only
+    GPU tensors."""
+    import torch
+
+    from prefsmith.schemas.errors import StageError
+    from prefsmith.training.ranks import rank_part, sum_over_ranks
+
+    computed = [i for i, result in enumerate(part) if result is not None]
+    values = torch.zeros(len(part), dtype=torch.float64)
+    values[computed] = torch.tensor([part[i][0] for i in computed], dtype=torch.float64)
+    done = torch.zeros(len(part), dtype=torch.int64)
+    done[computed] = 1
+    values, done = values.to(device), done.to(device)
+    rank, world = rank_part()
+    logger.info(
+        "base reference: rank %d of %d computed %d of %d", rank, world, len(computed), len(part)
+    )
+    sum_over_ranks(values)
+    sum_over_ranks(done)
+    if not bool((done == 1).all()):  # a rank that skipped or doubled a batch
+        raise StageError(f"base reference: sequences computed {done.tolist()} times, not once")
+    return values.tolist()

@@ -96,6 +96,21 @@ def _world() -> tuple[int, int]:
     return 1, 0
 
 
+def rank_part() -> tuple[int, int]:
+    """(rank, world size) of this process: the part of a split pass it computes."""
+    world, rank = _world()
+    return rank, world
+
+
+def sum_over_ranks(values):
+    """`values` (a CPU tensor) summed over every rank, in place (itself in one process)."""
+    import torch.distributed as dist
+
+    if _world()[0] > 1:
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
 def check_same_examples(rows: list[dict[str, Any]], *, lengths: list[int]) -> None:
     """Raise StageError unless every rank read the same pairs and rendered the same lengths."""
     import torch.distributed as dist

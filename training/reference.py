@@ -99,17 +99,25 @@ def load_reference_model(config: ReferenceConfig):
 
 
 def sequence_logps(
-    model, sequences: list[tuple[list[int], int]], *, token_budget: int, pad_id: int
-) -> list[tuple[float, int]]:
-    """(summed completion log-prob, tokens) per (ids, prompt length), batched by token budget."""
+    model,
+    sequences: list[tuple[list[int], int]],
+    *,
+    token_budget: int,
+    pad_id: int,
+    part: tuple[int, int] = (0, 1),
+) -> list[tuple[float, int] | None]:
+    """(summed completion log-prob, tokens) per (ids, prompt length), batched by token budget.
+    `part` (rank, world): only every world-th batch from the rank-th (the rest stay None), so
+    ranks split one pass over the same batches, each value computed as in one process."""
     import torch
 
     from prefsmith.training.collate import right_pad
     from prefsmith.training.logprobs import completion_logps
 
     device = next(model.parameters()).device
-    results: list[tuple[float, int]] = [(0.0, 0)] * len(sequences)
+    results: list[tuple[float, int] | None] = [None] * len(sequences)
     batches = token_budget_batches([len(ids) for ids, _ in sequences], budget=token_budget)
+    batches = batches[part[0] :: part[1]]
     for batch in track(batches, desc="reference log-probs", unit="batch"):
         ids = right_pad([sequences[i][0] for i in batch], pad_id, multiple=None)  # (N, T)
         lengths = torch.tensor([len(sequences[i][0]) for i in batch])  # (N,)

@@ -260,7 +260,8 @@ def train(inputs: Inputs, *, config: TrainConfig, out_dir: str | Path) -> StageR
         )
     reference = "pairs table" if has_reference else "none"
     if base_reference:
-        add_base_reference(model, examples, pad_id=pad_token_id(tokenizer))
+        budget = config.adapter.reference_token_budget
+        add_base_reference(model, examples, pad_id=pad_token_id(tokenizer), token_budget=budget)
         reference = "base, adapter disabled"
     trainer = make_trainer(
         model, tokenizer, datasets.Dataset.from_list(examples), config=config, args=args

@@ -87,12 +87,31 @@ def test_reference_with_the_adapter_disabled_equals_the_base(tiny, pairs_file):
     base = AutoModelForCausalLM.from_pretrained(str(tiny.policy)).eval()
     expected = _sequence_logps(base, examples, pad)  # (2N,) chosen, rejected interleaved
     wrapped = _random_adapter(AutoModelForCausalLM.from_pretrained(str(tiny.policy)))
-    add_base_reference(wrapped, examples, pad_id=pad)
+    add_base_reference(wrapped, examples, pad_id=pad, token_budget=4096)
     got = torch.tensor([[e["ref_chosen_logps"], e["ref_rejected_logps"]] for e in examples])
     assert torch.allclose(got.flatten(), expected, atol=1e-5)
     assert wrapped.training  # its mode is given back
     with_adapter_on = _sequence_logps(wrapped.eval(), examples, pad)
     assert (with_adapter_on - expected).abs().max() > 1e-2  # negative control: the adapter acts
+
+
+def test_ranks_split_the_base_reference_batches_and_cover_each_once(tiny, pairs_file):
+    """The parts of a pass split over 3 ranks: disjoint, together every sequence, and each
+    value equal to the one-process pass's (same batches, so bit for bit)."""
+    from prefsmith.training.reference import pair_sequences, sequence_logps
+
+    tokenizer, model = load_policy(_config(tiny))
+    examples = _examples(tokenizer, pairs_file)
+    sequences = pair_sequences(
+        (e["prompt_ids"], e["chosen_ids"], e["rejected_ids"]) for e in examples
+    )
+    args = {"token_budget": 64, "pad_id": tokenizer.pad_token_id}  # several batches
+    whole = sequence_logps(model.eval(), sequences, **args)
+    parts = [sequence_logps(model, sequences, **args, part=(r, 3)) for r in range(3)]
+    for i, value in enumerate(whole):
+        computed = [part[i] for part in parts if part[i] is not None]
+        assert computed == [value], i
+    assert all(any(v is not None for v in part) for part in parts)  # each rank had work
 
 
 def _dpo_against_base(policy_dir, tiny, pairs) -> tuple[float, float]:

@@ -327,3 +327,31 @@ def test_zero3_two_processes_save_the_gathered_weights(tiny, pairs_ref, one_proc
     worst = _max_param_diff(result, one_process)  # full tensors, not rank 0's shard
     print(f"ZeRO-3, 2 processes: max |param - 1-process ZeRO-2 run| = {worst:.2e}")
     assert worst <= PARAM_TOLERANCE["zero3"]
+
+
+@pytest.mark.slow
+def test_two_processes_split_the_lora_base_reference(tiny, pairs_ref):
+    """LoRA on pairs without reference log-probs: each of 2 ranks computes its half of the
+    base's batches and they sum the parts; the run trains like 1 process doing all of it."""
+    pairs = pairs_ref.parent.parent / "pairs.parquet"
+    adapter = {"r": 4, "alpha": 8, "reference_token_budget": 256}  # several batches to split
+    runs = {}
+    for world in (1, 2):
+        config = _config(
+            tiny.policy,
+            adapter=adapter,
+            per_device_train_batch_size=4 // world,
+            launch={"nproc_per_node": world},
+        )
+        out = pairs_ref.parent.parent / f"lora-{world}"
+        runs[world] = launch_train({"pairs": pairs}, config=config, out_dir=out)
+    one, two = _losses(runs[1]), _losses(runs[2])
+    assert one[-1] < one[0] - 0.01 and two == pytest.approx(one, abs=LOSS_TOLERANCE)
+    assert Manifest.read(runs[2].manifest).extra["reference"] == "base, adapter disabled"
+    log = (runs[2].output.parent / LOG_FILE).read_text()
+    counts = [
+        int(log.split(f"base reference: rank {rank} of 2 computed ")[1].split(" ")[0])
+        for rank in (0, 1)
+    ]
+    print(f"base reference sequences by rank: {counts}; losses 1 process {one}, 2 processes {two}")
+    assert sum(counts) == 32 and min(counts) > 0, counts  # 16 pairs, 2 sequences each
