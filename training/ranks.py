@@ -103,7 +103,8 @@ def rank_part() -> tuple[int, int]:
 
 
 def sum_over_ranks(values):
-    """`values` (a CPU tensor) summed over every rank, in place (itself in one process)."""
+    """`values` summed over every rank, in place (on the device the backend reduces: CPU for
+    gloo, GPU for NCCL); itself in one process."""
     import torch.distributed as dist
 
     if _world()[0] > 1:
