@@ -103,7 +103,7 @@ def add_base_reference(
     (the frozen weights the adapter trains over), in eval mode, so no second copy is loaded.
     Several ranks split the batches of one pass and sum the parts: each value is computed once,
     in the batch it would have in one process, so the result does not depend on the ranks."""
-    from prefsmith.training.ranks import rank_part
+    from prefsmith.training.ranks import world_and_rank
     from prefsmith.training.reference import pair_sequences, sequence_logps
 
     sequences = pair_sequences(
@@ -111,11 +111,14 @@ def add_base_reference(
     )
     was_training = model.training
     model.eval()
+    world, rank = world_and_rank()
     with model.disable_adapter():
         part = sequence_logps(
-            model, sequences, token_budget=token_budget, pad_id=pad_id, part=rank_part()
+            model, sequences, token_budget=token_budget, pad_id=pad_id, part=(rank, world)
         )
     model.train(was_training)
+    mine = sum(value is not None for value in part)
+    logger.info("base reference: rank %d of %d computed %d of %d", rank, world, mine, len(part))
     logps = _gathered(part, device=next(model.parameters()).device)
     for i, example in enumerate(examples):
         example["ref_chosen_logps"] = logps[2 * i]
@@ -129,7 +132,7 @@ def _gathered(part: list[tuple[float, int] | None], *, device) -> list[float]:
     import torch
 
     from prefsmith.schemas.errors import StageError
-    from prefsmith.training.ranks import rank_part, sum_over_ranks
+    from prefsmith.training.ranks import sum_over_ranks
 
     computed = [i for i, result in enumerate(part) if result is not None]
     values = torch.zeros(len(part), dtype=torch.float64)
@@ -137,10 +140,6 @@ def _gathered(part: list[tuple[float, int] | None], *, device) -> list[float]:
     done = torch.zeros(len(part), dtype=torch.int64)
     done[computed] = 1
     values, done = values.to(device), done.to(device)
-    rank, world = rank_part()
-    logger.info(
-        "base reference: rank %d of %d computed %d of %d", rank, world, len(computed), len(part)
-    )
     sum_over_ranks(values)
     sum_over_ranks(done)
     if not bool((done == 1).all()):  # a rank that skipped or doubled a batch

@@ -88,7 +88,8 @@ def log_global_batch(world_size: int, *, config: TrainConfig) -> int:
     return global_batch
 
 
-def _world() -> tuple[int, int]:
+def world_and_rank() -> tuple[int, int]:
+    """(world size, rank) of this process; (1, 0) outside a process group."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
@@ -96,18 +97,12 @@ def _world() -> tuple[int, int]:
     return 1, 0
 
 
-def rank_part() -> tuple[int, int]:
-    """(rank, world size) of this process: the part of a split pass it computes."""
-    world, rank = _world()
-    return rank, world
-
-
 def sum_over_ranks(values):
     """`values` summed over every rank, in place (on the device the backend reduces: CPU for
     gloo, GPU for NCCL); itself in one process."""
     import torch.distributed as dist
 
-    if _world()[0] > 1:
+    if world_and_rank()[0] > 1:
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values
 
@@ -116,7 +111,7 @@ def check_same_examples(rows: list[dict[str, Any]], *, lengths: list[int]) -> No
     """Raise StageError unless every rank read the same pairs and rendered the same lengths."""
     import torch.distributed as dist
 
-    world, _ = _world()
+    world, _ = world_and_rank()
     if world == 1:
         return
     digest = content_hash({"pairs": [str(r["pair_id"]) for r in rows], "lengths": lengths})
@@ -133,5 +128,5 @@ def wait_for_all() -> None:
     """Barrier across ranks (no-op in one process)."""
     import torch.distributed as dist
 
-    if _world()[0] > 1:
+    if world_and_rank()[0] > 1:
         dist.barrier()
