@@ -71,6 +71,13 @@ import polars as pl
 import pyarrow as pa
 
 from prefsmith.curation.normalize import score_transform
+from prefsmith.curation.pairs_drops import (
+    PROMPT_DROPS,
+    STAGE,
+    prompt_outcomes,
+    quarantine_rows,
+    response_counts,
+)
 from prefsmith.curation.pairs_output import (
     ParquetBatches,
     PromptIndex,
@@ -108,15 +115,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["build_pairs", "pair_ids", "rank_key"]
 
-STAGE = "pairs"
-RESPONSE_DROPS = {
-    "missing_response": "no responses row has this response_id, so its text is unknown",
-    "prompt_id_mismatch": "the scores row and the responses row name different prompt_ids",
-    "non_finite_score": "the score is NaN, infinite or null, so it cannot be ranked",
-    "duplicate_score": "the scorer scored this response_id more than once: an extra copy of an "
-    "equal score, or one of copies that disagree (then none is trusted)",
-}
-PROMPT_DROPS = ("missing_prompt", "fewer_than_two_responses", "all_tied", "below_min_margin")
 # Parquet options for pairs.parquet: dictionaries only where values repeat, min/max statistics
 # only where a reader filters (ids, scores, margins): string statistics and dictionary attempts
 # on unique ids and texts doubled the write's CPU time at 2.5 million pairs.
@@ -304,39 +302,6 @@ def stream_or_sort(
     )
 
 
-def prompt_outcomes(runs: pl.DataFrame, *, known: np.ndarray) -> dict:
-    """{reason: count} over every prompt the scorer scored; reason None = has >= 1 pair."""
-    n, paired = runs["n"].to_numpy(), runs["paired"].to_numpy()
-    tied = (runs["top"] == runs["bottom"]).to_numpy()
-    reasons = {
-        PROMPT_DROPS[0]: ~known,
-        PROMPT_DROPS[1]: known & (n < 2),
-        PROMPT_DROPS[2]: known & (n >= 2) & tied,
-        PROMPT_DROPS[3]: known & (n >= 2) & ~tied & ~paired,
-    }
-    counts = {reason: int(mask.sum()) for reason, mask in reasons.items()}
-    return counts | {None: runs.height - sum(counts.values())}
-
-
-def quarantine_rows(dropped: pl.DataFrame) -> pl.DataFrame:
-    """The response-level drops as QUARANTINE rows (row_ref = response_id)."""
-    detail = pl.col("status").replace_strict(RESPONSE_DROPS, return_dtype=pl.String)
-    raw = pl.struct("response_id", "prompt_id", "score").struct.json_encode()
-    return dropped.select(
-        stage=pl.lit(STAGE), row_ref="response_id", reason="status", detail=detail, raw=raw
-    ).sort("reason", "row_ref", "raw")  # raw too: copies of one response_id tie on the rest
-
-
-def response_counts(tally: Tally, *, dropped: pl.DataFrame) -> dict[str, int]:
-    """Response-level counts: score rows in, each drop reason, duplicates merged, ranked."""
-    counts = {"scores_in": tally.copies + dropped.height}
-    counts |= {reason: int((dropped["status"] == reason).sum()) for reason in RESPONSE_DROPS}
-    return counts | {
-        "duplicate_response_merged": tally.copies - tally.ranked,
-        "responses_ranked": tally.ranked,
-    }
-
-
 def build_pairs(inputs: Inputs, *, config: PairsConfig, out_dir: Path) -> StageResult:
     """Run the pairs stage on `inputs` `scores`, `responses` and `prompts`: write
     `pairs.parquet`, its quarantine and its manifest in `out_dir`."""
@@ -356,7 +321,7 @@ def build_pairs(inputs: Inputs, *, config: PairsConfig, out_dir: Path) -> StageR
         "scorer": scorer,
         "strategy": config.strategy,
         "pairs_written": tally.pairs,
-        "responses": response_counts(tally, dropped=dropped),
+        "responses": response_counts(copies=tally.copies, ranked=tally.ranked, dropped=dropped),
     }
     manifest = _manifest(
         tally.outcomes,
